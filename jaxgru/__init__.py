@@ -1,0 +1,27 @@
+"""jaxgru: PyTorch's ``torch.nn.GRU`` in JAX and Flax, exactly.
+
+- :func:`gru`, :func:`gru_cell`: the pure functional core, over torch-layout params.
+- :class:`GRU`, :class:`GRUCell`: Flax NNX modules; :mod:`jaxgru.linen`: Flax Linen modules.
+- :func:`init_gru_params`, :func:`init_gru_cell_params`: torch's initialisation.
+"""
+
+from jaxgru import linen
+from jaxgru._core import gru, gru_cell, gru_step
+from jaxgru._nnx import GRU, GRUCell
+from jaxgru._params import GRUSpec, expected_shapes, gru_spec, init_gru_cell_params, init_gru_params
+
+__version__ = "0.1.0"
+
+__all__ = [
+  "GRU",
+  "GRUCell",
+  "GRUSpec",
+  "expected_shapes",
+  "gru",
+  "gru_cell",
+  "gru_spec",
+  "gru_step",
+  "init_gru_cell_params",
+  "init_gru_params",
+  "linen",
+]

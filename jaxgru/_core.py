@@ -1,0 +1,249 @@
+r"""The functional GRU: torch's ``nn.GRU`` and ``nn.GRUCell`` as pure JAX functions.
+
+The maths lives here once; the Flax modules only own parameters and dtype policy.
+
+Axis legend: T time, B batch, I input size, H hidden size, L layers, D directions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from jaxgru import _validate
+from jaxgru._params import GRUSpec, cell_spec, gru_spec, layer_key
+
+Gates = tuple[jax.Array, jax.Array, jax.Array]
+
+
+def _linear(x: jax.Array, weight: jax.Array, bias: jax.Array | None) -> jax.Array:
+  y = jnp.dot(x, weight.T)
+  return y if bias is None else y + bias
+
+
+def _project(x: jax.Array, w_ih: jax.Array, b_ih: jax.Array | None) -> Gates:
+  """The input projection of every step at once, one (..., H) array per gate (r, z, n).
+
+  Three gate-major products rather than one (..., 3H) product: on XLA:CPU, slicing the
+  gates out of the minor axis of a precomputed projection inside the scan costs more than
+  the products (``benchmarks/NOTES.md``).
+  """
+  hidden = w_ih.shape[0] // 3
+  return tuple(
+    _linear(x, w_ih[g * hidden : (g + 1) * hidden], None if b_ih is None else b_ih[g * hidden : (g + 1) * hidden])
+    for g in range(3)
+  )
+
+
+def _step(gi: Gates, h: jax.Array, w_hh: jax.Array, b_hh: jax.Array | None, variant: str) -> jax.Array:
+  i_r, i_z, i_n = gi
+  hidden = h.shape[-1]
+  if variant == "torch":
+    h_r, h_z, h_n = jnp.split(_linear(h, w_hh, b_hh), 3, axis=-1)
+    r = jax.nn.sigmoid(i_r + h_r)
+    z = jax.nn.sigmoid(i_z + h_z)
+    n = jnp.tanh(i_n + r * h_n)
+    return n + z * (h - n)  # == (1 - z) * n + z * h, in torch's order of operations
+  b_rz, b_n = (None, None) if b_hh is None else (b_hh[: 2 * hidden], b_hh[2 * hidden :])
+  h_r, h_z = jnp.split(_linear(h, w_hh[: 2 * hidden], b_rz), 2, axis=-1)
+  r = jax.nn.sigmoid(i_r + h_r)
+  z = jax.nn.sigmoid(i_z + h_z)
+  candidate = jnp.tanh(i_n + _linear(r * h, w_hh[2 * hidden :], b_n))
+  return h + z * (candidate - h)  # == (1 - z) * h + z * candidate
+
+
+def gru_step(gi: jax.Array, h: jax.Array, w_hh: jax.Array, b_hh: jax.Array | None, variant: str = "torch") -> jax.Array:
+  r"""One GRU step from a precomputed input projection ``gi = W_ih x + b_ih``.
+
+  ``variant="torch"`` (``torch.nn.GRU``; the reset gate acts after the recurrent product):
+
+  .. math::
+
+    r &= \sigma(W_{ir} x + b_{ir} + W_{hr} h + b_{hr}) \\
+    z &= \sigma(W_{iz} x + b_{iz} + W_{hz} h + b_{hz}) \\
+    n &= \tanh(W_{in} x + b_{in} + r \odot (W_{hn} h + b_{hn})) \\
+    h' &= (1 - z) \odot n + z \odot h
+
+  ``variant="classic"`` (Cho et al. 2014, "reset before"; ``hk.GRU``): r and z as above and
+
+  .. math::
+
+    \tilde h &= \tanh(W_{in} x + b_{in} + W_{hn} (r \odot h) + b_{hn}) \\
+    h' &= (1 - z) \odot h + z \odot \tilde h
+
+  Args:
+    gi: (..., 3H) input projection, gates stacked (r, z, n).
+    h: (..., H) previous state.
+    w_hh: (3H, H) recurrent weight; b_hh: (3H,) recurrent bias or None.
+    variant: ``"torch"`` or ``"classic"``.
+
+  Returns:
+    (..., H) the next state.
+  """
+  _validate.check_variant(variant)
+  return _step(tuple(jnp.split(gi, 3, axis=-1)), h, w_hh, b_hh, variant)
+
+
+def _direction(
+  gi: Gates,
+  h0: jax.Array,
+  w_hh: jax.Array,
+  b_hh: jax.Array | None,
+  valid: jax.Array | None,
+  reverse: bool,
+  variant: str,
+) -> tuple[jax.Array, jax.Array]:
+  """Runs one direction of one layer over time: 3 x (T, B, H), (B, H) -> (T, B, H), (B, H).
+
+  With ``valid`` (T, B, 1), steps past a sequence's length leave the state alone and output
+  zero, so the forward direction ends on each sequence's last valid step and the reverse
+  direction (scanning from T - 1 down) starts on it.
+  """
+  if valid is None:
+
+    def step(h, g):
+      h = _step(g, h, w_hh, b_hh, variant)
+      return h, h
+
+    return lax.scan(step, h0, gi, reverse=reverse)
+
+  def masked_step(h, inputs):
+    g, m = inputs
+    h_new = _step(g, h, w_hh, b_hh, variant)
+    return jnp.where(m, h_new, h), jnp.where(m, h_new, jnp.zeros_like(h_new))
+
+  return lax.scan(masked_step, h0, (gi, valid), reverse=reverse)
+
+
+def _dropout(x: jax.Array, rate: Any, key: jax.Array) -> jax.Array:
+  keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
+  return jnp.where(keep, x / (1.0 - rate), jnp.zeros_like(x)).astype(x.dtype)
+
+
+def _stack(
+  params: Mapping[str, jax.Array],
+  spec: GRUSpec,
+  x: jax.Array,
+  h0: jax.Array,
+  valid: jax.Array | None,
+  dropout: Any,
+  dropout_key: jax.Array | None,
+  variant: str,
+) -> tuple[jax.Array, jax.Array]:
+  """All layers, time-major: (T, B, I), (L*D, B, H) -> (T, B, D*H), (L*D, B, H)."""
+  finals = []
+  layer_in = x
+  for layer in range(spec.num_layers):
+    outputs = []
+    for direction in range(spec.num_directions):
+      w_ih, w_hh = (params[layer_key(k, layer, direction)] for k in ("weight_ih", "weight_hh"))
+      b_ih, b_hh = (params[layer_key(k, layer, direction)] if spec.bias else None for k in ("bias_ih", "bias_hh"))
+      gi = _project(layer_in, w_ih, b_ih)
+      h_last, out = _direction(gi, h0[layer * spec.num_directions + direction], w_hh, b_hh, valid, direction == 1, variant)
+      outputs.append(out)
+      finals.append(h_last)
+    layer_in = outputs[0] if len(outputs) == 1 else jnp.concatenate(outputs, axis=-1)
+    if dropout_key is not None and layer < spec.num_layers - 1 and not _is_zero(dropout):
+      layer_in = _dropout(layer_in, dropout, jax.random.fold_in(dropout_key, layer))
+  return layer_in, jnp.stack(finals)
+
+
+def _is_zero(value: Any) -> bool:
+  return not isinstance(value, jax.core.Tracer) and value == 0
+
+
+def gru(
+  params: Mapping[str, jax.Array],
+  x: jax.Array,
+  h0: jax.Array | None = None,
+  *,
+  batch_first: bool = False,
+  lengths: jax.Array | None = None,
+  dropout: float = 0.0,
+  dropout_key: jax.Array | None = None,
+  variant: str = "torch",
+) -> tuple[jax.Array, jax.Array]:
+  """``torch.nn.GRU``'s forward pass as a pure function.
+
+  Args:
+    params: torch's ``GRU.state_dict()`` layout: ``weight_ih_l{k}`` (3H, I or D*H),
+      ``weight_hh_l{k}`` (3H, H), ``bias_ih_l{k}``, ``bias_hh_l{k}`` (3H,), with ``_reverse``
+      twins when bidirectional. Layers, directions and bias are read from the keys.
+    x: (T, B, I), or (B, T, I) with ``batch_first``, or unbatched (T, I).
+    h0: (L*D, B, H), or (L*D, H) for unbatched input; zeros when None. Never batch-first.
+    batch_first: whether ``x`` and the output put the batch axis first.
+    lengths: (B,) integers in [1, T], any order: the result equals torch's
+      ``pack_padded_sequence(x, lengths, enforce_sorted=False)`` -> GRU ->
+      ``pad_packed_sequence(..., total_length=T)``. Under tracing the values cannot be checked;
+      a sequence whose length is out of range then gets NaN outputs and final state.
+    dropout: probability of zeroing each output of every layer but the last.
+    dropout_key: PRNG key; dropout is applied only when ``dropout > 0`` and this is given.
+    variant: ``"torch"`` (default) or ``"classic"``; see :func:`gru_step`.
+
+  Returns:
+    ``(output, h_n)``: output (T, B, D*H) (batch-first or unbatched like ``x``), with the
+    reverse direction's half aligned to the input step; h_n (L*D, B, H) indexed
+    ``layer * D + direction``.
+
+  Example:
+    >>> params = jaxgru.init_gru_params(jax.random.key(0), input_size=3, hidden_size=4)
+    >>> out, h_n = jaxgru.gru(params, jnp.ones((5, 2, 3)))
+    >>> out.shape, h_n.shape
+    ((5, 2, 4), (1, 2, 4))
+  """
+  variant = _validate.check_variant(variant)
+  dropout = _validate.check_dropout(dropout)
+  spec = gru_spec(params)
+  x = _validate.check_input(x, spec)
+  batched = x.ndim == 3
+  if not batched:
+    x = x[:, None]
+  elif batch_first:
+    x = jnp.swapaxes(x, 0, 1)
+  steps, batch = x.shape[0], x.shape[1]
+  state_shape = (spec.num_layers * spec.num_directions, batch, spec.hidden_size)
+  if h0 is None:
+    h0 = jnp.zeros(state_shape, x.dtype)
+  else:
+    h0 = _validate.check_state(h0, state_shape if batched else (state_shape[0], state_shape[2]), x.dtype, "h0")
+    h0 = h0 if batched else h0[:, None]
+  valid = ok = None
+  if lengths is not None:
+    lengths = _validate.check_lengths(lengths, batch if batched else None, steps)
+    valid, ok = _validate.length_mask(lengths, steps)
+  params = {k: jnp.asarray(v) for k, v in params.items()}
+
+  output, h_n = _stack(params, spec, x, h0, valid, dropout, dropout_key, variant)
+
+  if ok is not None and isinstance(lengths, jax.core.Tracer):
+    output = jnp.where(ok, output, jnp.nan)
+    h_n = jnp.where(ok, h_n, jnp.nan)
+  if not batched:
+    return output[:, 0], h_n[:, 0]
+  return (jnp.swapaxes(output, 0, 1) if batch_first else output), h_n
+
+
+def gru_cell(params: Mapping[str, jax.Array], x: jax.Array, h: jax.Array | None = None, *, variant: str = "torch") -> jax.Array:
+  """``torch.nn.GRUCell``'s forward pass: one step, ``h_new = cell(x, h)``.
+
+  Args:
+    params: ``weight_ih`` (3H, I), ``weight_hh`` (3H, H), and optionally ``bias_ih``, ``bias_hh`` (3H,).
+    x: (B, I) or unbatched (I,).
+    h: (B, H) or (H,) like ``x``; zeros when None.
+    variant: ``"torch"`` or ``"classic"``; see :func:`gru_step`.
+
+  Returns:
+    (B, H) or (H,): the next state.
+  """
+  variant = _validate.check_variant(variant)
+  spec = cell_spec(params)
+  x = _validate.check_cell_input(x, spec)
+  shape = x.shape[:-1] + (spec.hidden_size,)
+  h = jnp.zeros(shape, x.dtype) if h is None else _validate.check_state(h, shape, x.dtype, "h")
+  params = {k: jnp.asarray(v) for k, v in params.items()}
+  gi = _project(x, params["weight_ih"], params.get("bias_ih"))
+  return _step(gi, h, params["weight_hh"], params.get("bias_hh"), variant)

@@ -1,0 +1,190 @@
+"""Flax NNX modules: ``GRU`` (``torch.nn.GRU``) and ``GRUCell`` (a Flax recurrent cell).
+
+They own parameters (``nnx.Param`` named exactly like torch's), initialisation and dtype
+policy; the maths is :func:`jaxgru.gru` / :func:`jaxgru.gru_cell`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from jaxgru import _policy
+from jaxgru._core import gru
+from jaxgru._params import check_layout, init_gru_cell_params, init_gru_params
+
+
+def _dropout_stream(rngs: nnx.Rngs | nnx.RngStream | None) -> nnx.RngStream | None:
+  if rngs is None or isinstance(rngs, nnx.RngStream):
+    return rngs
+  try:
+    return rngs["dropout"]
+  except (KeyError, AttributeError) as err:
+    raise ValueError(
+      "rngs has no 'dropout' (or 'default') stream, which a GRU with dropout > 0 needs; "
+      "pass e.g. nnx.Rngs(0) or nnx.Rngs(params=0, dropout=1)"
+    ) from err
+
+
+class _TorchParams(nnx.Module):
+  """Holds torch-named ``nnx.Param`` attributes and moves them to and from a state dict."""
+
+  _param_names: tuple[str, ...]
+
+  def _set_params(self, params: Mapping[str, jax.Array]) -> None:
+    self._param_names = tuple(params)
+    for name, value in params.items():
+      setattr(self, name, nnx.Param(value))
+
+  def state_dict(self) -> dict[str, jax.Array]:
+    """The parameters in torch's layout: ``{"weight_ih_l0": (3H, I) array, ...}``."""
+    return {name: getattr(self, name)[...] for name in self._param_names}
+
+  def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+    """Replaces every parameter from a torch-layout mapping, strictly like torch's
+    ``load_state_dict(strict=True)``: missing, unexpected and wrongly shaped keys are all
+    reported in one error. Values are cast to each parameter's dtype, as torch copies."""
+    current = self.state_dict()
+    check_layout(state_dict, {k: v.shape for k, v in current.items()}, type(self).__name__)
+    for name, old in current.items():
+      getattr(self, name)[...] = jnp.asarray(state_dict[name], old.dtype)
+
+
+class GRU(_TorchParams):
+  """``torch.nn.GRU`` as a Flax NNX module.
+
+  Example:
+    >>> model = jaxgru.GRU(3, 8, num_layers=2, bidirectional=True, rngs=nnx.Rngs(0))
+    >>> out, h_n = model(jnp.ones((5, 2, 3)))
+    >>> out.shape, h_n.shape
+    ((5, 2, 16), (4, 2, 8))
+
+  Args:
+    input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional: as torch.
+    variant: ``"torch"`` or ``"classic"`` (see :func:`jaxgru.gru_step`).
+    dtype: compute dtype; None promotes the input and the parameters.
+    param_dtype: storage dtype of the parameters.
+    deterministic: disables dropout; ``model.eval()`` / ``model.train()`` set it.
+    rngs: ``params`` stream for initialisation (torch's U(-1/sqrt(H), 1/sqrt(H))); the
+      ``dropout`` stream (``default`` if absent) is kept for dropout when ``dropout > 0``.
+  """
+
+  def __init__(
+    self,
+    input_size: int,
+    hidden_size: int,
+    num_layers: int = 1,
+    bias: bool = True,
+    batch_first: bool = False,
+    dropout: float = 0.0,
+    bidirectional: bool = False,
+    *,
+    variant: str = "torch",
+    dtype: Any = None,
+    param_dtype: Any = jnp.float32,
+    deterministic: bool = False,
+    rngs: nnx.Rngs,
+  ):
+    self.dropout = _policy.check_gru_args(input_size, hidden_size, num_layers, dropout, variant, dtype, param_dtype)
+    self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
+    self.bias, self.batch_first, self.bidirectional = bool(bias), bool(batch_first), bool(bidirectional)
+    self.variant, self.dtype, self.param_dtype = variant, dtype, param_dtype
+    self.deterministic = deterministic
+    self._set_params(
+      init_gru_params(rngs.params(), input_size, hidden_size, num_layers, self.bias, self.bidirectional, param_dtype)
+    )
+    self.rngs = _dropout_stream(rngs).fork() if self.dropout > 0 else nnx.data(None)
+
+  def __call__(
+    self,
+    x: jax.Array,
+    h0: jax.Array | None = None,
+    *,
+    lengths: jax.Array | None = None,
+    deterministic: bool | None = None,
+    rngs: nnx.Rngs | nnx.RngStream | jax.Array | None = None,
+  ) -> tuple[jax.Array, jax.Array]:
+    """Runs the GRU: ``(output, h_n) = model(x, h0)``, shapes as :func:`jaxgru.gru`.
+
+    Args:
+      x: (T, B, I), (B, T, I) with ``batch_first``, or unbatched (T, I).
+      h0: (L*D, B, H) or (L*D, H); zeros when None.
+      lengths: (B,) valid steps per sequence, as torch's packed sequences.
+      deterministic: overrides ``self.deterministic`` for this call.
+      rngs: overrides the stored dropout stream for this call.
+    """
+    params, (x, h0) = _policy.promote(self.state_dict(), (x, h0), self.dtype)
+    deterministic = self.deterministic if deterministic is None else deterministic
+    key = None
+    if self.dropout > 0 and not deterministic:
+      stream = self.rngs if rngs is None else rngs
+      if stream is None:
+        raise ValueError("dropout > 0 in training mode needs rngs: pass rngs to the constructor or the call")
+      key = stream if isinstance(stream, jax.Array) else _dropout_stream(stream)()
+    return gru(
+      params, x, h0, batch_first=self.batch_first, lengths=lengths, dropout=self.dropout, dropout_key=key, variant=self.variant
+    )
+
+  def set_view(self, deterministic: bool | None = None) -> None:
+    """For ``nnx.view(model, deterministic=...)``."""
+    if deterministic is not None:
+      self.deterministic = deterministic
+
+
+class GRUCell(_TorchParams, nnx.RNNCellBase):
+  """``torch.nn.GRUCell``'s parameters and maths behind Flax's recurrent-cell contract.
+
+  ``cell(carry, x) -> (carry, y)`` with ``y == carry``; ``initialize_carry`` and
+  ``num_feature_axes`` as Flax's cells, so it runs inside ``nnx.RNN`` and ``nnx.Bidirectional``.
+
+  Example:
+    >>> cell = jaxgru.GRUCell(3, 8, rngs=nnx.Rngs(0))
+    >>> out = nnx.RNN(cell)(jnp.ones((2, 5, 3)))  # batch-major, like Flax
+    >>> out.shape
+    (2, 5, 8)
+  """
+
+  def __init__(
+    self,
+    input_size: int,
+    hidden_size: int,
+    bias: bool = True,
+    *,
+    variant: str = "torch",
+    dtype: Any = None,
+    param_dtype: Any = jnp.float32,
+    carry_init: Any = None,
+    rngs: nnx.Rngs,
+  ):
+    _policy.check_gru_args(input_size, hidden_size, 1, 0.0, variant, dtype, param_dtype)
+    self.input_size, self.hidden_size, self.bias = input_size, hidden_size, bool(bias)
+    self.variant, self.dtype, self.param_dtype = variant, dtype, param_dtype
+    self.carry_init = carry_init
+    self._set_params(init_gru_cell_params(rngs.params(), input_size, hidden_size, self.bias, param_dtype))
+
+  def __call__(self, carry: jax.Array, inputs: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """One step: ``(h_new, h_new) = cell(h, x)``; x (..., I), h (..., H)."""
+    h = _policy.run_cell(self.state_dict(), carry, inputs, self.dtype, self.variant)
+    return h, h
+
+  def initialize_carry(
+    self, input_shape: tuple[int, ...], rngs: nnx.Rngs | nnx.RngStream | None = None, carry_init: Any = None
+  ) -> jax.Array:
+    """The initial state for inputs of ``input_shape`` (..., I): zeros (..., H) by default."""
+    shape = tuple(input_shape[:-1]) + (self.hidden_size,)
+    init = carry_init or self.carry_init
+    if init is None:
+      return jnp.zeros(shape, self.param_dtype)
+    if isinstance(rngs, nnx.Rngs):
+      rngs = rngs.carry
+    if rngs is None:
+      raise ValueError("initialize_carry with a carry_init needs rngs")
+    return init(rngs(), shape, self.param_dtype)
+
+  @property
+  def num_feature_axes(self) -> int:
+    return 1

@@ -1,0 +1,218 @@
+"""torch's GRU parameter layout: key names, shapes, validation and initialisation.
+
+A GRU's parameters are a flat mapping with exactly the keys and shapes of
+``torch.nn.GRU(...).state_dict()``; a GRU cell's those of ``torch.nn.GRUCell``.
+The three gates are stacked along the first axis in torch's order (r, z, n).
+
+Axis legend: I input size, H hidden size, L layers, D directions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+Params = Mapping[str, jax.Array]
+
+_KEY = re.compile(r"^(weight|bias)_(ih|hh)_l(\d+)(_reverse)?$")
+CELL_KEYS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+
+
+@dataclasses.dataclass(frozen=True)
+class GRUSpec:
+  """The configuration a GRU parameter mapping describes."""
+
+  input_size: int
+  hidden_size: int
+  num_layers: int
+  bias: bool
+  bidirectional: bool
+  dtype: Any
+
+  @property
+  def num_directions(self) -> int:
+    return 2 if self.bidirectional else 1
+
+
+def layer_key(kind: str, layer: int, direction: int) -> str:
+  """``layer_key("weight_ih", 1, 1) == "weight_ih_l1_reverse"``."""
+  return f"{kind}_l{layer}" + ("_reverse" if direction else "")
+
+
+def expected_shapes(
+  input_size: int, hidden_size: int, num_layers: int, bias: bool, bidirectional: bool
+) -> dict[str, tuple[int, ...]]:
+  """Every key of torch's ``GRU.state_dict()`` with its shape, in torch's order."""
+  num_directions = 2 if bidirectional else 1
+  shapes: dict[str, tuple[int, ...]] = {}
+  for layer in range(num_layers):
+    layer_in = input_size if layer == 0 else hidden_size * num_directions
+    for direction in range(num_directions):
+      shapes[layer_key("weight_ih", layer, direction)] = (3 * hidden_size, layer_in)
+      shapes[layer_key("weight_hh", layer, direction)] = (3 * hidden_size, hidden_size)
+      if bias:
+        shapes[layer_key("bias_ih", layer, direction)] = (3 * hidden_size,)
+        shapes[layer_key("bias_hh", layer, direction)] = (3 * hidden_size,)
+  return shapes
+
+
+def cell_shapes(input_size: int, hidden_size: int, bias: bool) -> dict[str, tuple[int, ...]]:
+  """Every key of torch's ``GRUCell.state_dict()`` with its shape."""
+  shapes = {"weight_ih": (3 * hidden_size, input_size), "weight_hh": (3 * hidden_size, hidden_size)}
+  if bias:
+    shapes |= {"bias_ih": (3 * hidden_size,), "bias_hh": (3 * hidden_size,)}
+  return shapes
+
+
+def _shape_of(value: Any, key: str) -> tuple[int, ...]:
+  shape = getattr(value, "shape", None)
+  if shape is None or not hasattr(value, "dtype"):
+    raise TypeError(f"params[{key!r}] must be an array, got {type(value).__name__}")
+  return tuple(shape)
+
+
+def check_layout(params: Mapping[str, Any], shapes: Mapping[str, tuple[int, ...]], what: str) -> None:
+  """Raises one ValueError listing missing keys, unexpected keys and wrong shapes, like torch's
+  strict ``load_state_dict``."""
+  _check_mapping(params)
+  missing = [k for k in shapes if k not in params]
+  unexpected = [k for k in params if k not in shapes]
+  wrong = [
+    f"{k}: got shape {_shape_of(params[k], k)}, expected {shapes[k]}"
+    for k in shapes
+    if k in params and _shape_of(params[k], k) != shapes[k]
+  ]
+  if missing or unexpected or wrong:
+    lines = [f"params do not describe a {what}:"]
+    if missing:
+      lines.append("  missing key(s): " + ", ".join(missing))
+    if unexpected:
+      lines.append("  unexpected key(s): " + ", ".join(map(repr, unexpected)))
+    if wrong:
+      lines.append("  size mismatch for " + "; ".join(wrong))
+    raise ValueError("\n".join(lines))
+
+
+def _check_dtypes(params: Mapping[str, Any]) -> Any:
+  dtypes = {k: jnp.dtype(v.dtype) for k, v in params.items()}
+  floating = {k: d for k, d in dtypes.items() if not jnp.issubdtype(d, jnp.floating)}
+  if floating:
+    raise TypeError(f"params must be floating-point arrays; got {floating}")
+  if len(set(dtypes.values())) > 1:
+    detail = ", ".join(f"{k}: {d}" for k, d in dtypes.items())
+    raise TypeError(f"params must all have one dtype (as torch requires); got {detail}")
+  return next(iter(dtypes.values()))
+
+
+def _check_mapping(params: Any) -> None:
+  if not isinstance(params, Mapping):
+    raise TypeError(f"params must be a mapping of torch state-dict keys to arrays, got {type(params).__name__}")
+  bad = [k for k in params if not isinstance(k, str)]
+  if bad:
+    raise TypeError(f"params keys must be strings, got {bad!r}")
+
+
+def gru_spec(params: Any) -> GRUSpec:
+  """Reads a GRU's configuration from its torch-layout params, checking every key and shape.
+
+  The number of layers, the directions and whether there is a bias are read from the keys;
+  the sizes from ``weight_ih_l0`` and ``weight_hh_l0``.
+
+  Raises:
+    TypeError: ``params`` is not a mapping of floating arrays of one dtype.
+    ValueError: keys are missing or unexpected, or shapes are wrong; all are listed at once.
+  """
+  _check_mapping(params)
+  layers = [int(m.group(3)) for m in map(_KEY.match, params) if m]
+  if not layers:
+    raise ValueError(
+      f"params do not describe a GRU: no key of the form weight_ih_l0 (torch's nn.GRU layout); got keys {sorted(params)}"
+    )
+  for key in ("weight_ih_l0", "weight_hh_l0"):
+    if key not in params:
+      raise ValueError(f"params do not describe a GRU: missing key(s): {key}")
+  w_ih, w_hh = _shape_of(params["weight_ih_l0"], "weight_ih_l0"), _shape_of(params["weight_hh_l0"], "weight_hh_l0")
+  if len(w_hh) != 2 or w_hh[0] != 3 * w_hh[1] or w_hh[1] < 1:
+    raise ValueError(f"params['weight_hh_l0'] must have shape (3 * hidden_size, hidden_size), got {w_hh}")
+  if len(w_ih) != 2:
+    raise ValueError(f"params['weight_ih_l0'] must have shape (3 * hidden_size, input_size), got {w_ih}")
+  bias = any(k.startswith("bias_") for k in params)
+  bidirectional = any(k.endswith("_reverse") for k in params)
+  spec_shapes = expected_shapes(w_ih[1], w_hh[1], max(layers) + 1, bias, bidirectional)
+  check_layout(params, spec_shapes, "torch.nn.GRU")
+  dtype = _check_dtypes(params)
+  return GRUSpec(w_ih[1], w_hh[1], max(layers) + 1, bias, bidirectional, dtype)
+
+
+def cell_spec(params: Any) -> GRUSpec:
+  """Like :func:`gru_spec`, for ``torch.nn.GRUCell`` keys (``weight_ih``, ..., ``bias_hh``)."""
+  _check_mapping(params)
+  for key in ("weight_ih", "weight_hh"):
+    if key not in params:
+      raise ValueError(f"params do not describe a torch.nn.GRUCell: missing key(s): {key}; got keys {sorted(params)}")
+  w_ih, w_hh = _shape_of(params["weight_ih"], "weight_ih"), _shape_of(params["weight_hh"], "weight_hh")
+  if len(w_hh) != 2 or w_hh[0] != 3 * w_hh[1] or w_hh[1] < 1:
+    raise ValueError(f"params['weight_hh'] must have shape (3 * hidden_size, hidden_size), got {w_hh}")
+  if len(w_ih) != 2:
+    raise ValueError(f"params['weight_ih'] must have shape (3 * hidden_size, input_size), got {w_ih}")
+  bias = "bias_ih" in params or "bias_hh" in params
+  check_layout(params, cell_shapes(w_ih[1], w_hh[1], bias), "torch.nn.GRUCell")
+  return GRUSpec(w_ih[1], w_hh[1], 1, bias, False, _check_dtypes(params))
+
+
+def check_sizes(**sizes: Any) -> None:
+  """Raises unless every size is a positive Python int (``input_size=3, hidden_size=0`` -> error)."""
+  for name, value in sizes.items():
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+      raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+
+def _uniform_init(key: jax.Array, shapes: Mapping[str, tuple[int, ...]], hidden_size: int, dtype: Any) -> dict[str, jax.Array]:
+  bound = 1.0 / math.sqrt(hidden_size)
+  keys = jax.random.split(key, len(shapes))
+  return {
+    name: jax.random.uniform(k, shape, dtype, minval=-bound, maxval=bound)
+    for k, (name, shape) in zip(keys, shapes.items(), strict=True)
+  }
+
+
+def init_gru_params(
+  key: jax.Array,
+  input_size: int,
+  hidden_size: int,
+  num_layers: int = 1,
+  bias: bool = True,
+  bidirectional: bool = False,
+  dtype: Any = jnp.float32,
+) -> dict[str, jax.Array]:
+  """torch's initialisation of ``nn.GRU``: every parameter drawn from U(-1/sqrt(H), 1/sqrt(H)).
+
+  Example:
+    >>> params = init_gru_params(jax.random.key(0), input_size=3, hidden_size=4, num_layers=2)
+    >>> params["weight_ih_l1"].shape
+    (12, 4)
+  """
+  check_sizes(input_size=input_size, hidden_size=hidden_size, num_layers=num_layers)
+  _check_float_dtype(dtype)
+  shapes = expected_shapes(input_size, hidden_size, num_layers, bias, bidirectional)
+  return _uniform_init(key, shapes, hidden_size, dtype)
+
+
+def init_gru_cell_params(
+  key: jax.Array, input_size: int, hidden_size: int, bias: bool = True, dtype: Any = jnp.float32
+) -> dict[str, jax.Array]:
+  """torch's initialisation of ``nn.GRUCell``: U(-1/sqrt(H), 1/sqrt(H)) for every parameter."""
+  check_sizes(input_size=input_size, hidden_size=hidden_size)
+  _check_float_dtype(dtype)
+  return _uniform_init(key, cell_shapes(input_size, hidden_size, bias), hidden_size, dtype)
+
+
+def _check_float_dtype(dtype: Any) -> None:
+  if not jnp.issubdtype(jnp.dtype(dtype), jnp.floating):
+    raise TypeError(f"dtype must be a floating-point dtype, got {dtype!r}")

@@ -1,0 +1,115 @@
+"""Argument checks that run at trace time, before XLA sees a shape it would reject.
+
+Each check names the argument and what was expected. Shapes and dtypes are always known
+while tracing; values (``lengths``) are checked only when they are concrete, and
+:func:`length_mask` makes out-of-range lengths loud (NaN) when they are not.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxgru._params import GRUSpec
+
+VARIANTS = ("torch", "classic")
+
+
+def check_variant(variant: Any) -> str:
+  if variant not in VARIANTS:
+    raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+  return variant
+
+
+def check_dropout(dropout: Any) -> float:
+  """``dropout`` must be a probability in [0, 1); a traced value is passed through unchecked."""
+  if isinstance(dropout, jax.core.Tracer):
+    return dropout
+  if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real) or not 0.0 <= float(dropout) < 1.0:
+    raise ValueError(f"dropout must be a float in [0, 1), got {dropout!r}")
+  return float(dropout)
+
+
+def as_array(value: Any, name: str) -> jax.Array:
+  if isinstance(value, jax.Array):
+    return value
+  try:
+    return jnp.asarray(value)
+  except TypeError as err:
+    raise TypeError(f"{name} must be an array, got {type(value).__name__}") from err
+
+
+def check_input(x: Any, spec: GRUSpec, name: str = "x") -> jax.Array:
+  """Checks a GRU input: rank 2 (unbatched) or 3, last axis ``input_size``, params' dtype."""
+  x = as_array(x, name)
+  if x.ndim not in (2, 3):
+    raise ValueError(
+      f"{name} must be 2-D (T, input_size) unbatched or 3-D (T, B, input_size) / (B, T, input_size) "
+      f"with batch_first; got shape {x.shape}"
+    )
+  if x.shape[-1] != spec.input_size:
+    raise ValueError(f"{name}.shape[-1] must be input_size={spec.input_size}, got shape {x.shape}")
+  _check_dtype(x, spec.dtype, name)
+  return x
+
+
+def check_cell_input(x: Any, spec: GRUSpec) -> jax.Array:
+  x = as_array(x, "x")
+  if x.ndim not in (1, 2):
+    raise ValueError(f"x must be 1-D (input_size,) or 2-D (B, input_size) for a GRU cell, got shape {x.shape}")
+  if x.shape[-1] != spec.input_size:
+    raise ValueError(f"x.shape[-1] must be input_size={spec.input_size}, got shape {x.shape}")
+  _check_dtype(x, spec.dtype, "x")
+  return x
+
+
+def _check_dtype(x: jax.Array, dtype: Any, name: str) -> None:
+  if not jnp.issubdtype(x.dtype, jnp.floating):
+    raise TypeError(f"{name} must be a floating-point array, got dtype {x.dtype}")
+  if x.dtype != dtype:
+    raise TypeError(
+      f"{name} has dtype {x.dtype} but the params have dtype {dtype}; torch rejects mixed dtypes, "
+      f"so cast one of them (e.g. {name}.astype({jnp.dtype(dtype).name}))"
+    )
+
+
+def check_state(h: Any, expected: tuple[int, ...], dtype: Any, name: str) -> jax.Array:
+  """Checks an initial hidden state against its expected shape and dtype."""
+  h = as_array(h, name)
+  if tuple(h.shape) != tuple(expected):
+    raise ValueError(f"{name} must have shape {tuple(expected)}, got {tuple(h.shape)}")
+  _check_dtype(h, dtype, name)
+  return h
+
+
+def check_lengths(lengths: Any, batch: int | None, steps: int) -> jax.Array:
+  """Checks ``lengths``: shape (B,), integer dtype and, when concrete, 1 <= length <= T."""
+  if batch is None:
+    raise ValueError("lengths needs batched input (T, B, input_size); got unbatched 2-D x")
+  lengths = as_array(lengths, "lengths")
+  if lengths.shape != (batch,):
+    raise ValueError(f"lengths must have shape (B,) = ({batch},), one per batch element; got {lengths.shape}")
+  if not jnp.issubdtype(lengths.dtype, jnp.integer):
+    raise TypeError(f"lengths must be an integer array, got dtype {lengths.dtype}")
+  if not isinstance(lengths, jax.core.Tracer):
+    values = np.asarray(lengths)
+    bad = values[(values < 1) | (values > steps)]
+    if bad.size:
+      raise ValueError(f"lengths must lie in [1, T={steps}], got {bad.tolist()} in {values.tolist()}")
+  return lengths
+
+
+def length_mask(lengths: jax.Array, steps: int) -> tuple[jax.Array, jax.Array]:
+  """Returns ``valid`` (T, B, 1): step t is within sequence b; and ``ok`` (B, 1): length in range.
+
+  ``ok`` matters only for traced lengths, which :func:`check_lengths` cannot see: callers
+  poison an out-of-range sequence's results with NaN rather than return wrong numbers.
+  """
+  t = jnp.arange(steps)[:, None, None]
+  valid = t < lengths[None, :, None]
+  ok = ((lengths >= 1) & (lengths <= steps))[:, None]
+  return valid, ok

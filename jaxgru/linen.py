@@ -1,0 +1,125 @@
+"""Flax Linen modules: ``GRU`` (``torch.nn.GRU``) and ``GRUCell`` (a Linen recurrent cell).
+
+Parameters live in the ``params`` collection under torch's names (``weight_ih_l0``, ...);
+the maths is :func:`jaxgru.gru` / :func:`jaxgru.gru_cell`. Dropout follows Linen's
+convention: a ``deterministic`` flag and the ``dropout`` PRNG collection.
+
+Example:
+  >>> model = jaxgru.linen.GRU(input_size=3, hidden_size=8, num_layers=2)
+  >>> variables = model.init(jax.random.key(0), jnp.ones((5, 2, 3)))
+  >>> out, h_n = model.apply(variables, jnp.ones((5, 2, 3)))
+  >>> out.shape, h_n.shape
+  ((5, 2, 8), (2, 2, 8))
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jaxgru import _policy
+from jaxgru._core import gru
+from jaxgru._params import cell_shapes, expected_shapes
+
+
+def _torch_uniform(hidden_size: int):
+  bound = 1.0 / math.sqrt(hidden_size)
+
+  def init(key: jax.Array, shape: tuple[int, ...], dtype: Any = jnp.float32) -> jax.Array:
+    return jax.random.uniform(key, shape, dtype, minval=-bound, maxval=bound)
+
+  return init
+
+
+class GRU(nn.Module):
+  """``torch.nn.GRU`` as a Linen module: ``(output, h_n) = model.apply(variables, x, h0)``.
+
+  Attributes:
+    input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional: as torch.
+    variant: ``"torch"`` or ``"classic"`` (see :func:`jaxgru.gru_step`).
+    dtype: compute dtype; None promotes the input and the parameters.
+    param_dtype: storage dtype of the parameters.
+    deterministic: disables dropout; may instead be passed at call time.
+  """
+
+  input_size: int
+  hidden_size: int
+  num_layers: int = 1
+  bias: bool = True
+  batch_first: bool = False
+  dropout: float = 0.0
+  bidirectional: bool = False
+  variant: str = "torch"
+  dtype: Any = None
+  param_dtype: Any = jnp.float32
+  deterministic: bool | None = None
+
+  def __post_init__(self) -> None:
+    _policy.check_gru_args(
+      self.input_size, self.hidden_size, self.num_layers, self.dropout, self.variant, self.dtype, self.param_dtype
+    )
+    super().__post_init__()
+
+  @nn.compact
+  def __call__(
+    self,
+    x: jax.Array,
+    h0: jax.Array | None = None,
+    *,
+    lengths: jax.Array | None = None,
+    deterministic: bool | None = None,
+  ) -> tuple[jax.Array, jax.Array]:
+    """Shapes as :func:`jaxgru.gru`; ``deterministic`` overrides the attribute."""
+    shapes = expected_shapes(self.input_size, self.hidden_size, self.num_layers, self.bias, self.bidirectional)
+    init = _torch_uniform(self.hidden_size)
+    params = {name: self.param(name, init, shape, self.param_dtype) for name, shape in shapes.items()}
+    params, (x, h0) = _policy.promote(params, (x, h0), self.dtype)
+    key = None
+    if self.dropout > 0 and not nn.merge_param("deterministic", self.deterministic, deterministic):
+      key = self.make_rng("dropout")
+    return gru(
+      params, x, h0, batch_first=self.batch_first, lengths=lengths, dropout=self.dropout, dropout_key=key, variant=self.variant
+    )
+
+
+class GRUCell(nn.RNNCellBase):
+  """``torch.nn.GRUCell``'s parameters and maths behind Linen's recurrent-cell contract.
+
+  ``cell.apply(variables, carry, x) -> (carry, y)`` with ``y == carry``; ``initialize_carry``
+  and ``num_feature_axes`` as Linen's cells, so it runs inside ``flax.linen.RNN``.
+  """
+
+  input_size: int
+  hidden_size: int
+  bias: bool = True
+  variant: str = "torch"
+  dtype: Any = None
+  param_dtype: Any = jnp.float32
+  carry_init: Any = nn.initializers.zeros_init()
+
+  def __post_init__(self) -> None:
+    _policy.check_gru_args(self.input_size, self.hidden_size, 1, 0.0, self.variant, self.dtype, self.param_dtype)
+    super().__post_init__()
+
+  @nn.compact
+  def __call__(self, carry: jax.Array, inputs: jax.Array) -> tuple[jax.Array, jax.Array]:
+    init = _torch_uniform(self.hidden_size)
+    params = {
+      name: self.param(name, init, shape, self.param_dtype)
+      for name, shape in cell_shapes(self.input_size, self.hidden_size, self.bias).items()
+    }
+    h = _policy.run_cell(params, carry, inputs, self.dtype, self.variant)
+    return h, h
+
+  @nn.nowrap
+  def initialize_carry(self, rng: jax.Array, input_shape: tuple[int, ...]) -> jax.Array:
+    """The initial state for inputs of ``input_shape`` (..., I): ``carry_init`` (zeros) of (..., H)."""
+    return self.carry_init(rng, tuple(input_shape[:-1]) + (self.hidden_size,), self.param_dtype)
+
+  @property
+  def num_feature_axes(self) -> int:
+    return 1

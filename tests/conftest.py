@@ -1,0 +1,41 @@
+"""Shared test set-up: torch pinned to exact float32 maths, and one precision fixture.
+
+``precision`` runs a test twice: float64 (``jax.enable_x64``) proves the maths, float32 with
+``jax.default_matmul_precision("highest")`` and torch's TF32 off proves the kernels.
+"""
+
+import dataclasses
+
+import jax
+import numpy as np
+import pytest
+import torch
+
+torch.backends.cuda.matmul.allow_tf32 = False
+torch.backends.cudnn.allow_tf32 = False
+torch.set_num_threads(1)
+
+
+@dataclasses.dataclass(frozen=True)
+class Precision:
+  name: str
+  np_dtype: type
+  torch_dtype: torch.dtype
+  tol: float
+
+
+FLOAT64 = Precision("float64", np.float64, torch.float64, 1e-10)
+FLOAT32 = Precision("float32", np.float32, torch.float32, 1e-5)
+
+
+@pytest.fixture(params=[FLOAT64, FLOAT32], ids=lambda p: p.name)
+def precision(request):
+  p = request.param
+  with jax.enable_x64(p is FLOAT64), jax.default_matmul_precision("highest"):
+    yield p
+
+
+@pytest.fixture
+def x64():
+  with jax.enable_x64(True):
+    yield

@@ -1,0 +1,87 @@
+"""jit, vmap, grad and higher-order derivatives of the functional core."""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.test_util import check_grads
+
+import jaxgru
+
+I, H, T, B = 3, 4, 5, 3
+
+
+def _setup(bidirectional=False, layers=1, dtype=jnp.float32):
+  params = jaxgru.init_gru_params(jax.random.key(0), I, H, layers, bidirectional=bidirectional, dtype=dtype)
+  x = jax.random.normal(jax.random.key(1), (T, B, I), dtype)
+  return params, x
+
+
+def test_jit_matches_eager():
+  params, x = _setup(bidirectional=True, layers=2)
+  lengths = jnp.array([5, 2, 3])
+  f = jax.jit(functools.partial(jaxgru.gru, batch_first=False))
+  jax.tree.map(
+    lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6),
+    f(params, x, lengths=lengths),
+    jaxgru.gru(params, x, lengths=lengths),
+  )
+
+
+def test_vmap_over_sequences_equals_batch():
+  params, x = _setup(bidirectional=True)
+  out, h_n = jaxgru.gru(params, x)
+  v_out, v_h = jax.vmap(lambda s: jaxgru.gru(params, s), in_axes=1, out_axes=(1, 1))(x)  # unbatched calls
+  np.testing.assert_allclose(v_out, out, atol=1e-6)
+  np.testing.assert_allclose(v_h, h_n, atol=1e-6)
+
+
+def test_vmap_over_params_is_an_ensemble():
+  keys = jax.random.split(jax.random.key(0), 3)
+  stacked = jax.vmap(lambda k: jaxgru.init_gru_params(k, I, H))(keys)
+  x = jax.random.normal(jax.random.key(1), (T, B, I))
+  outs, _ = jax.vmap(lambda p: jaxgru.gru(p, x))(stacked)
+  for i, k in enumerate(keys):
+    np.testing.assert_allclose(outs[i], jaxgru.gru(jaxgru.init_gru_params(k, I, H), x)[0], atol=1e-6)
+
+
+def test_vmap_with_traced_lengths():
+  params, x = _setup()
+  lengths = jnp.array([[5, 1, 3], [2, 2, 2]])
+  outs, hs = jax.vmap(lambda n: jaxgru.gru(params, x, lengths=n))(lengths)
+  for i in range(2):
+    o, h = jaxgru.gru(params, x, lengths=lengths[i])
+    np.testing.assert_allclose(outs[i], o, atol=1e-6)
+    np.testing.assert_allclose(hs[i], h, atol=1e-6)
+
+
+def test_traced_out_of_range_length_is_nan_not_wrong():
+  params, x = _setup()
+  out, h_n = jax.jit(lambda n: jaxgru.gru(params, x, lengths=n))(jnp.array([5, 0, 9]))
+  assert np.isfinite(out[:, 0]).all() and np.isfinite(h_n[:, 0]).all()
+  assert np.isnan(out[:, 1:]).all() and np.isnan(h_n[:, 1:]).all()
+
+
+def test_higher_order_derivatives(x64):
+  params, x = _setup(bidirectional=True, layers=2, dtype=jnp.float64)
+  lengths = jnp.array([5, 2, 4])
+
+  @jax.jit
+  def loss(p, x, h0):
+    out, h_n = jaxgru.gru(p, x, h0, lengths=lengths)
+    return jnp.sum(out**2) + jnp.sum(jnp.sin(h_n))
+
+  h0 = jax.random.normal(jax.random.key(2), (4, B, H), jnp.float64)
+  check_grads(loss, (params, x, h0), order=2, modes=["fwd", "rev"], atol=1e-5, rtol=1e-5)
+  hess = jax.jit(jax.hessian(lambda x: loss(params, x, h0)))(x)
+  assert hess.shape == x.shape * 2 and np.isfinite(hess).all()
+
+
+def test_grad_under_jit_of_cell():
+  params = jaxgru.init_gru_cell_params(jax.random.key(0), I, H)
+  x, h = jnp.ones((B, I)), jnp.zeros((B, H))
+  g = jax.jit(jax.grad(lambda p: jnp.sum(jaxgru.gru_cell(p, x, h))))(params)
+  assert set(g) == set(params) and all(np.isfinite(v).all() for v in g.values())
