@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Sets up .venv with jaxgru, parity and everything the tests, examples and benchmarks use.
+#
+# torch: installed first, pinned to the CPU build this project is tested with. Where pip would
+# fetch a CUDA build instead, or to keep a torch of your own, set JAXGRU_TORCH, e.g.
+#   JAXGRU_TORCH="torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu" bash scripts/setup.sh
+# A torch already importable in .venv is kept as it is.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+python=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$python" -m venv .venv
+fi
+pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
+if ! .venv/bin/python -c "import torch" 2>/dev/null; then
+  # shellcheck disable=SC2086  # JAXGRU_TORCH may carry pip options
+  "${pip[@]}" ${JAXGRU_TORCH:-torch==2.13.0}
+fi
+"${pip[@]}" -c requirements/constraints.txt -e ".[dev]"
