@@ -14,46 +14,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jaxgru import _validate
+from jaxgru import _cell, _fused, _validate
 from jaxgru._params import GRUSpec, cell_spec, gru_spec, layer_key
-
-Gates = tuple[jax.Array, jax.Array, jax.Array]
-
-
-def _linear(x: jax.Array, weight: jax.Array, bias: jax.Array | None) -> jax.Array:
-  y = jnp.dot(x, weight.T)
-  return y if bias is None else y + bias
-
-
-def _project(x: jax.Array, w_ih: jax.Array, b_ih: jax.Array | None) -> Gates:
-  """The input projection of every step at once, one (..., H) array per gate (r, z, n).
-
-  Three gate-major products rather than one (..., 3H) product: on XLA:CPU, slicing the
-  gates out of the minor axis of a precomputed projection inside the scan costs more than
-  the products (``benchmarks/NOTES.md``).
-  """
-  hidden = w_ih.shape[0] // 3
-  return tuple(
-    _linear(x, w_ih[g * hidden : (g + 1) * hidden], None if b_ih is None else b_ih[g * hidden : (g + 1) * hidden])
-    for g in range(3)
-  )
-
-
-def _step(gi: Gates, h: jax.Array, w_hh: jax.Array, b_hh: jax.Array | None, variant: str) -> jax.Array:
-  i_r, i_z, i_n = gi
-  hidden = h.shape[-1]
-  if variant == "torch":
-    h_r, h_z, h_n = jnp.split(_linear(h, w_hh, b_hh), 3, axis=-1)
-    r = jax.nn.sigmoid(i_r + h_r)
-    z = jax.nn.sigmoid(i_z + h_z)
-    n = jnp.tanh(i_n + r * h_n)
-    return n + z * (h - n)  # == (1 - z) * n + z * h, in torch's order of operations
-  b_rz, b_n = (None, None) if b_hh is None else (b_hh[: 2 * hidden], b_hh[2 * hidden :])
-  h_r, h_z = jnp.split(_linear(h, w_hh[: 2 * hidden], b_rz), 2, axis=-1)
-  r = jax.nn.sigmoid(i_r + h_r)
-  z = jax.nn.sigmoid(i_z + h_z)
-  candidate = jnp.tanh(i_n + _linear(r * h, w_hh[2 * hidden :], b_n))
-  return h + z * (candidate - h)  # == (1 - z) * h + z * candidate
 
 
 def gru_step(gi: jax.Array, h: jax.Array, w_hh: jax.Array, b_hh: jax.Array | None, variant: str = "torch") -> jax.Array:
@@ -85,38 +47,39 @@ def gru_step(gi: jax.Array, h: jax.Array, w_hh: jax.Array, b_hh: jax.Array | Non
     (..., H) the next state.
   """
   _validate.check_variant(variant)
-  return _step(tuple(jnp.split(gi, 3, axis=-1)), h, w_hh, b_hh, variant)
+  return _cell.step(tuple(jnp.split(gi, 3, axis=-1)), h, w_hh, b_hh, variant)
 
 
-def _direction(
-  gi: Gates,
+def _scan_direction(
+  x: jax.Array,
   h0: jax.Array,
-  w_hh: jax.Array,
-  b_hh: jax.Array | None,
+  w: _fused.Weights,
   valid: jax.Array | None,
   reverse: bool,
+  remat: bool,
   variant: str,
 ) -> tuple[jax.Array, jax.Array]:
-  """Runs one direction of one layer over time: 3 x (T, B, H), (B, H) -> (T, B, H), (B, H).
+  """The reference path for one direction of one layer: (T, B, I), (B, H) -> (T, B, H), (B, H).
 
-  With ``valid`` (T, B, 1), steps past a sequence's length leave the state alone and output
-  zero, so the forward direction ends on each sequence's last valid step and the reverse
-  direction (scanning from T - 1 down) starts on it.
+  A plain ``lax.scan`` over a whole-sequence input projection, differentiated by JAX. With
+  ``valid`` (T, B, 1), steps past a sequence's length leave the state alone and output zero,
+  so the forward direction ends on each sequence's last valid step and the reverse direction
+  (scanning from T - 1 down) starts on it. ``remat`` keeps only the state of each step for
+  the backward pass.
   """
-  if valid is None:
+  w_ih, w_hh, b_ih, b_hh = w
 
-    def step(h, g):
-      h = _step(g, h, w_hh, b_hh, variant)
-      return h, h
-
-    return lax.scan(step, h0, gi, reverse=reverse)
-
-  def masked_step(h, inputs):
+  def step(h, inputs):
     g, m = inputs
-    h_new = _step(g, h, w_hh, b_hh, variant)
+    h_new = _cell.step(g, h, w_hh, b_hh, variant)
+    if m is None:
+      return h_new, h_new
     return jnp.where(m, h_new, h), jnp.where(m, h_new, jnp.zeros_like(h_new))
 
-  return lax.scan(masked_step, h0, (gi, valid), reverse=reverse)
+  if remat:
+    step = jax.checkpoint(step)
+  h_last, out = lax.scan(step, h0, (_cell.project(x, w_ih, b_ih), valid), reverse=reverse)
+  return out, h_last
 
 
 def _dropout(x: jax.Array, rate: Any, key: jax.Array) -> jax.Array:
@@ -133,17 +96,22 @@ def _stack(
   dropout: Any,
   dropout_key: jax.Array | None,
   variant: str,
+  impl: str,
+  remat: bool,
 ) -> tuple[jax.Array, jax.Array]:
   """All layers, time-major: (T, B, I), (L*D, B, H) -> (T, B, D*H), (L*D, B, H)."""
+  fused = impl == "fused" or (impl == "auto" and variant == "torch")
   finals = []
   layer_in = x
   for layer in range(spec.num_layers):
     outputs = []
     for direction in range(spec.num_directions):
-      w_ih, w_hh = (params[layer_key(k, layer, direction)] for k in ("weight_ih", "weight_hh"))
-      b_ih, b_hh = (params[layer_key(k, layer, direction)] if spec.bias else None for k in ("bias_ih", "bias_hh"))
-      gi = _project(layer_in, w_ih, b_ih)
-      h_last, out = _direction(gi, h0[layer * spec.num_directions + direction], w_hh, b_hh, valid, direction == 1, variant)
+      w = tuple(params.get(layer_key(k, layer, direction)) for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+      h = h0[layer * spec.num_directions + direction]
+      if fused:
+        out, h_last = _fused.direction(layer_in, h, w, valid, direction == 1, remat)
+      else:
+        out, h_last = _scan_direction(layer_in, h, w, valid, direction == 1, remat, variant)
       outputs.append(out)
       finals.append(h_last)
     layer_in = outputs[0] if len(outputs) == 1 else jnp.concatenate(outputs, axis=-1)
@@ -166,6 +134,8 @@ def gru(
   dropout: float = 0.0,
   dropout_key: jax.Array | None = None,
   variant: str = "torch",
+  impl: str = "auto",
+  remat: bool = False,
 ) -> tuple[jax.Array, jax.Array]:
   """``torch.nn.GRU``'s forward pass as a pure function.
 
@@ -183,6 +153,13 @@ def gru(
     dropout: probability of zeroing each output of every layer but the last.
     dropout_key: PRNG key; dropout is applied only when ``dropout > 0`` and this is given.
     variant: ``"torch"`` (default) or ``"classic"``; see :func:`gru_step`.
+    impl: ``"fused"``: chunked recurrence with a hand-written backward pass (a
+      ``jax.custom_vjp``; torch variant only); ``"reference"``: a plain ``lax.scan``
+      differentiated by JAX; ``"auto"`` (default): fused for the torch variant, and the
+      reference wherever forward-mode autodiff (``jax.jvp``, ``jax.jacfwd``) meets it
+      directly. Both give the same numbers up to float rounding.
+    remat: keep only each step's state for the backward pass and recompute the gates
+      (rematerialisation): memory for long sequences bounded by the input and output.
 
   Returns:
     ``(output, h_n)``: output (T, B, D*H) (batch-first or unbatched like ``x``), with the
@@ -196,6 +173,8 @@ def gru(
     ((5, 2, 4), (1, 2, 4))
   """
   variant = _validate.check_variant(variant)
+  impl = _validate.check_impl(impl, variant)
+  remat = _validate.check_flag(remat, "remat")
   dropout = _validate.check_dropout(dropout)
   spec = gru_spec(params)
   x = _validate.check_input(x, spec)
@@ -217,7 +196,13 @@ def gru(
     valid, ok = _validate.length_mask(lengths, steps)
   params = {k: jnp.asarray(v) for k, v in params.items()}
 
-  output, h_n = _stack(params, spec, x, h0, valid, dropout, dropout_key, variant)
+  args = (params, spec, x, h0, valid, dropout, dropout_key, variant)
+  try:
+    output, h_n = _stack(*args, impl, remat)
+  except TypeError as error:  # jax.jvp / jacfwd straight through the custom_vjp
+    if impl != "auto" or "custom_vjp" not in str(error):
+      raise
+    output, h_n = _stack(*args, "reference", remat)
 
   if ok is not None and isinstance(lengths, jax.core.Tracer):
     output = jnp.where(ok, output, jnp.nan)
@@ -245,5 +230,5 @@ def gru_cell(params: Mapping[str, jax.Array], x: jax.Array, h: jax.Array | None 
   shape = x.shape[:-1] + (spec.hidden_size,)
   h = jnp.zeros(shape, x.dtype) if h is None else _validate.check_state(h, shape, x.dtype, "h")
   params = {k: jnp.asarray(v) for k, v in params.items()}
-  gi = _project(x, params["weight_ih"], params.get("bias_ih"))
-  return _step(gi, h, params["weight_hh"], params.get("bias_hh"), variant)
+  gi = _cell.project(x, params["weight_ih"], params.get("bias_ih"))
+  return _cell.step(gi, h, params["weight_hh"], params.get("bias_hh"), variant)

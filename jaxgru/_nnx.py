@@ -66,6 +66,7 @@ class GRU(_TorchParams):
   Args:
     input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional: as torch.
     variant: ``"torch"`` or ``"classic"`` (see :func:`jaxgru.gru_step`).
+    impl, remat: the implementation and rematerialisation, as :func:`jaxgru.gru`.
     dtype: compute dtype; None promotes the input and the parameters.
     param_dtype: storage dtype of the parameters.
     deterministic: disables dropout; ``model.eval()`` / ``model.train()`` set it.
@@ -84,12 +85,15 @@ class GRU(_TorchParams):
     bidirectional: bool = False,
     *,
     variant: str = "torch",
+    impl: str = "auto",
+    remat: bool = False,
     dtype: Any = None,
     param_dtype: Any = jnp.float32,
     deterministic: bool = False,
     rngs: nnx.Rngs,
   ):
-    self.dropout = _policy.check_gru_args(input_size, hidden_size, num_layers, dropout, variant, dtype, param_dtype)
+    self.dropout = _policy.check_gru_args(input_size, hidden_size, num_layers, dropout, variant, dtype, param_dtype, impl, remat)
+    self.impl, self.remat = impl, bool(remat)
     self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
     self.bias, self.batch_first, self.bidirectional = bool(bias), bool(batch_first), bool(bidirectional)
     self.variant, self.dtype, self.param_dtype = variant, dtype, param_dtype
@@ -126,7 +130,16 @@ class GRU(_TorchParams):
         raise ValueError("dropout > 0 in training mode needs rngs: pass rngs to the constructor or the call")
       key = stream if isinstance(stream, jax.Array) else _dropout_stream(stream)()
     return gru(
-      params, x, h0, batch_first=self.batch_first, lengths=lengths, dropout=self.dropout, dropout_key=key, variant=self.variant
+      params,
+      x,
+      h0,
+      batch_first=self.batch_first,
+      lengths=lengths,
+      dropout=self.dropout,
+      dropout_key=key,
+      variant=self.variant,
+      impl=self.impl,
+      remat=self.remat,
     )
 
   def set_view(self, deterministic: bool | None = None) -> None:

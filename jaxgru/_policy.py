@@ -14,11 +14,20 @@ from jaxgru._params import check_sizes
 
 
 def check_gru_args(
-  input_size: Any, hidden_size: Any, num_layers: Any, dropout: Any, variant: Any, dtype: Any, param_dtype: Any
+  input_size: Any,
+  hidden_size: Any,
+  num_layers: Any,
+  dropout: Any,
+  variant: Any,
+  dtype: Any,
+  param_dtype: Any,
+  impl: Any = "auto",
+  remat: Any = False,
 ) -> float:
   check_sizes(input_size=input_size, hidden_size=hidden_size, num_layers=num_layers)
   check_dtypes(dtype, param_dtype)
-  _validate.check_variant(variant)
+  _validate.check_impl(impl, _validate.check_variant(variant))
+  _validate.check_flag(remat, "remat")
   return _validate.check_dropout(dropout)
 
 

@@ -25,6 +25,23 @@ def check_variant(variant: Any) -> str:
   return variant
 
 
+IMPLS = ("auto", "fused", "reference")
+
+
+def check_impl(impl: Any, variant: str) -> str:
+  if impl not in IMPLS:
+    raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
+  if impl == "fused" and variant != "torch":
+    raise ValueError(f"impl='fused' implements variant='torch' only, got variant={variant!r}; use impl='auto' or 'reference'")
+  return impl
+
+
+def check_flag(value: Any, name: str) -> bool:
+  if not isinstance(value, (bool, np.bool_)):
+    raise TypeError(f"{name} must be a bool, got {value!r}")
+  return bool(value)
+
+
 def check_dropout(dropout: Any) -> float:
   """``dropout`` must be a probability in [0, 1); a traced value is passed through unchecked."""
   if isinstance(dropout, jax.core.Tracer):

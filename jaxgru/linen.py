@@ -41,6 +41,7 @@ class GRU(nn.Module):
   Attributes:
     input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional: as torch.
     variant: ``"torch"`` or ``"classic"`` (see :func:`jaxgru.gru_step`).
+    impl, remat: the implementation and rematerialisation, as :func:`jaxgru.gru`.
     dtype: compute dtype; None promotes the input and the parameters.
     param_dtype: storage dtype of the parameters.
     deterministic: disables dropout; may instead be passed at call time.
@@ -54,13 +55,23 @@ class GRU(nn.Module):
   dropout: float = 0.0
   bidirectional: bool = False
   variant: str = "torch"
+  impl: str = "auto"
+  remat: bool = False
   dtype: Any = None
   param_dtype: Any = jnp.float32
   deterministic: bool | None = None
 
   def __post_init__(self) -> None:
     _policy.check_gru_args(
-      self.input_size, self.hidden_size, self.num_layers, self.dropout, self.variant, self.dtype, self.param_dtype
+      self.input_size,
+      self.hidden_size,
+      self.num_layers,
+      self.dropout,
+      self.variant,
+      self.dtype,
+      self.param_dtype,
+      self.impl,
+      self.remat,
     )
     super().__post_init__()
 
@@ -82,7 +93,16 @@ class GRU(nn.Module):
     if self.dropout > 0 and not nn.merge_param("deterministic", self.deterministic, deterministic):
       key = self.make_rng("dropout")
     return gru(
-      params, x, h0, batch_first=self.batch_first, lengths=lengths, dropout=self.dropout, dropout_key=key, variant=self.variant
+      params,
+      x,
+      h0,
+      batch_first=self.batch_first,
+      lengths=lengths,
+      dropout=self.dropout,
+      dropout_key=key,
+      variant=self.variant,
+      impl=self.impl,
+      remat=self.remat,
     )
 
 

@@ -42,6 +42,9 @@ def _without(key):
     (dict(dropout=-0.1), ValueError, r"dropout must be a float in \[0, 1\)"),
     (dict(dropout="0.5"), ValueError, r"dropout must be a float"),
     (dict(variant="cho"), ValueError, r"variant must be one of \('torch', 'classic'\), got 'cho'"),
+    (dict(impl="cudnn"), ValueError, r"impl must be one of \('auto', 'fused', 'reference'\), got 'cudnn'"),
+    (dict(impl="fused", variant="classic"), ValueError, r"impl='fused' implements variant='torch' only"),
+    (dict(remat="yes"), TypeError, r"remat must be a bool, got 'yes'"),
     (dict(params=[1, 2]), TypeError, r"params must be a mapping"),
     (dict(params={"w": jnp.ones(3)}), ValueError, r"no key of the form weight_ih_l0"),
     (dict(params=_without("weight_hh_l0")), ValueError, r"missing key\(s\): weight_hh_l0"),
@@ -108,6 +111,8 @@ def test_gru_cell_rejects(args, error, match):
     (dict(num_layers=0), ValueError, r"num_layers must be a positive int"),
     (dict(dropout=1.5), ValueError, r"dropout must be a float in \[0, 1\)"),
     (dict(variant="lstm"), ValueError, r"variant must be one of"),
+    (dict(impl="fast"), ValueError, r"impl must be one of"),
+    (dict(remat=1), TypeError, r"remat must be a bool"),
     (dict(param_dtype=jnp.int32), TypeError, r"param_dtype must be a floating-point dtype"),
     (dict(dtype="int8"), TypeError, r"dtype must be a floating-point dtype"),
   ],
@@ -118,7 +123,7 @@ def test_module_constructors_reject(kwargs, error, match):
     jaxgru.GRU(**args, rngs=nnx.Rngs(0))
   with pytest.raises(error, match=match):
     jaxgru.linen.GRU(**args)
-  if "dropout" not in kwargs and "num_layers" not in kwargs:
+  if not {"dropout", "num_layers", "impl", "remat"} & set(kwargs):
     with pytest.raises(error, match=match):
       jaxgru.GRUCell(**args, rngs=nnx.Rngs(0))
     with pytest.raises(error, match=match):

@@ -7,6 +7,7 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from jax.test_util import check_grads
 
 import jaxgru
@@ -65,23 +66,30 @@ def test_traced_out_of_range_length_is_nan_not_wrong():
   assert np.isnan(out[:, 1:]).all() and np.isnan(h_n[:, 1:]).all()
 
 
-def test_higher_order_derivatives(x64):
+# The fused path is a custom_vjp: reverse mode to any order, and forward mode over it (hessian);
+# forward mode straight into a jitted function needs impl="reference" (README, "Autodiff").
+@pytest.mark.parametrize("impl, modes", [("reference", ["fwd", "rev"]), ("fused", ["rev"])])
+def test_higher_order_derivatives(x64, impl, modes):
   params, x = _setup(bidirectional=True, layers=2, dtype=jnp.float64)
   lengths = jnp.array([5, 2, 4])
 
   @jax.jit
   def loss(p, x, h0):
-    out, h_n = jaxgru.gru(p, x, h0, lengths=lengths)
+    out, h_n = jaxgru.gru(p, x, h0, lengths=lengths, impl=impl)
     return jnp.sum(out**2) + jnp.sum(jnp.sin(h_n))
 
   h0 = jax.random.normal(jax.random.key(2), (4, B, H), jnp.float64)
-  check_grads(loss, (params, x, h0), order=2, modes=["fwd", "rev"], atol=1e-5, rtol=1e-5)
+  check_grads(loss, (params, x, h0), order=2, modes=modes, atol=1e-5, rtol=1e-5)
   hess = jax.jit(jax.hessian(lambda x: loss(params, x, h0)))(x)
   assert hess.shape == x.shape * 2 and np.isfinite(hess).all()
 
 
-def test_grad_under_jit_of_cell():
-  params = jaxgru.init_gru_cell_params(jax.random.key(0), I, H)
-  x, h = jnp.ones((B, I)), jnp.zeros((B, H))
-  g = jax.jit(jax.grad(lambda p: jnp.sum(jaxgru.gru_cell(p, x, h))))(params)
-  assert set(g) == set(params) and all(np.isfinite(v).all() for v in g.values())
+def test_auto_impl_falls_back_to_reference_under_forward_mode(x64):
+  """jax.jvp / jacfwd straight through gru() take the reference scan; reverse mode agrees."""
+  params, x = _setup(bidirectional=True, layers=2, dtype=jnp.float64)
+  tangent = jnp.cos(x)
+  _, auto = jax.jvp(lambda x: jaxgru.gru(params, x)[0], (x,), (tangent,))
+  _, reference = jax.jvp(lambda x: jaxgru.gru(params, x, impl="reference")[0], (x,), (tangent,))
+  np.testing.assert_array_equal(auto, reference)
+  jac = jax.jacfwd(lambda x: jaxgru.gru(params, x)[1])(x)
+  np.testing.assert_allclose(jac, jax.jacrev(lambda x: jaxgru.gru(params, x)[1])(x), atol=1e-12)
