@@ -129,18 +129,7 @@ class GRU(_TorchParams):
       if stream is None:
         raise ValueError("dropout > 0 in training mode needs rngs: pass rngs to the constructor or the call")
       key = stream if isinstance(stream, jax.Array) else _dropout_stream(stream)()
-    return gru(
-      params,
-      x,
-      h0,
-      batch_first=self.batch_first,
-      lengths=lengths,
-      dropout=self.dropout,
-      dropout_key=key,
-      variant=self.variant,
-      impl=self.impl,
-      remat=self.remat,
-    )
+    return gru(params, x, h0, lengths=lengths, dropout_key=key, **_policy.gru_options(self))
 
   def set_view(self, deterministic: bool | None = None) -> None:
     """For ``nnx.view(model, deterministic=...)``."""

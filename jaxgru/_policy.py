@@ -31,6 +31,11 @@ def check_gru_args(
   return _validate.check_dropout(dropout)
 
 
+def gru_options(module: Any) -> dict[str, Any]:
+  """The keyword arguments of :func:`jaxgru.gru` that a GRU module holds as attributes."""
+  return {k: getattr(module, k) for k in ("batch_first", "dropout", "variant", "impl", "remat")}
+
+
 def check_dtypes(dtype: Any, param_dtype: Any) -> None:
   for name, value in (("dtype", dtype), ("param_dtype", param_dtype)):
     if value is None and name == "dtype":

@@ -92,18 +92,7 @@ class GRU(nn.Module):
     key = None
     if self.dropout > 0 and not nn.merge_param("deterministic", self.deterministic, deterministic):
       key = self.make_rng("dropout")
-    return gru(
-      params,
-      x,
-      h0,
-      batch_first=self.batch_first,
-      lengths=lengths,
-      dropout=self.dropout,
-      dropout_key=key,
-      variant=self.variant,
-      impl=self.impl,
-      remat=self.remat,
-    )
+    return gru(params, x, h0, lengths=lengths, dropout_key=key, **_policy.gru_options(self))
 
 
 class GRUCell(nn.RNNCellBase):
