@@ -83,7 +83,7 @@ def _scan_direction(
 
 
 def _dropout(x: jax.Array, rate: Any, key: jax.Array) -> jax.Array:
-  keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
+  keep = jax.random.bernoulli(key, 1.0 - rate, x.shape, out_sharding=jax.typeof(x).sharding)
   return jnp.where(keep, x / (1.0 - rate), jnp.zeros_like(x)).astype(x.dtype)
 
 
@@ -185,14 +185,16 @@ def gru(
     x = jnp.swapaxes(x, 0, 1)
   steps, batch = x.shape[0], x.shape[1]
   state_shape = (spec.num_layers * spec.num_directions, batch, spec.hidden_size)
-  if h0 is None:
-    h0 = jnp.zeros(state_shape, x.dtype)
+  if h0 is None:  # zeros laid out like x's batch axis (it matters under an explicit-sharding mesh)
+    h0 = jnp.zeros((state_shape[0], 1, state_shape[2]), x.dtype) + jnp.zeros_like(x[0, :, :1])
   else:
     h0 = _validate.check_state(h0, state_shape if batched else (state_shape[0], state_shape[2]), x.dtype, "h0")
     h0 = h0 if batched else h0[:, None]
+    _validate.check_batch_sharding(h0, 1, x, "h0")
   valid = ok = None
   if lengths is not None:
     lengths = _validate.check_lengths(lengths, batch if batched else None, steps)
+    _validate.check_batch_sharding(lengths, 0, x, "lengths")
     valid, ok = _validate.length_mask(lengths, steps)
   params = {k: jnp.asarray(v) for k, v in params.items()}
 

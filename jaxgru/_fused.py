@@ -128,7 +128,10 @@ def _layer_bwd(remat, k, residuals, cotangents):
     return dh_prev, (a_r, a_z, a_n, g_n)
 
   def outer(t, a):
-    return jnp.einsum("tbi,tbj->ij", t, a)
+    # Contracts time and batch; under an explicit-sharding mesh the batch axis may be sharded,
+    # so say that the gradient is replicated (XLA inserts the reduction across devices).
+    replicated = jax.sharding.NamedSharding(jax.typeof(t).sharding.mesh, jax.sharding.PartitionSpec())
+    return jnp.einsum("tbi,tbj->ij", t, a, out_sharding=replicated)
 
   def chunk(carry, inputs):
     dh, acc = carry

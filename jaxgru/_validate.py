@@ -120,6 +120,21 @@ def check_lengths(lengths: Any, batch: int | None, steps: int) -> jax.Array:
   return lengths
 
 
+def _axis_spec(a: jax.Array, axis: int) -> Any:
+  spec = getattr(jax.typeof(a).sharding, "spec", ())
+  return spec[axis] if axis < len(spec) else None
+
+
+def check_batch_sharding(value: jax.Array, axis: int, x: jax.Array, name: str) -> None:
+  """Under an explicit-sharding mesh, ``value``'s batch axis must be sharded like ``x``'s (axis 1)."""
+  want, got = _axis_spec(x, 1), _axis_spec(value, axis)
+  if want != got:
+    raise ValueError(
+      f"{name} must be sharded like x's batch axis ({want!r}) on its axis {axis}, got {got!r}: "
+      "under an explicit-sharding mesh, put it on the mesh with the same PartitionSpec entry as x's batch axis"
+    )
+
+
 def length_mask(lengths: jax.Array, steps: int) -> tuple[jax.Array, jax.Array]:
   """Returns ``valid`` (T, B, 1): step t is within sequence b; and ``ok`` (B, 1): length in range.
 

@@ -93,3 +93,28 @@ def test_auto_impl_falls_back_to_reference_under_forward_mode(x64):
   np.testing.assert_array_equal(auto, reference)
   jac = jax.jacfwd(lambda x: jaxgru.gru(params, x)[1])(x)
   np.testing.assert_allclose(jac, jax.jacrev(lambda x: jaxgru.gru(params, x)[1])(x), atol=1e-12)
+
+
+@pytest.mark.parametrize("impl", ["fused", "reference"])
+def test_explicit_sharding_mesh(impl):
+  """jax.make_mesh's explicit axes: a batch-sharded x, with dropout, lengths and the default h0."""
+  from jax.sharding import AxisType, NamedSharding
+  from jax.sharding import PartitionSpec as P
+
+  mesh = jax.make_mesh((1,), ("data",), axis_types=(AxisType.Explicit,))
+  params, x = _setup(bidirectional=True, layers=2)
+  with jax.set_mesh(mesh):
+    x = jax.device_put(x, NamedSharding(mesh, P(None, "data")))
+    lengths = jax.device_put(jnp.array([5, 2, 4]), NamedSharding(mesh, P("data")))
+
+    def loss(p, x, lengths):
+      out, h_n = jaxgru.gru(p, x, lengths=lengths, dropout=0.5, dropout_key=jax.random.key(0), impl=impl)
+      return jnp.sum(out**2) + jnp.sum(h_n)
+
+    grads = jax.jit(jax.grad(loss))(params, x, lengths)
+    assert jax.typeof(grads["weight_ih_l0"]).sharding.spec == P(None, None)
+    with pytest.raises(ValueError, match=r"lengths must be sharded like x's batch axis \('data'\)"):
+      loss(params, x, jnp.array([5, 2, 4]))
+  want = jax.grad(loss)(params, np.asarray(x), np.asarray(lengths))
+  for k in params:
+    np.testing.assert_allclose(grads[k], want[k], rtol=1e-5, atol=1e-6)
