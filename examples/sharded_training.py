@@ -33,6 +33,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+import checkpointing  # examples/checkpointing.py, next to this file
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -41,7 +42,6 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-import checkpointing  # examples/checkpointing.py, next to this file
 import jaxgru
 
 DATA = "data"  # the mesh axis the batch is split along
@@ -255,7 +255,7 @@ def train(
     for s in range(int(_host(state["step"])), steps):
       state, loss = step_fn(state, *global_batch(cfg, mesh, s))
       losses.append(loss)
-      if log_every and (s + 1) % log_every == 0:
+      if log_every and (s + 1) % log_every == 0 and jax.process_index() == 0:
         print(f"step {s + 1:5d}  loss {np.array2string(_host(loss), precision=5)}", flush=True)
       if mngr is not None and (s + 1 == steps or (save_every and (s + 1) % save_every == 0)):
         checkpointing.save(mngr, s + 1, state, config)
@@ -268,19 +268,38 @@ def train(
 
 def main(argv: Sequence[str] | None = None) -> np.ndarray:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-  defaults = Config()
+  helps = {
+    "hidden_size": "GRU hidden size",
+    "num_layers": "stacked GRU layers",
+    "dropout": "dropout between GRU layers",
+    "seq_len": "input window length",
+    "batch_size": "global batch size, padded to a multiple of the device count",
+    "learning_rate": "Adam learning rate",
+    "seed": "model seed (initialisation, dropout); ensemble member i uses seed + i",
+    "data_seed": "seed of the synthetic data",
+    "ensemble": "train N models with seeds seed..seed+N-1 in one program (0: one model)",
+  }
   for field in dataclasses.fields(Config):
-    flag = "--" + field.name.replace("_", "-")
-    parser.add_argument(
-      flag, type=type(getattr(defaults, field.name)), default=getattr(defaults, field.name), help=f"(default %(default)s)"
-    )
+    flag, default = "--" + field.name.replace("_", "-"), field.default
+    parser.add_argument(flag, type=type(default), default=default, help=f"{helps[field.name]} (default %(default)s)")
   parser.add_argument("--steps", type=int, default=300, help="total training steps (default %(default)s)")
   parser.add_argument("--devices", type=int, default=None, help="split the batch over this many devices (default: all)")
   parser.add_argument("--checkpoint-dir", default=None, help="save here and resume from the latest checkpoint")
   parser.add_argument("--save-every", type=int, default=0, help="checkpoint every N steps (default: at the end only)")
   parser.add_argument("--log-every", type=int, default=50, help="print the loss every N steps (default %(default)s)")
+  parser.add_argument(
+    "--distributed",
+    action="store_true",
+    help="call jax.distributed.initialize first (one process per host); on TPU, Slurm and Open MPI "
+    "the next three flags may be left out",
+  )
+  parser.add_argument("--coordinator-address", default=None, help="host:port of process 0 (or env JAX_COORDINATOR_ADDRESS)")
+  parser.add_argument("--num-processes", type=int, default=None, help="how many processes in all")
+  parser.add_argument("--process-id", type=int, default=None, help="this process's index in [0, num-processes)")
   args = parser.parse_args(argv)
   cfg = Config(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Config)})
+  if args.distributed:
+    jax.distributed.initialize(args.coordinator_address, args.num_processes, args.process_id)
   mesh = make_mesh(args.devices)
   print(
     f"jax {jax.__version__}, {jax.process_count()} process(es), {mesh.size} {mesh.devices.flat[0].platform} device(s); "
@@ -298,4 +317,7 @@ def main(argv: Sequence[str] | None = None) -> np.ndarray:
 
 
 if __name__ == "__main__":
-  main(sys.argv[1:])
+  try:
+    main(sys.argv[1:])
+  except ValueError as err:  # bad flags, a checkpoint of another configuration: no traceback
+    sys.exit(f"error: {err}")

@@ -13,6 +13,7 @@ import json
 import os
 import pathlib
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -200,3 +201,44 @@ def test_script_runs_from_the_command_line():
   assert "--checkpoint-dir" in proc.stdout and "--ensemble" in proc.stdout
   losses = st.main(["--hidden-size", "4", "--seq-len", "5", "--batch-size", "8", "--steps", "3", "--log-every", "1"])
   assert losses.shape == (3,)
+
+
+def test_two_processes_match_one_device(tmp_path):
+  """The multi-host path for real: 2 processes x 4 CPU devices joined by jax.distributed (gloo
+  collectives), each feeding its rows through make_array_from_process_local_data and saving one
+  orbax checkpoint together; this process resumes it on one device."""
+  with socket.socket() as sock:
+    sock.bind(("localhost", 0))
+    port = sock.getsockname()[1]
+  cfg = dataclasses.replace(TINY, batch_size=5, dropout=0.0)  # padded to 8 rows, 1 per device
+  code = f"""
+    import json, sys
+    import jax
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize("localhost:{port}", num_processes=2, process_id=int(sys.argv[1]))
+    import sharded_training as st
+    assert jax.process_count() == 2 and jax.device_count() == 8 and jax.local_device_count() == 4
+    print("LOSSES" + json.dumps(st.train(st.{cfg!r}, 3, checkpoint_dir={str(tmp_path)!r})[1].tolist()))
+    """
+  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=4")
+  env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(EXAMPLES), env.get("PYTHONPATH", "")])
+  procs = [
+    subprocess.Popen(
+      [sys.executable, "-c", textwrap.dedent(code), str(i)],
+      cwd=ROOT,
+      env=env,
+      stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE,
+      text=True,
+    )
+    for i in range(2)
+  ]
+  outs = [p.communicate(timeout=240) for p in procs]
+  for p, (out, err) in zip(procs, outs, strict=True):
+    assert p.returncode == 0, (p.returncode, out, err[-3000:])
+  losses = [json.loads(out.split("LOSSES", 1)[1]) for out, _ in outs]
+  _, want = st.train(cfg, 5)
+  assert losses[0] == losses[1]
+  assert_close(losses[0], want[:3], what="2 processes x 4 devices vs 1 device")
+  _, rest = st.train(cfg, 5, checkpoint_dir=str(tmp_path))
+  assert_close(np.concatenate([losses[0], rest]), want, what="saved by 2 processes, resumed on 1 device")
