@@ -97,8 +97,8 @@ def make_mesh(num_devices: int | None = None) -> Mesh:
     num_devices = len(devices)
   if isinstance(num_devices, bool) or not isinstance(num_devices, int) or not 1 <= num_devices <= len(devices):
     raise ValueError(f"num_devices must be an int in [1, {len(devices)}] (the visible devices), got {num_devices!r}")
-  # Auto axes: XLA's partitioner propagates the shardings (and inserts the gradient all-reduce).
-  # jax.make_mesh's default in recent JAX is Explicit axes, which jaxgru's scans do not support.
+  # Auto axes: XLA's partitioner propagates the shardings and inserts the gradient all-reduce.
+  # (jax.make_mesh's default is Explicit axes, which type every op's sharding; not needed here.)
   return jax.make_mesh((num_devices,), (DATA,), (jax.sharding.AxisType.Auto,), devices=devices[:num_devices])
 
 
