@@ -1,0 +1,244 @@
+"""examples/sharded_training.py: data parallel on 8 simulated CPU devices, ensembles, orbax checkpoints.
+
+Tolerances: runs on different device counts or batched by ``vmap`` sum in a different order, so
+their float32 losses and parameters agree within ``TOL`` (max abs difference relative to
+max(1, magnitude)); a resumed run repeats the same programs on the same device, so it must match
+the uninterrupted run bit for bit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+
+import jax
+import numpy as np
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+sys.path.insert(0, str(EXAMPLES))
+import checkpointing  # noqa: E402
+import sharded_training as st  # noqa: E402
+
+TOL = 1e-5
+# Two layers so dropout (between layers) draws from the checkpointed RNG key.
+TINY = st.Config(hidden_size=4, num_layers=2, dropout=0.25, seq_len=5, batch_size=8, learning_rate=2e-2)
+
+
+def run_python(code: str, devices: int = 1, check: bool = True) -> subprocess.CompletedProcess:
+  """Runs ``code`` in a fresh interpreter with ``devices`` simulated CPU devices."""
+  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+  env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(EXAMPLES), env.get("PYTHONPATH", "")])
+  proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT, env=env, capture_output=True, text=True)
+  if check and proc.returncode:
+    raise AssertionError(f"subprocess failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr[-4000:]}")
+  return proc
+
+
+def assert_close(got, want, tol=TOL, what=""):
+  got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
+  assert got.shape == want.shape, (what, got.shape, want.shape)
+  err, scale = float(np.max(np.abs(got - want))), max(1.0, float(np.max(np.abs(want))))
+  assert err <= tol * scale, f"{what}: max abs error {err:.3g} > {tol} x {scale:.3g}"
+
+
+def test_eight_devices_match_one_device():
+  """On 8 simulated devices a padded batch (5 rows) and an ensemble with dropout give the losses
+  and parameters of one device; XLA all-reduces; a checkpoint from 8 devices resumes on 1."""
+  out = run_python(
+    f"""
+    import dataclasses, json, tempfile
+    import jax, numpy as np
+    import sharded_training as st
+    assert jax.device_count() == 8, jax.devices()
+    tiny = st.{TINY!r}
+    cases = {{
+      "padded": dataclasses.replace(tiny, batch_size=5, dropout=0.0),  # 5 rows over 8 devices
+      "ensemble": dataclasses.replace(tiny, ensemble=2, batch_size=16),  # 2 rows per device, dropout
+    }}
+    out = {{}}
+    for name, cfg in cases.items():
+      runs = {{n: st.train(cfg, 5, num_devices=n) for n in (8, 1)}}
+      out[name] = {{n: loss.tolist() for n, (_, loss) in runs.items()}}
+      diff = jax.tree.map(lambda a, b: float(np.max(np.abs(np.asarray(a) - np.asarray(b)))), runs[8][0]["params"], runs[1][0]["params"])
+      out[name]["param_diff"] = max(jax.tree.leaves(diff))
+    mesh = st.make_mesh(8)
+    state = st.init_state(cases["padded"], mesh)
+    batch = st.global_batch(cases["padded"], mesh, 0)
+    out["x_sharding"] = [batch[0].sharding.spec == jax.sharding.PartitionSpec("data"), len(batch[0].sharding.device_set), batch[0].addressable_shards[0].data.shape[0]]
+    out["all_reduce"] = "all-reduce" in st.train_step(cases["padded"], mesh).lower(state, *batch).compile().as_text()
+    with tempfile.TemporaryDirectory() as d:
+      first = st.train(cases["padded"], 3, num_devices=8, checkpoint_dir=d)[1]
+      rest = st.train(cases["padded"], 5, num_devices=1, checkpoint_dir=d)[1]
+      out["resumed_on_1"] = np.concatenate([first, rest]).tolist()
+    print("RESULT" + json.dumps(out))
+    """,
+    devices=8,
+  )
+  res = json.loads(out.stdout.split("RESULT", 1)[1])
+  for name in ("padded", "ensemble"):
+    one, eight = np.array(res[name]["1"]), np.array(res[name]["8"])
+    assert one.shape == ((5, 2) if name == "ensemble" else (5,)) and np.all(np.isfinite(one))
+    assert not np.allclose(one[0], one[-1]), "the loss must move for the comparison to mean anything"
+    assert_close(eight, one, what=f"{name}: losses on 8 devices vs 1")
+    assert res[name]["param_diff"] <= TOL, (name, res[name]["param_diff"])
+  assert res["x_sharding"] == [True, 8, 1]
+  assert res["all_reduce"], "the compiled step has no all-reduce: the gradients are not reduced across devices"
+  assert_close(res["resumed_on_1"], res["padded"]["1"], what="saved on 8 devices, resumed on 1")
+
+
+def test_padding_weights_only_valid_rows():
+  cfg = dataclasses.replace(TINY, batch_size=5)
+  x, y, w = (np.asarray(a) for a in st.global_batch(cfg, st.make_mesh(1), 3))
+  assert x.shape == (5, 5, 1) and w.tolist() == [1.0] * 5
+  assert st.padded_size(5, 8) == 8 and st.padded_size(16, 8) == 16 and st.padded_size(17, 8) == 24
+  # The padded loss is the unpadded mean, whatever the padding rows hold.
+  params = st.init_state(cfg, st.make_mesh(1))["params"]
+  want = st.loss_fn(cfg, params, x, y, w)
+  xp = np.concatenate([x, np.full((3, 5, 1), 7.0, np.float32)])
+  yp, wp = np.concatenate([y, np.full(3, -3.0, np.float32)]), np.concatenate([w, np.zeros(3, np.float32)])
+  assert_close(st.loss_fn(cfg, params, xp, yp, wp), want, tol=1e-6, what="padded loss")
+
+
+def test_ensemble_members_equal_models_trained_alone():
+  cfg = dataclasses.replace(TINY, ensemble=3, seed=7)
+  state, losses = st.train(cfg, 4)
+  assert losses.shape == (4, 3)
+  assert not np.allclose(losses[:, 0], losses[:, 1]), "different seeds must give different members"
+  for i in range(3):
+    alone_state, alone = st.train(dataclasses.replace(cfg, ensemble=0, seed=7 + i), 4)
+    assert_close(losses[:, i], alone, what=f"member {i} losses")
+    for path, leaf in jax.tree_util.tree_leaves_with_path(alone_state["params"]):
+      member = jax.tree_util.tree_leaves_with_path(state["params"])
+      assert_close(dict(member)[path][i], leaf, what=f"member {i} {jax.tree_util.keystr(path)}")
+
+
+def test_resume_after_crash_mid_save(tmp_path):
+  """A process killed (SIGKILL) mid-save leaves the last complete checkpoint the latest; a new
+  process resumes from it on exactly the uninterrupted trajectory."""
+  _, uninterrupted = st.train(TINY, 4)
+  proc = run_python(
+    f"""
+    import json, os, signal
+    from orbax.checkpoint._src.path import atomicity
+    import sharded_training as st
+    tiny = st.{TINY!r}
+    print("LOSSES" + json.dumps(st.train(tiny, 2, checkpoint_dir={str(tmp_path)!r})[1].tolist()), flush=True)
+    def crash(self, *args, **kwargs):  # every file of step 3 written, not yet committed
+      os.kill(os.getpid(), signal.SIGKILL)
+    atomicity.AtomicRenameTemporaryPath.finalize = crash
+    st.train(tiny, 3, checkpoint_dir={str(tmp_path)!r})
+    print("SURVIVED")
+    """,
+    check=False,
+  )
+  assert proc.returncode == -signal.SIGKILL, (proc.returncode, proc.stdout, proc.stderr[-3000:])
+  assert "SURVIVED" not in proc.stdout
+  first = json.loads(proc.stdout.split("LOSSES", 1)[1].splitlines()[0])
+  names = sorted(p.name for p in tmp_path.iterdir())
+  assert "2" in names and "3" not in names and any(n.startswith("3.orbax-checkpoint-tmp") for n in names), names
+
+  state, rest = st.train(TINY, 4, checkpoint_dir=str(tmp_path))
+  np.testing.assert_array_equal(np.concatenate([first, rest]), uninterrupted)
+  assert int(st._host(state["step"])) == 4
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["2", "4"], "the partial step 3 is cleaned up"
+
+
+def test_restore_with_another_configuration_names_what_differs(tmp_path):
+  st.train(TINY, 1, checkpoint_dir=str(tmp_path))
+  other = dataclasses.replace(TINY, hidden_size=5, num_layers=1)
+  with pytest.raises(
+    ValueError, match=r"different configuration; hidden_size: checkpoint has 4, this run has 5; num_layers: checkpoint has 2"
+  ):
+    st.train(other, 2, checkpoint_dir=str(tmp_path))
+  with pytest.raises(ValueError, match=r"ensemble: checkpoint has 0, this run has 2"):
+    st.train(dataclasses.replace(TINY, ensemble=2), 2, checkpoint_dir=str(tmp_path))
+  mngr = checkpointing.manager(tmp_path)
+  assert mngr.all_steps() == [1], "a refused restore writes nothing"
+  mngr.close()
+
+
+def test_checkpoint_without_config_is_refused(tmp_path):
+  import orbax.checkpoint as ocp
+
+  state = st.init_state(TINY, st.make_mesh(1))
+  with ocp.CheckpointManager(tmp_path) as mngr:
+    mngr.save(1, args=ocp.args.Composite(state=ocp.args.StandardSave(state)))
+  with pytest.raises(ValueError, match="has no readable 'config' item"):
+    st.train(TINY, 2, checkpoint_dir=str(tmp_path))
+
+
+@pytest.mark.parametrize(
+  "make, match",
+  [
+    (lambda: st.Config(batch_size=0), "batch_size must be a positive int"),
+    (lambda: st.Config(hidden_size=2.0), "hidden_size must be a positive int"),
+    (lambda: st.Config(ensemble=-1), "ensemble must be an int >= 0"),
+    (lambda: st.Config(dropout=1.0), r"dropout must be in \[0, 1\)"),
+    (lambda: st.make_mesh(0), r"num_devices must be an int in \[1, "),
+    (lambda: st.make_mesh(jax.device_count() + 1), r"num_devices must be an int in \[1, "),
+    (lambda: st.train(TINY, -1), "steps must be an int >= 0"),
+  ],
+)
+def test_bad_input(make, match):
+  with pytest.raises(ValueError, match=match):
+    make()
+
+
+def test_script_runs_from_the_command_line():
+  env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+  proc = subprocess.run(
+    [sys.executable, "examples/sharded_training.py", "--help"], cwd=ROOT, env=env, capture_output=True, text=True, check=True
+  )
+  assert "--checkpoint-dir" in proc.stdout and "--ensemble" in proc.stdout
+  losses = st.main(["--hidden-size", "4", "--seq-len", "5", "--batch-size", "8", "--steps", "3", "--log-every", "1"])
+  assert losses.shape == (3,)
+
+
+def test_two_processes_match_one_device(tmp_path):
+  """The multi-host path for real: 2 processes x 4 CPU devices joined by jax.distributed (gloo
+  collectives), each feeding its rows through make_array_from_process_local_data and saving one
+  orbax checkpoint together; this process resumes it on one device."""
+  with socket.socket() as sock:
+    sock.bind(("localhost", 0))
+    port = sock.getsockname()[1]
+  cfg = dataclasses.replace(TINY, batch_size=5, dropout=0.0)  # padded to 8 rows, 1 per device
+  code = f"""
+    import json, sys
+    import jax
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize("localhost:{port}", num_processes=2, process_id=int(sys.argv[1]))
+    import sharded_training as st
+    assert jax.process_count() == 2 and jax.device_count() == 8 and jax.local_device_count() == 4
+    print("LOSSES" + json.dumps(st.train(st.{cfg!r}, 3, checkpoint_dir={str(tmp_path)!r})[1].tolist()))
+    """
+  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=4")
+  env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(EXAMPLES), env.get("PYTHONPATH", "")])
+  procs = [
+    subprocess.Popen(
+      [sys.executable, "-c", textwrap.dedent(code), str(i)],
+      cwd=ROOT,
+      env=env,
+      stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE,
+      text=True,
+    )
+    for i in range(2)
+  ]
+  outs = [p.communicate(timeout=240) for p in procs]
+  for p, (out, err) in zip(procs, outs, strict=True):
+    assert p.returncode == 0, (p.returncode, out, err[-3000:])
+  losses = [json.loads(out.split("LOSSES", 1)[1]) for out, _ in outs]
+  _, want = st.train(cfg, 5)
+  assert losses[0] == losses[1]
+  assert_close(losses[0], want[:3], what="2 processes x 4 devices vs 1 device")
+  _, rest = st.train(cfg, 5, checkpoint_dir=str(tmp_path))
+  assert_close(np.concatenate([losses[0], rest]), want, what="saved by 2 processes, resumed on 1 device")
