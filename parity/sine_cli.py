@@ -231,7 +231,7 @@ def _plot(result: SineRun, path: pathlib.Path) -> None:
     f"Adam lr={args.lr:g}, {args.epochs} epochs, seed {args.seed}"
   )
   low, high = top.get_ylim()
-  top.set_ylim(low, high + 0.35 * (high - low))  # room for the legend above the waves
+  top.set_ylim(low, high + 0.22 * (high - low))  # room for the legend above the waves
   top.legend(loc="upper center", ncol=4, fontsize="small")
 
   epochs = np.arange(1, result.losses.shape[1] + 1)
