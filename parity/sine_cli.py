@@ -132,7 +132,8 @@ def _check_output(parser: argparse.ArgumentParser, path: pathlib.Path) -> pathli
 @functools.cache
 def _train_fn(lr: float, variant: str, ensemble: bool):
   """One compiled trainer per setting, shared by every run in this process."""
-  return sine_task.make_train_fn(optax.adam(lr), variant=variant, ensemble=ensemble), optax.adam(lr)
+  opt = optax.adam(lr)
+  return sine_task.make_train_fn(opt, variant=variant, ensemble=ensemble), opt
 
 
 def _chunks(epochs: int, chunk: int) -> list[int]:
