@@ -1,8 +1,31 @@
 """parity: move GRU weights between PyTorch and JAX and prove nothing changed on the way.
 
+- :func:`from_torch` / :func:`to_torch`: ``torch.nn.GRU`` / ``GRUCell`` <-> ``jaxgru`` modules.
+- :func:`state_dict_to_params` / :func:`params_to_state_dict`: the same for plain arrays.
+- :func:`save` / :func:`load`: safetensors with torch's names; torch ``.pt`` files (weights only).
+- :func:`compare` / :func:`assert_close`: outputs, states and every gradient, torch vs JAX.
+- :mod:`parity.other_jax`: weights to and from Flax's, Equinox's and Haiku's GRU cells.
+- ``python -m parity``: the sweep on this machine's devices.
+
 Imports torch; :mod:`jaxgru` never does.
 """
 
 from parity._runs import run_jax, run_torch
+from parity.convert import from_torch, module_from_params, params_to_state_dict, state_dict_to_params, to_torch
+from parity.files import load, save
+from parity.report import Report, assert_close, compare
 
-__all__ = ["run_jax", "run_torch"]
+__all__ = [
+  "Report",
+  "assert_close",
+  "compare",
+  "from_torch",
+  "load",
+  "module_from_params",
+  "params_to_state_dict",
+  "run_jax",
+  "run_torch",
+  "save",
+  "state_dict_to_params",
+  "to_torch",
+]

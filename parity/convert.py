@@ -1,0 +1,239 @@
+"""Weights between ``torch.nn.GRU`` / ``GRUCell`` and ``jaxgru``, in both directions, bit for bit.
+
+torch's state-dict names and shapes are ``jaxgru``'s parameter layout, so a conversion is a
+change of array type, never of values: float16, bfloat16, float32 and float64 all round-trip
+with identical bits. Every entry point checks the layout strictly, like torch's
+``load_state_dict(strict=True)``: missing keys, unexpected keys and wrong shapes are listed
+together in one ``ValueError``.
+
+- :func:`state_dict_to_params` / :func:`params_to_state_dict`: plain mappings of arrays.
+- :func:`from_torch` / :func:`to_torch`: modules, with their configuration.
+- :func:`module_from_params`: a ``jaxgru`` module configured from its params alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import torch
+from flax import nnx
+
+import jaxgru
+from jaxgru._params import GRUSpec, cell_spec
+from parity import _arrays
+
+Params = dict[str, jax.Array]
+JaxModule = jaxgru.GRU | jaxgru.GRUCell | jaxgru.linen.GRU | jaxgru.linen.GRUCell
+
+
+def is_cell(params: Mapping[str, Any]) -> bool:
+  """Whether ``params`` has a ``GRUCell``'s keys (``weight_ih``) rather than a GRU's (``weight_ih_l0``)."""
+  return "weight_ih" in params or "weight_hh" in params
+
+
+def spec_of(params: Any) -> GRUSpec:
+  """The configuration a torch-layout GRU or GRUCell mapping describes, checked strictly.
+
+  Raises:
+    TypeError: not a mapping of floating arrays of one dtype.
+    ValueError: missing, unexpected or wrongly shaped keys (all listed), with a hint when the
+      keys carry a prefix such as ``gru.`` (a whole model's state dict).
+  """
+  if isinstance(params, Mapping) and is_cell(params):
+    return cell_spec(params)
+  try:
+    return jaxgru.gru_spec(params)
+  except ValueError as err:
+    hint = _prefix_hint(params)
+    raise ValueError(f"{err}{hint}") from None
+
+
+def _prefix_hint(params: Mapping[str, Any]) -> str:
+  prefixes = sorted({k[: -len(end)] for k in params for end in ("weight_ih_l0", "weight_ih") if k.endswith("." + end)})
+  if not prefixes:
+    return ""
+  return f"\n  the keys look like a model's state dict holding a GRU under {prefixes}; select it with prefix={prefixes[0]!r}"
+
+
+def _check_values(state_dict: Any, name: str) -> None:
+  if not isinstance(state_dict, Mapping):
+    raise TypeError(f"{name} must be a mapping of torch state-dict keys to tensors, got {type(state_dict).__name__}")
+  not_arrays = {k: type(v).__name__ for k, v in state_dict.items() if not (hasattr(v, "shape") and hasattr(v, "dtype"))}
+  if not_arrays:
+    raise TypeError(
+      f"{name} must map names to tensors or arrays; these entries are not: {not_arrays}. "
+      "A training checkpoint ({'model': ..., 'optimizer': ...}) holds the state dict under one of its keys: pass that."
+    )
+
+
+def state_dict_to_params(state_dict: Mapping[str, Any], *, dtype: Any = None) -> Params:
+  """A torch ``GRU`` / ``GRUCell`` state dict as ``jaxgru`` params (JAX arrays), bit for bit.
+
+  Args:
+    state_dict: torch tensors (or NumPy / JAX arrays) under torch's names, e.g.
+      ``torch.nn.GRU(...).state_dict()``.
+    dtype: cast every parameter to this dtype (float16, bfloat16, float32 or float64, in any
+      spelling); None keeps the stored dtype and bits.
+
+  Returns:
+    ``{"weight_ih_l0": jax.Array, ...}``, ready for :func:`jaxgru.gru` or ``load_state_dict``.
+
+  Raises:
+    TypeError: a value is not a tensor, a dtype is not a GRU dtype, dtypes are mixed, or a
+      dtype is float64 while JAX runs in 32-bit mode.
+    ValueError: the keys or shapes are not a GRU's or GRUCell's (every problem listed).
+  """
+  _check_values(state_dict, "state_dict")
+  arrays = {k: _arrays.array_to_numpy(v, f"state_dict[{k!r}]") for k, v in state_dict.items()}
+  spec = spec_of(arrays)
+  target = spec.dtype if dtype is None else _arrays.numpy_dtype(dtype)
+  _arrays.check_jax_can_hold(target, "the parameters' dtype")
+  return {k: _arrays.to_jax(v.astype(target, copy=False), k) for k, v in arrays.items()}
+
+
+def params_to_state_dict(params: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+  """``jaxgru`` params as a torch state dict (CPU tensors, torch's key order), bit for bit.
+
+  ``torch.nn.GRU(...).load_state_dict(params_to_state_dict(params))`` then loads them.
+  """
+  _check_values(params, "params")
+  spec_of(params)
+  return {k: _arrays.to_tensor(v, f"params[{k!r}]") for k, v in params.items()}
+
+
+def _config(module: Any) -> dict[str, Any]:
+  names = ("input_size", "hidden_size", "bias")
+  if not isinstance(module, torch.nn.GRUCell | jaxgru.GRUCell | jaxgru.linen.GRUCell):
+    names += ("num_layers", "batch_first", "dropout", "bidirectional")
+  return {name: getattr(module, name) for name in names}
+
+
+def from_torch(module: torch.nn.GRU | torch.nn.GRUCell, *, linen: bool = False) -> Any:
+  """A torch GRU as the same ``jaxgru`` module: configuration, dtype and every bit of every weight.
+
+  ``torch.nn.GRU`` -> :class:`jaxgru.GRU`, ``torch.nn.GRUCell`` -> :class:`jaxgru.GRUCell`
+  (Flax NNX), with ``param_dtype`` the torch parameters' dtype and ``dtype=None``. The NNX
+  module is deterministic (dropout off) exactly when the torch module is in eval mode.
+
+  Args:
+    module: the torch module (any device; the weights are copied to the host).
+    linen: return ``(jaxgru.linen.GRU(...), {"params": params})`` (or the ``GRUCell`` pair)
+      instead: a Linen module and its variables.
+
+  Example:
+    >>> model = parity.from_torch(torch.nn.GRU(3, 8, num_layers=2, batch_first=True))
+    >>> model.num_layers, model.batch_first, model.weight_ih_l1[...].shape
+    (2, True, (24, 8))
+  """
+  if not isinstance(module, torch.nn.GRU | torch.nn.GRUCell):
+    raise TypeError(f"module must be a torch.nn.GRU or torch.nn.GRUCell, got {type(module).__name__}")
+  params = state_dict_to_params(module.state_dict())
+  config = _config(module)
+  if linen:
+    cls = jaxgru.linen.GRUCell if isinstance(module, torch.nn.GRUCell) else jaxgru.linen.GRU
+    return cls(**config, param_dtype=next(iter(params.values())).dtype), {"params": params}
+  return module_from_params(params, **{k: config[k] for k in ("batch_first", "dropout") if k in config}, training=module.training)
+
+
+def module_from_params(
+  params: Mapping[str, Any],
+  *,
+  batch_first: bool = False,
+  dropout: float = 0.0,
+  variant: str = "torch",
+  training: bool = True,
+) -> jaxgru.GRU | jaxgru.GRUCell:
+  """A :class:`jaxgru.GRU` (or :class:`jaxgru.GRUCell`, for cell keys) holding ``params``.
+
+  The sizes, layers, directions and bias are read from the keys and shapes, ``param_dtype``
+  from the arrays; what a state dict cannot say (``batch_first``, ``dropout``, ``variant``)
+  is given here. ``training=False`` makes the GRU deterministic, like torch's ``eval()``.
+  """
+  spec = spec_of(params)
+  _arrays.check_jax_can_hold(spec.dtype, "the parameters' dtype")
+  common = dict(input_size=spec.input_size, hidden_size=spec.hidden_size, bias=spec.bias, variant=variant)
+  common |= dict(param_dtype=spec.dtype, rngs=nnx.Rngs(0))
+  if is_cell(params):
+    module = jaxgru.GRUCell(**common)
+  else:
+    module = jaxgru.GRU(
+      **common,
+      num_layers=spec.num_layers,
+      batch_first=batch_first,
+      dropout=dropout,
+      bidirectional=spec.bidirectional,
+      deterministic=not training,
+    )
+  module.load_state_dict(params)
+  return module
+
+
+def params_and_variant(source: Any, variables: Mapping[str, Any] | None = None) -> tuple[Mapping[str, Any], str | None]:
+  """The torch-layout params behind any GRU this package converts, and its ``variant`` when
+  ``source`` is a ``jaxgru`` module (None otherwise: a params mapping does not say).
+
+  ``source`` is a ``jaxgru`` NNX module, a ``jaxgru.linen`` module (with ``variables``), a
+  torch ``GRU`` / ``GRUCell``, Linen variables ``{"params": {...}}``, or a params mapping.
+  """
+  if isinstance(source, torch.nn.GRU | torch.nn.GRUCell):
+    return source.state_dict(), "torch"
+  variant = None
+  if isinstance(source, JaxModule):
+    variant = source.variant
+    if isinstance(source, nnx.Module):
+      return source.state_dict(), variant
+    if variables is None:
+      raise ValueError(f"a {type(source).__name__} (Linen) holds no weights: pass its variables too")
+    source = variables
+  if isinstance(source, Mapping) and set(source) == {"params"}:
+    source = source["params"]
+  if not isinstance(source, Mapping):
+    raise TypeError(
+      "expected a jaxgru module, a torch.nn.GRU / GRUCell, Linen variables or a params mapping, "
+      f"got {type(source).__name__}"
+    )
+  return source, variant
+
+
+def params_of(source: Any, variables: Mapping[str, Any] | None = None) -> Mapping[str, Any]:
+  """Like :func:`params_and_variant`, for torch: a ``variant="classic"`` module is refused,
+  since torch computes another function with its weights."""
+  params, variant = params_and_variant(source, variables)
+  if variant not in (None, "torch"):
+    raise ValueError(
+      f"this {type(source).__name__} has variant={variant!r}: torch.nn.GRU computes variant='torch', so its "
+      "weights would compute something else there. To move the raw weights anyway, pass module.state_dict()."
+    )
+  return params
+
+
+def to_torch(module: JaxModule, variables: Mapping[str, Any] | None = None) -> torch.nn.GRU | torch.nn.GRUCell:
+  """A ``jaxgru`` module as the same torch module (CPU), every weight bit for bit.
+
+  :class:`jaxgru.GRU` -> ``torch.nn.GRU`` (in eval mode when the GRU is deterministic),
+  :class:`jaxgru.GRUCell` -> ``torch.nn.GRUCell``; Linen modules take their ``variables``.
+  torch computes in the parameters' dtype, so a module ``dtype`` other than ``param_dtype``
+  is not carried over.
+
+  Raises:
+    TypeError: ``module`` is not a ``jaxgru`` module.
+    ValueError: ``variant="classic"`` (torch has no such GRU), or Linen without ``variables``.
+  """
+  if not isinstance(module, JaxModule):
+    raise TypeError(
+      "module must be a jaxgru.GRU, jaxgru.GRUCell, jaxgru.linen.GRU or jaxgru.linen.GRUCell, "
+      f"got {type(module).__name__}; for a plain params mapping use parity.params_to_state_dict"
+    )
+  state_dict = params_to_state_dict(params_of(module, variables))
+  dtype = next(iter(state_dict.values())).dtype
+  config = _config(module)
+  if isinstance(module, jaxgru.GRUCell | jaxgru.linen.GRUCell):
+    result = torch.nn.GRUCell(**config, dtype=dtype)
+  else:
+    result = torch.nn.GRU(**config, dtype=dtype)
+  result.load_state_dict(state_dict)
+  if isinstance(module, jaxgru.GRU):
+    result.train(not module.deterministic)
+  return result

@@ -1,0 +1,195 @@
+r"""The proof: one torch GRU and one ``jaxgru`` GRU, the same inputs, every difference measured.
+
+:func:`compare` runs both forward and backward with the same random output cotangents and
+reports, for the output, ``h_n`` and the gradient of every parameter, the input and ``h0``,
+
+.. math::
+
+  \text{abs} = \max_i |a_i - t_i|, \qquad \text{rel} = \text{abs} / \max_i |t_i|
+
+with :math:`t` torch's value (the reference) and :math:`a` JAX's. A quantity passes when
+:math:`\text{abs} \le \text{tol} \cdot \max(1, \max_i |t_i|)`: absolute for magnitudes up to 1,
+relative to the largest reference magnitude above 1. Matrix products run at full precision
+(JAX ``"highest"``, torch TF32 off) and dropout is off on both sides.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import numpy as np
+import torch
+
+import jaxgru
+from parity import _arrays, _runs, convert
+
+# Default tolerance by the least precise dtype compared. float64 proves the maths, float32 the
+# kernels; the half-precision ones are measured over the sweep in `python -m parity`, with margin.
+TOLERANCES = {"float64": 1e-10, "float32": 1e-5, "float16": 1e-2, "bfloat16": 1e-1}
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+  """One compared quantity: ``name`` (``output``, ``h_n``, ``grad weight_ih_l0``, ``grad x``, ...)."""
+
+  name: str
+  max_abs: float
+  max_rel: float
+  reference: float  # max |torch value|
+
+  def ok(self, tol: float) -> bool:
+    return bool(self.max_abs <= tol * max(1.0, self.reference))  # NaN fails
+
+
+@dataclasses.dataclass(frozen=True)
+class Report:
+  """What :func:`compare` measured; ``str(report)`` is a table, ``report.ok`` the verdict."""
+
+  rows: tuple[Row, ...]
+  tol: float
+  torch_side: str  # e.g. "torch float32 cpu"
+  jax_side: str
+
+  @property
+  def ok(self) -> bool:
+    return all(row.ok(self.tol) for row in self.rows)
+
+  @property
+  def failures(self) -> tuple[Row, ...]:
+    return tuple(row for row in self.rows if not row.ok(self.tol))
+
+  def worst(self) -> Row:
+    """The row closest to (or furthest past) its tolerance."""
+    return max(self.rows, key=lambda row: row.max_abs / max(1.0, row.reference))
+
+  def __str__(self) -> str:
+    width = max(len("quantity"), *(len(row.name) for row in self.rows))
+    lines = [
+      f"{self.torch_side} vs {self.jax_side}; pass: max abs <= {self.tol:g} x max(1, max |torch|)",
+      f"{'quantity':<{width}}  {'max |torch|':>11}  {'max abs':>9}  {'max rel':>9}  ok",
+    ]
+    for row in self.rows:
+      lines.append(
+        f"{row.name:<{width}}  {row.reference:11.3g}  {row.max_abs:9.2e}  {row.max_rel:9.2e}  {'yes' if row.ok(self.tol) else 'NO'}"
+      )
+    return "\n".join(lines)
+
+
+def _row(name: str, got: np.ndarray, want: np.ndarray) -> Row:
+  got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
+  if got.shape != want.shape:
+    raise ValueError(f"{name}: JAX gives shape {got.shape}, torch {want.shape}; are the two modules configured alike?")
+  if not got.size:
+    return Row(name, 0.0, 0.0, 0.0)
+  err, ref = float(np.max(np.abs(got - want))), float(np.max(np.abs(want)))
+  rel = err / ref if ref > 0 else (0.0 if err == 0 else float("inf"))
+  return Row(name, err, rel, ref)
+
+
+def _jax_module(torch_module: Any, jax_module: Any) -> jaxgru.GRU | jaxgru.GRUCell:
+  if not isinstance(torch_module, torch.nn.GRU | torch.nn.GRUCell):
+    raise TypeError(f"torch_module must be a torch.nn.GRU or torch.nn.GRUCell, got {type(torch_module).__name__}")
+  if isinstance(jax_module, Mapping):
+    jax_module = convert.module_from_params(jax_module, batch_first=getattr(torch_module, "batch_first", False))
+  want = jaxgru.GRUCell if isinstance(torch_module, torch.nn.GRUCell) else jaxgru.GRU
+  if not isinstance(jax_module, want):
+    raise TypeError(
+      f"jax_module must be a {want.__name__} (or its params) to compare with a {type(torch_module).__name__}, "
+      f"got {type(jax_module).__name__}"
+    )
+  return jax_module
+
+
+def compare(
+  torch_module: torch.nn.GRU | torch.nn.GRUCell,
+  jax_module: jaxgru.GRU | jaxgru.GRUCell | Mapping[str, Any],
+  x: Any,
+  h0: Any = None,
+  *,
+  lengths: Any = None,
+  grads: bool = True,
+  seed: int = 0,
+  tol: float | None = None,
+  jax_device: jax.Device | None = None,
+) -> Report:
+  """Runs both modules on the same inputs and measures every difference.
+
+  Args:
+    torch_module: the reference, on its own device; put in eval mode for the run, then restored.
+    jax_module: a :class:`jaxgru.GRU` / :class:`jaxgru.GRUCell`, or torch-layout params (then
+      ``batch_first`` is the torch module's); its ``__call__`` runs with dropout off.
+    x: the input, any float array; each side gets it cast to its parameters' dtype.
+    h0: the initial state (``h`` for a cell), or None for zeros.
+    lengths: (B,) valid steps per sequence: torch runs ``pack_padded_sequence``.
+    grads: also compare gradients, for output cotangents drawn from ``seed``.
+    tol: the pass threshold; by default :data:`TOLERANCES` of the less precise side's dtype.
+    jax_device: where JAX runs (its default device when None).
+
+  Returns:
+    A :class:`Report`: print it for the table.
+  """
+  jax_module = _jax_module(torch_module, jax_module)
+  torch_dtype = _arrays.TORCH_TO_NUMPY[next(torch_module.parameters()).dtype]
+  jax_dtype = _arrays.numpy_dtype(convert.spec_of(jax_module.state_dict()).dtype)
+  _arrays.check_jax_can_hold(jax_dtype, "jax_module's parameters' dtype")
+  if tol is None:
+    tol = max(TOLERANCES[torch_dtype.name], TOLERANCES[jax_dtype.name])
+  x, h0 = np.asarray(x), None if h0 is None else np.asarray(h0)
+  cast = lambda a, dtype: None if a is None else a.astype(dtype)
+  was_training = torch_module.training
+  torch_module.eval()
+  try:
+    with _runs.exact_matmuls():
+      torch_run = _runs.run_torch(torch_module, cast(x, torch_dtype), cast(h0, torch_dtype), lengths=lengths)
+      cotangents = None
+      if grads:
+        rng = np.random.default_rng(seed)
+        cotangents = tuple(rng.standard_normal(torch_run[k].shape) for k in ("output", "h_n"))
+        torch_run = _runs.run_torch(
+          torch_module,
+          cast(x, torch_dtype),
+          cast(h0, torch_dtype),
+          lengths=lengths,
+          cotangents=tuple(cast(c, torch_dtype) for c in cotangents),
+        )
+      jax_run = _runs.run_jax(
+        jax_module,
+        cast(x, jax_dtype),
+        cast(h0, jax_dtype),
+        lengths=lengths,
+        cotangents=None if cotangents is None else tuple(cast(c, jax_dtype) for c in cotangents),
+        device=jax_device,
+      )
+  finally:
+    torch_module.train(was_training)
+  rows = [_row(k, jax_run[k], torch_run[k]) for k in ("output", "h_n")]
+  if grads:
+    if set(jax_run["grads"]) != set(torch_run["grads"]):
+      raise ValueError(f"the two sides have different parameters: JAX {sorted(jax_run['grads'])}, torch {sorted(torch_run['grads'])}")
+    rows += [_row(f"grad {k}", jax_run["grads"][k], want) for k, want in torch_run["grads"].items()]
+  torch_device = next(torch_module.parameters()).device.type
+  jax_platform = (jax_device or jax.devices()[0]).platform
+  return Report(tuple(rows), tol, f"torch {torch_dtype.name} {torch_device}", f"jaxgru {jax_dtype.name} {jax_platform}")
+
+
+def assert_close(
+  torch_module: torch.nn.GRU | torch.nn.GRUCell,
+  jax_module: jaxgru.GRU | jaxgru.GRUCell | Mapping[str, Any],
+  x: Any,
+  h0: Any = None,
+  **kwargs: Any,
+) -> Report:
+  """:func:`compare`, raising an AssertionError with the table when any quantity is past ``tol``.
+
+  Example:
+    >>> gru = torch.nn.GRU(3, 8, num_layers=2)
+    >>> parity.assert_close(gru, parity.from_torch(gru), np.ones((5, 2, 3), np.float32))  # doctest: +ELLIPSIS
+    Report(...)
+  """
+  report = compare(torch_module, jax_module, x, h0, **kwargs)
+  if not report.ok:
+    raise AssertionError(f"torch and JAX disagree on {[row.name for row in report.failures]}:\n{report}")
+  return report
