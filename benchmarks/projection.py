@@ -18,7 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jaxgru._core import _linear, _step
+from jaxgru._cell import linear as _linear
+from jaxgru._cell import step as _step
 
 SHAPES = [(10, 190, 1, 16), (100, 64, 128, 128), (100, 64, 512, 512), (1000, 16, 64, 128)]
 
