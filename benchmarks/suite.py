@@ -339,6 +339,7 @@ def parser() -> argparse.ArgumentParser:
   p.add_argument("--max-repeats", type=_positive, default=30)
   p.add_argument("--budget", type=float, default=2.0, help="seconds per cell after which no repeat beyond --repeats starts")
   p.add_argument("--warmup", type=_positive, default=1)
+  p.add_argument("--torch-threads", type=_positive, help="torch.set_num_threads (default: torch's own choice)")
   p.add_argument("--tf32", choices=("off", "on"), default="off", help="TF32 matmuls on both sides (GPU only)")
   p.add_argument("--quick", action="store_true", help="a seconds-long smoke run: the seed's shape only, 2 repeats")
   p.add_argument("--no-seed-task", action="store_true", help="skip the seed task's 200-epoch training, both ways")
@@ -359,6 +360,8 @@ def main(argv: list[str] | None = None) -> int:
   shapes = list(args.shape or DEFAULT_SHAPES) + list(args.add_shape)
   if args.quick:
     shapes, args.repeats, args.max_repeats, args.budget = [DEFAULT_SHAPES[0]], 2, 2, 0.0
+  if args.torch_threads:
+    torch.set_num_threads(args.torch_threads)
   device = "cuda" if torch.cuda.is_available() and jax.default_backend() == "gpu" else "cpu"
   tf32 = args.tf32 == "on"
   torch.backends.cuda.matmul.allow_tf32 = tf32
