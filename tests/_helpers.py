@@ -21,4 +21,3 @@ def compare_with_torch(module, x, h0=None, *, lengths=None, seed=0, tol=None) ->
   """``module`` (torch) against ``parity.from_torch(module)``: outputs, ``h_n`` and the gradients
   of every parameter, ``x`` and ``h0`` within ``tol`` (see :func:`parity.compare`)."""
   return parity.assert_close(module, parity.from_torch(module), x, h0, lengths=lengths, seed=seed, tol=tol)
-
