@@ -15,6 +15,15 @@ from parity.convert import from_torch, module_from_params, params_to_state_dict,
 from parity.files import load, save
 from parity.report import Report, assert_close, compare
 
+
+def __getattr__(name: str):
+  if name == "other_jax":  # imported on first use: it needs equinox (the `others` extra) for Equinox's cell
+    import importlib
+
+    return importlib.import_module("parity.other_jax")
+  raise AttributeError(f"module 'parity' has no attribute {name!r}")
+
+
 __all__ = [
   "Report",
   "assert_close",

@@ -21,7 +21,7 @@ import torch
 from flax import nnx
 
 import jaxgru
-from jaxgru._params import GRUSpec, cell_spec
+from jaxgru._params import GRUSpec, cell_shapes, cell_spec, check_layout
 from parity import _arrays
 
 Params = dict[str, jax.Array]
@@ -57,7 +57,7 @@ def _prefix_hint(params: Mapping[str, Any]) -> str:
   return f"\n  the keys look like a model's state dict holding a GRU under {prefixes}; select it with prefix={prefixes[0]!r}"
 
 
-def _check_values(state_dict: Any, name: str) -> None:
+def check_values(state_dict: Any, name: str) -> None:
   if not isinstance(state_dict, Mapping):
     raise TypeError(f"{name} must be a mapping of torch state-dict keys to tensors, got {type(state_dict).__name__}")
   not_arrays = {k: type(v).__name__ for k, v in state_dict.items() if not (hasattr(v, "shape") and hasattr(v, "dtype"))}
@@ -85,7 +85,7 @@ def state_dict_to_params(state_dict: Mapping[str, Any], *, dtype: Any = None) ->
       dtype is float64 while JAX runs in 32-bit mode.
     ValueError: the keys or shapes are not a GRU's or GRUCell's (every problem listed).
   """
-  _check_values(state_dict, "state_dict")
+  check_values(state_dict, "state_dict")
   arrays = {k: _arrays.array_to_numpy(v, f"state_dict[{k!r}]") for k, v in state_dict.items()}
   spec = spec_of(arrays)
   target = spec.dtype if dtype is None else _arrays.numpy_dtype(dtype)
@@ -98,9 +98,10 @@ def params_to_state_dict(params: Mapping[str, Any]) -> dict[str, torch.Tensor]:
 
   ``torch.nn.GRU(...).load_state_dict(params_to_state_dict(params))`` then loads them.
   """
-  _check_values(params, "params")
-  spec_of(params)
-  return {k: _arrays.to_tensor(v, f"params[{k!r}]") for k, v in params.items()}
+  check_values(params, "params")
+  arrays = {k: _arrays.array_to_numpy(v, f"params[{k!r}]") for k, v in params.items()}
+  spec_of(arrays)
+  return {k: _arrays.to_tensor(v, k) for k, v in arrays.items()}
 
 
 def _config(module: Any) -> dict[str, Any]:
@@ -110,7 +111,7 @@ def _config(module: Any) -> dict[str, Any]:
   return {name: getattr(module, name) for name in names}
 
 
-def from_torch(module: torch.nn.GRU | torch.nn.GRUCell, *, linen: bool = False) -> Any:
+def from_torch(module: torch.nn.GRU | torch.nn.GRUCell, *, linen: bool = False, rngs: nnx.Rngs | None = None) -> Any:
   """A torch GRU as the same ``jaxgru`` module: configuration, dtype and every bit of every weight.
 
   ``torch.nn.GRU`` -> :class:`jaxgru.GRU`, ``torch.nn.GRUCell`` -> :class:`jaxgru.GRUCell`
@@ -121,6 +122,8 @@ def from_torch(module: torch.nn.GRU | torch.nn.GRUCell, *, linen: bool = False) 
     module: the torch module (any device; the weights are copied to the host).
     linen: return ``(jaxgru.linen.GRU(...), {"params": params})`` (or the ``GRUCell`` pair)
       instead: a Linen module and its variables.
+    rngs: the NNX module's rngs (its ``dropout`` stream matters when ``dropout > 0``);
+      ``nnx.Rngs(0)`` when None.
 
   Example:
     >>> model = parity.from_torch(torch.nn.GRU(3, 8, num_layers=2, batch_first=True))
@@ -134,7 +137,8 @@ def from_torch(module: torch.nn.GRU | torch.nn.GRUCell, *, linen: bool = False) 
   if linen:
     cls = jaxgru.linen.GRUCell if isinstance(module, torch.nn.GRUCell) else jaxgru.linen.GRU
     return cls(**config, param_dtype=next(iter(params.values())).dtype), {"params": params}
-  return module_from_params(params, **{k: config[k] for k in ("batch_first", "dropout") if k in config}, training=module.training)
+  extra = {k: config[k] for k in ("batch_first", "dropout") if k in config}
+  return module_from_params(params, **extra, training=module.training, rngs=rngs)
 
 
 def module_from_params(
@@ -144,17 +148,19 @@ def module_from_params(
   dropout: float = 0.0,
   variant: str = "torch",
   training: bool = True,
+  rngs: nnx.Rngs | None = None,
 ) -> jaxgru.GRU | jaxgru.GRUCell:
   """A :class:`jaxgru.GRU` (or :class:`jaxgru.GRUCell`, for cell keys) holding ``params``.
 
   The sizes, layers, directions and bias are read from the keys and shapes, ``param_dtype``
   from the arrays; what a state dict cannot say (``batch_first``, ``dropout``, ``variant``)
   is given here. ``training=False`` makes the GRU deterministic, like torch's ``eval()``.
+  ``rngs`` (``nnx.Rngs(0)`` when None) feeds the GRU's dropout stream.
   """
   spec = spec_of(params)
   _arrays.check_jax_can_hold(spec.dtype, "the parameters' dtype")
   common = dict(input_size=spec.input_size, hidden_size=spec.hidden_size, bias=spec.bias, variant=variant)
-  common |= dict(param_dtype=spec.dtype, rngs=nnx.Rngs(0))
+  common |= dict(param_dtype=spec.dtype, rngs=nnx.Rngs(0) if rngs is None else rngs)
   if is_cell(params):
     module = jaxgru.GRUCell(**common)
   else:
@@ -187,12 +193,11 @@ def params_and_variant(source: Any, variables: Mapping[str, Any] | None = None) 
     if variables is None:
       raise ValueError(f"a {type(source).__name__} (Linen) holds no weights: pass its variables too")
     source = variables
-  if isinstance(source, Mapping) and set(source) == {"params"}:
-    source = source["params"]
+  if isinstance(source, Mapping) and isinstance(source.get("params"), Mapping):
+    source = source["params"]  # Linen variables: {"params": {...}, other collections}
   if not isinstance(source, Mapping):
     raise TypeError(
-      "expected a jaxgru module, a torch.nn.GRU / GRUCell, Linen variables or a params mapping, "
-      f"got {type(source).__name__}"
+      f"expected a jaxgru module, a torch.nn.GRU / GRUCell, Linen variables or a params mapping, got {type(source).__name__}"
     )
   return source, variant
 
@@ -229,11 +234,16 @@ def to_torch(module: JaxModule, variables: Mapping[str, Any] | None = None) -> t
   state_dict = params_to_state_dict(params_of(module, variables))
   dtype = next(iter(state_dict.values())).dtype
   config = _config(module)
-  if isinstance(module, jaxgru.GRUCell | jaxgru.linen.GRUCell):
-    result = torch.nn.GRUCell(**config, dtype=dtype)
+  cell = isinstance(module, jaxgru.GRUCell | jaxgru.linen.GRUCell)
+  if cell:
+    shapes = cell_shapes(config["input_size"], config["hidden_size"], config["bias"])
   else:
-    result = torch.nn.GRU(**config, dtype=dtype)
+    shapes = jaxgru.expected_shapes(*(config[k] for k in ("input_size", "hidden_size", "num_layers", "bias", "bidirectional")))
+  check_layout(state_dict, shapes, f"{type(module).__name__}({', '.join(f'{k}={v}' for k, v in config.items())})")
+  result = (torch.nn.GRUCell if cell else torch.nn.GRU)(**config, dtype=dtype)
   result.load_state_dict(state_dict)
   if isinstance(module, jaxgru.GRU):
+    result.train(not module.deterministic)
+  elif isinstance(module, jaxgru.linen.GRU) and module.deterministic is not None:
     result.train(not module.deterministic)
   return result

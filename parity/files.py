@@ -26,7 +26,7 @@ import safetensors
 import safetensors.torch
 import torch
 
-from parity import convert
+from parity import _arrays, convert
 
 _TORCH_MAGIC = (b"PK\x03\x04", b"\x80")  # torch.save's zip archive; the legacy pickle format
 _CHUNK = 1 << 20
@@ -119,38 +119,73 @@ def load(path: str | os.PathLike, *, prefix: str = "", dtype: Any = None) -> dic
 
   Raises:
     FileNotFoundError: no such file.
-    ValueError: the file is corrupt or truncated, holds pickled objects other than tensors
-      (a whole ``nn.Module``, say), or is not a GRU's state dict (every problem listed).
-    TypeError: a bad ``dtype``.
+    ValueError: the file is corrupt or truncated, is in neither format, holds pickled objects
+      other than tensors (a whole ``nn.Module``, say), or is not a GRU's state dict (every
+      missing, unexpected and wrongly shaped key listed).
+    TypeError: a bad ``prefix`` or ``dtype``; float64 weights while JAX runs in 32-bit mode.
   """
-  path = pathlib.Path(path)
-  with open(path, "rb") as file:
-    head = file.read(4)
-  state_dict = _read_torch(path) if head.startswith(_TORCH_MAGIC) else _read_safetensors(path)
   if not isinstance(prefix, str):
     raise TypeError(f"prefix must be a str, got {type(prefix).__name__}")
+  if dtype is not None:
+    _arrays.numpy_dtype(dtype)
+  path = pathlib.Path(path)
+  with open(path, "rb") as file:
+    head = file.read(9)
+  if _is_safetensors(head):
+    state_dict = _read_safetensors(path)
+  elif head.startswith(_TORCH_MAGIC):
+    state_dict = _read_torch(path)
+  else:
+    raise ValueError(
+      f"{path} is neither a safetensors file nor a torch.save file (its first bytes are {head!r}); "
+      "empty, truncated or another format?"
+    )
   if prefix:
-    selected = {k[len(prefix) :]: v for k, v in state_dict.items() if k.startswith(prefix)}
+    selected = {k[len(prefix) :]: v for k, v in state_dict.items() if isinstance(k, str) and k.startswith(prefix)}
     if not selected:
-      raise ValueError(f"{path} has no key starting with prefix={prefix!r}; its keys are {sorted(state_dict)}")
+      raise ValueError(f"{path} has no key starting with prefix={prefix!r}; its keys are {sorted(map(str, state_dict))}")
     state_dict = selected
+  nested = [k for k, v in state_dict.items() if isinstance(v, Mapping)]
+  if nested:
+    raise ValueError(
+      f"{path} holds a checkpoint, not a state dict: entries {sorted(map(str, state_dict))}, of which {nested} are "
+      f"mappings. Take the GRU's state dict out of it: parity.state_dict_to_params(torch.load(path, "
+      f"weights_only=True)[{nested[0]!r}])"
+    )
+  try:
+    convert.check_values(state_dict, "the file's state dict")
+  except TypeError as err:
+    raise ValueError(f"{path} does not hold a torch GRU / GRUCell state dict: {err}") from None
   try:
     return convert.state_dict_to_params(state_dict, dtype=dtype)
   except ValueError as err:
     raise ValueError(f"{path} does not hold a torch GRU / GRUCell state dict: {err}") from None
+  except TypeError as err:
+    raise TypeError(f"{path}: {err}") from None
+
+
+def _is_safetensors(head: bytes) -> bool:
+  """safetensors starts with its JSON header's length (8 bytes, little-endian), then ``{``."""
+  return len(head) == 9 and head[8:9] == b"{" and 2 <= int.from_bytes(head[:8], "little") < (1 << 40)
 
 
 def _read_torch(path: pathlib.Path) -> Mapping[str, Any]:
   try:
     state_dict = torch.load(path, map_location="cpu", weights_only=True)
   except pickle.UnpicklingError as err:
-    raise ValueError(
-      f"{path} holds pickled objects other than tensors (a whole nn.Module or optimizer, say). parity loads "
-      "torch files with weights_only=True, since unpickling an untrusted file can run arbitrary code: save "
-      f"module.state_dict() instead. torch said: {str(err).splitlines()[0]}"
-    ) from None
+    text = str(err)
+    reason = text.split("WeightsUnpickler error:", 1)[-1].split("Check the documentation", 1)[0]
+    reason = " ".join(reason.split()) or type(err).__name__
+    if "Unsupported global" in str(err):
+      raise ValueError(
+        f"{path} holds pickled objects other than tensors (a whole nn.Module or optimizer, say). parity loads "
+        "torch files with weights_only=True, since unpickling an untrusted file can run arbitrary code: save "
+        f"module.state_dict() instead. torch said: {reason}"
+      ) from None
+    raise ValueError(f"{path} is not a readable torch file (truncated or corrupt?): {reason}") from None
   except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
-    raise ValueError(f"{path} is not a readable torch file (truncated or corrupt?): {err}") from None
+    first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+    raise ValueError(f"{path} is not a readable torch file (truncated or corrupt?): {first}") from None
   if not isinstance(state_dict, Mapping):
     raise ValueError(f"{path} holds a {type(state_dict).__name__}, not a state dict (a mapping of names to tensors)")
   return state_dict
@@ -159,7 +194,5 @@ def _read_torch(path: pathlib.Path) -> Mapping[str, Any]:
 def _read_safetensors(path: pathlib.Path) -> Mapping[str, Any]:
   try:
     return safetensors.torch.load_file(path)
-  except (safetensors.SafetensorError, OSError, ValueError) as err:
-    raise ValueError(
-      f"{path} is neither a torch state-dict file nor a valid safetensors file (truncated or corrupt?): {err}"
-    ) from None
+  except (safetensors.SafetensorError, OSError, ValueError, RuntimeError, TypeError) as err:
+    raise ValueError(f"{path} is not a valid safetensors file (truncated or corrupt?): {err}") from None

@@ -27,7 +27,8 @@ import jaxgru
 from parity import _arrays, _runs, convert
 
 # Default tolerance by the least precise dtype compared. float64 proves the maths, float32 the
-# kernels; the half-precision ones are measured over the sweep in `python -m parity`, with margin.
+# kernels (both measured by `python -m parity`). The half-precision ones are rough defaults a few
+# units of their epsilon (9.8e-4, 7.8e-3) wide, not established by any sweep: pass `tol` for them.
 TOLERANCES = {"float64": 1e-10, "float32": 1e-5, "float16": 1e-2, "bfloat16": 1e-1}
 
 
@@ -89,18 +90,64 @@ def _row(name: str, got: np.ndarray, want: np.ndarray) -> Row:
   return Row(name, err, rel, ref)
 
 
+_CONFIG = ("input_size", "hidden_size", "num_layers", "bias", "batch_first", "bidirectional")
+
+
 def _jax_module(torch_module: Any, jax_module: Any) -> jaxgru.GRU | jaxgru.GRUCell:
   if not isinstance(torch_module, torch.nn.GRU | torch.nn.GRUCell):
     raise TypeError(f"torch_module must be a torch.nn.GRU or torch.nn.GRUCell, got {type(torch_module).__name__}")
-  if isinstance(jax_module, Mapping):
-    jax_module = convert.module_from_params(jax_module, batch_first=getattr(torch_module, "batch_first", False))
+  batch_first = getattr(torch_module, "batch_first", False)
+  if (
+    isinstance(jax_module, tuple) and len(jax_module) == 2 and isinstance(jax_module[0], jaxgru.linen.GRU | jaxgru.linen.GRUCell)
+  ):
+    linen_module, variables = jax_module
+    params = convert.params_of(linen_module, variables)
+    jax_module = convert.module_from_params(params, batch_first=getattr(linen_module, "batch_first", False))
+  elif isinstance(jax_module, Mapping):
+    jax_module = convert.module_from_params(convert.params_of(jax_module), batch_first=batch_first)
   want = jaxgru.GRUCell if isinstance(torch_module, torch.nn.GRUCell) else jaxgru.GRU
   if not isinstance(jax_module, want):
     raise TypeError(
-      f"jax_module must be a {want.__name__} (or its params) to compare with a {type(torch_module).__name__}, "
-      f"got {type(jax_module).__name__}"
+      f"jax_module must be a {want.__name__}, its params, or a (jaxgru.linen module, variables) pair to compare "
+      f"with a {type(torch_module).__name__}, got {type(jax_module).__name__}"
     )
+  if jax_module.variant != "torch":
+    raise ValueError(f"jax_module has variant={jax_module.variant!r}; torch computes variant='torch'")
+  differ = [
+    f"{name}: torch {getattr(torch_module, name)!r}, JAX {getattr(jax_module, name)!r}"
+    for name in _CONFIG
+    if hasattr(torch_module, name) and getattr(torch_module, name) != getattr(jax_module, name)
+  ]
+  if differ:
+    raise ValueError("torch_module and jax_module are configured differently: " + "; ".join(differ))
   return jax_module
+
+
+def _as_numpy(value: Any, name: str) -> np.ndarray | None:
+  if value is None:
+    return None
+  if isinstance(value, torch.Tensor):
+    return _arrays.tensor_to_numpy(value, name)
+  result = np.asarray(value)
+  if not np.issubdtype(result.dtype, np.floating) and result.dtype != _arrays.TORCH_TO_NUMPY[torch.bfloat16]:
+    raise TypeError(f"{name} must be a floating-point array, got dtype {result.dtype}")
+  return result
+
+
+def _check_lengths(lengths: Any, x: np.ndarray, torch_module: Any) -> np.ndarray | None:
+  if lengths is None:
+    return None
+  if isinstance(torch_module, torch.nn.GRUCell):
+    raise ValueError("lengths is for a GRU over sequences; a GRUCell runs one step")
+  if x.ndim != 3:
+    raise ValueError(f"lengths needs batched input x of rank 3, got x of shape {x.shape}")
+  batch, steps = (x.shape[0], x.shape[1]) if torch_module.batch_first else (x.shape[1], x.shape[0])
+  lengths = np.asarray(lengths.cpu() if isinstance(lengths, torch.Tensor) else lengths)
+  if not np.issubdtype(lengths.dtype, np.integer) or lengths.shape != (batch,):
+    raise ValueError(f"lengths must be {batch} integers (one per sequence), got {lengths.dtype} array of shape {lengths.shape}")
+  if lengths.min() < 1 or lengths.max() > steps:
+    raise ValueError(f"lengths must lie in [1, {steps}] (the input's time steps), got {lengths.tolist()}")
+  return lengths
 
 
 def compare(
@@ -119,8 +166,10 @@ def compare(
 
   Args:
     torch_module: the reference, on its own device; put in eval mode for the run, then restored.
-    jax_module: a :class:`jaxgru.GRU` / :class:`jaxgru.GRUCell`, or torch-layout params (then
-      ``batch_first`` is the torch module's); its ``__call__`` runs with dropout off.
+    jax_module: a :class:`jaxgru.GRU` / :class:`jaxgru.GRUCell`, torch-layout params or Linen
+      variables (then ``batch_first`` is the torch module's), or a ``(jaxgru.linen module,
+      variables)`` pair; its ``__call__`` runs with dropout off. Its configuration must be the
+      torch module's (a ValueError lists every difference).
     x: the input, any float array; each side gets it cast to its parameters' dtype.
     h0: the initial state (``h`` for a cell), or None for zeros.
     lengths: (B,) valid steps per sequence: torch runs ``pack_padded_sequence``.
@@ -137,7 +186,8 @@ def compare(
   _arrays.check_jax_can_hold(jax_dtype, "jax_module's parameters' dtype")
   if tol is None:
     tol = max(TOLERANCES[torch_dtype.name], TOLERANCES[jax_dtype.name])
-  x, h0 = np.asarray(x), None if h0 is None else np.asarray(h0)
+  x, h0 = _as_numpy(x, "x"), _as_numpy(h0, "h0")
+  lengths = _check_lengths(lengths, x, torch_module)
   cast = lambda a, dtype: None if a is None else a.astype(dtype)
   was_training = torch_module.training
   torch_module.eval()
@@ -168,7 +218,9 @@ def compare(
   rows = [_row(k, jax_run[k], torch_run[k]) for k in ("output", "h_n")]
   if grads:
     if set(jax_run["grads"]) != set(torch_run["grads"]):
-      raise ValueError(f"the two sides have different parameters: JAX {sorted(jax_run['grads'])}, torch {sorted(torch_run['grads'])}")
+      raise ValueError(
+        f"the two sides have different parameters: JAX {sorted(jax_run['grads'])}, torch {sorted(torch_run['grads'])}"
+      )
     rows += [_row(f"grad {k}", jax_run["grads"][k], want) for k, want in torch_run["grads"].items()]
   torch_device = next(torch_module.parameters()).device.type
   jax_platform = (jax_device or jax.devices()[0]).platform

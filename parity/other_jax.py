@@ -1,0 +1,335 @@
+r"""Weights between ``jaxgru`` and the GRU cells of Flax Linen, Flax NNX, Equinox and Haiku.
+
+Each library computes a GRU cell, but not all with torch's parameters. In torch's notation
+(gates r, z, n; ``jaxgru`` and torch keep both biases of every gate):
+
+.. math::
+
+  r = \sigma(W_{ir} x + b_{ir} + W_{hr} h + b_{hr}), \quad
+  z = \sigma(W_{iz} x + b_{iz} + W_{hz} h + b_{hz}), \quad
+  n = \tanh(W_{in} x + b_{in} + r \odot (W_{hn} h + b_{hn})), \quad
+  h' = (1 - z) \odot n + z \odot h
+
+=================== ==================================================== =====================================
+target              its parameters                                       what converting from ``jaxgru`` loses
+=================== ==================================================== =====================================
+``flax.linen``      ``ir, iz, in`` (kernel, bias), ``hr, hz`` (kernel),   nothing forward; ``b_ir + b_hr`` and
+``GRUCell``         ``hn`` (kernel, bias); kernels ``(in, H)``            ``b_iz + b_hz`` become one bias each
+``equinox.nn``      ``weight_ih, weight_hh`` as torch; ``bias`` (3H) =    as Linen
+``GRUCell``         ``b_ih`` with r, z folded; ``bias_n`` = ``b_hn``
+``flax.nnx``        ``dense_i`` kernel ``(I, 3H)`` + bias, ``dense_h``    as Linen, and it has **no** ``b_hn``:
+``GRUCell``         kernel ``(H, 3H)``, no bias                           refused unless ``b_hn == 0``
+``hk.GRU``          ``w_i (I, 3H)``, ``w_h (H, 3H)``, ``b (3H)``, gates   all three biases folded; only the
+(classic variant)   in order (z, r, a); reset *before* the product        ``variant="classic"`` GRU converts
+=================== ==================================================== =====================================
+
+"Folded" means the target holds one bias where ``jaxgru`` holds two that enter the same sum.
+The forward function is then the same in exact arithmetic (the sum is rounded once, to the
+parameters' dtype, so floating-point results differ in the last bits), but **training is not**:
+the gradient reaches each of ``jaxgru``'s two biases in full, so one SGD step moves their sum
+twice as far as the target's single bias moves, and weight decay penalises ``b_i² + b_h²``
+rather than ``(b_i + b_h)²``. Converting *into* ``jaxgru`` is exact forward (the folded bias
+goes to ``b_i``, zeros to ``b_h``) and keeps every bit of every weight; only training from
+there differs in the same way, and from NNX ``b_hn`` starts at zero but is then trained.
+
+A ``jaxgru`` source is a :class:`jaxgru.GRUCell` (NNX; Linen with ``variables``), its params
+(``weight_ih``, ...), or a one-layer, one-direction GRU's (``weight_ih_l0``, ...), or a torch
+``GRUCell`` / ``GRU``. Every conversion keeps the parameters' dtype, and ``from_*`` returns
+``GRUCell`` params: ``parity.module_from_params(params)`` makes them a :class:`jaxgru.GRUCell`.
+
+All cells here use the default ``gate_fn`` (sigmoid) and ``activation_fn`` (tanh); a Flax cell
+built with others computes something else, and :func:`from_flax_nnx` refuses it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import jax
+import numpy as np
+from flax import nnx
+
+from parity import _arrays, convert
+
+if TYPE_CHECKING:
+  import equinox as eqx  # optional (the `others` extra): imported where used
+
+CELL_KEYS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+
+
+def _cell_arrays(source: Any, variables: Any, variant: str | None, target: str, library: str) -> dict[str, np.ndarray]:
+  """``source``'s cell params as NumPy arrays (bits kept), checked, with the variant the target computes."""
+  params, module_variant = convert.params_and_variant(source, variables)
+  if variant is not None and module_variant is not None and variant != module_variant:
+    raise ValueError(f"variant={variant!r} contradicts the module's variant={module_variant!r}")
+  variant = variant or module_variant or "torch"
+  if variant != target:
+    hint = " (a params mapping is taken as variant='torch'; pass variant='classic' if it was trained as one)"
+    raise ValueError(
+      f"{library} computes the {target!r} GRU, but the source computes variant={variant!r}: its weights would "
+      f"compute another function there{hint if module_variant is None else ''}"
+    )
+  convert.check_values(params, "params")
+  arrays = {k: _arrays.array_to_numpy(v, f"params[{k!r}]") for k, v in params.items()}
+  spec = convert.spec_of(arrays)
+  if not convert.is_cell(arrays):
+    if spec.num_layers != 1 or spec.bidirectional:
+      raise ValueError(
+        f"{library} holds one GRU cell, but the source has num_layers={spec.num_layers}, "
+        f"bidirectional={spec.bidirectional}; convert one layer and direction at a time "
+        "(its weight_ih_l{k}[_reverse], ... keys without the suffix)"
+      )
+    arrays = {k.removesuffix("_l0"): v for k, v in arrays.items()}
+  return arrays
+
+
+def _biases(arrays: Mapping[str, np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+  """``([b_ir, b_iz, b_in], [b_hr, b_hz, b_hn])``, zeros for a GRU without bias."""
+  hidden = arrays["weight_hh"].shape[1]
+  zeros = np.zeros((3 * hidden,), arrays["weight_hh"].dtype)
+  return (np.split(arrays.get("bias_ih", zeros), 3), np.split(arrays.get("bias_hh", zeros), 3))
+
+
+def _jax(tree: Any) -> Any:
+  return jax.tree.map(lambda a: _arrays.to_jax(a), tree)
+
+
+def _params(weight_ih, weight_hh, bias_ih, bias_hh, bias: bool, library: str) -> dict[str, jax.Array]:
+  """jaxgru cell params; ``bias=False`` only when every bias is zero (else refused: not exact)."""
+  params = {"weight_ih": weight_ih, "weight_hh": weight_hh}
+  if bias_ih is None:
+    pass
+  elif bias:
+    params |= {"bias_ih": bias_ih, "bias_hh": bias_hh}
+  elif np.any(bias_ih != 0) or np.any(bias_hh != 0):
+    raise ValueError(f"bias=False, but the {library} cell has nonzero biases, which a GRU without bias cannot hold")
+  convert.spec_of(params)
+  return _jax(params)
+
+
+def _numpy_leaf(tree: Any, path: tuple[str, ...], library: str) -> np.ndarray:
+  node = tree
+  for key in path:
+    if not isinstance(node, Mapping) or key not in node:
+      raise ValueError(f"not {library} GRU parameters: no entry {'/'.join(path)} (got {_describe(tree)})")
+    node = node[key]
+  return _arrays.array_to_numpy(node, "/".join(path))
+
+
+def _describe(tree: Any) -> str:
+  if isinstance(tree, Mapping):
+    return "{" + ", ".join(f"{k!r}: {_describe(v)}" for k, v in tree.items()) + "}"
+  shape = getattr(tree, "shape", None)
+  return type(tree).__name__ if shape is None else f"array{tuple(shape)}"
+
+
+def _check_shapes(library: str, **arrays: np.ndarray) -> None:
+  """Every kernel and bias must fit ``weight_hh``'s hidden size and ``weight_ih``'s input size."""
+  try:
+    convert.spec_of({k: v for k, v in arrays.items()})
+  except ValueError as err:
+    raise ValueError(f"the {library} parameters do not fit together: {err}") from None
+
+
+# flax.linen.GRUCell ------------------------------------------------------------------------
+
+
+def to_flax_linen(source: Any, variables: Any = None, *, variant: str | None = None) -> dict[str, Any]:
+  """Variables for ``flax.linen.GRUCell(features=H)`` computing ``source``'s cell.
+
+  ``b_ir + b_hr`` goes to ``ir/bias``, ``b_iz + b_hz`` to ``iz/bias`` (folded: same forward, not
+  the same training), ``b_in`` to ``in/bias``, ``b_hn`` to ``hn/bias``; kernels are transposed.
+
+  Example:
+    >>> variables = parity.other_jax.to_flax_linen(jaxgru.GRUCell(3, 8, rngs=nnx.Rngs(0)))
+    >>> h, _ = flax.linen.GRUCell(features=8).apply(variables, jnp.zeros(8), jnp.ones(3))
+  """
+  arrays = _cell_arrays(source, variables, variant, "torch", "flax.linen.GRUCell")
+  (b_ir, b_iz, b_in), (b_hr, b_hz, b_hn) = _biases(arrays)
+  w_ir, w_iz, w_in = np.split(arrays["weight_ih"], 3)
+  w_hr, w_hz, w_hn = np.split(arrays["weight_hh"], 3)
+  params = {
+    "ir": {"kernel": w_ir.T, "bias": b_ir + b_hr},
+    "iz": {"kernel": w_iz.T, "bias": b_iz + b_hz},
+    "in": {"kernel": w_in.T, "bias": b_in},
+    "hr": {"kernel": w_hr.T},
+    "hz": {"kernel": w_hz.T},
+    "hn": {"kernel": w_hn.T, "bias": b_hn},
+  }
+  return {"params": _jax(params)}
+
+
+def from_flax_linen(variables: Mapping[str, Any], *, bias: bool = True) -> dict[str, jax.Array]:
+  """``jaxgru`` cell params computing what ``flax.linen.GRUCell`` computes with ``variables``.
+
+  Exact forward, every bit kept: ``ir/bias`` becomes ``b_ir`` and ``b_hr = 0`` (likewise z);
+  ``in`` and ``hn`` keep their own biases. ``bias=False`` is allowed when every bias is zero.
+  """
+  tree = variables.get("params", variables) if isinstance(variables, Mapping) else variables
+  library = "flax.linen.GRUCell"
+  get = lambda *path: _numpy_leaf(tree, path, library)
+  kernels_i = [get(g, "kernel") for g in ("ir", "iz", "in")]
+  kernels_h = [get(g, "kernel") for g in ("hr", "hz", "hn")]
+  b_ir, b_iz, b_in, b_hn = get("ir", "bias"), get("iz", "bias"), get("in", "bias"), get("hn", "bias")
+  zeros = np.zeros_like(b_hn)
+  weight_ih, weight_hh = np.concatenate([k.T for k in kernels_i]), np.concatenate([k.T for k in kernels_h])
+  bias_ih, bias_hh = np.concatenate([b_ir, b_iz, b_in]), np.concatenate([zeros, zeros, b_hn])
+  _check_shapes(library, weight_ih=weight_ih, weight_hh=weight_hh, bias_ih=bias_ih, bias_hh=bias_hh)
+  return _params(weight_ih, weight_hh, bias_ih, bias_hh, bias, library)
+
+
+# flax.nnx.GRUCell --------------------------------------------------------------------------
+
+
+def to_flax_nnx(source: Any, variables: Any = None, *, variant: str | None = None, rngs: nnx.Rngs | None = None) -> nnx.GRUCell:
+  """A ``flax.nnx.GRUCell`` computing ``source``'s cell.
+
+  NNX's cell has no ``b_hn`` (its recurrent ``Linear`` has no bias), so a source with any
+  nonzero ``b_hn`` is refused: no NNX cell computes it. ``b_ir + b_hr`` and ``b_iz + b_hz``
+  are folded into ``dense_i.bias`` (same forward, not the same training).
+
+  Raises:
+    ValueError: nonzero ``b_hn``; a ``variant="classic"`` source; more than one layer or direction.
+  """
+  library = "flax.nnx.GRUCell"
+  arrays = _cell_arrays(source, variables, variant, "torch", library)
+  (b_ir, b_iz, b_in), (b_hr, b_hz, b_hn) = _biases(arrays)
+  if np.any(b_hn != 0):
+    raise ValueError(
+      f"{library} has no b_hn (the bias inside r * (W_hn h + b_hn); its dense_h has no bias), and this GRU's "
+      f"b_hn = bias_hh[2H:] is nonzero (max |b_hn| = {float(np.max(np.abs(b_hn.astype(np.float64)))):.3g}): "
+      "no NNX GRUCell computes it. Use jaxgru.GRUCell, which runs in nnx.RNN and has b_hn, or to_flax_linen / to_equinox"
+    )
+  hidden, inputs = arrays["weight_hh"].shape[1], arrays["weight_ih"].shape[1]
+  dtype = arrays["weight_hh"].dtype
+  _arrays.check_jax_can_hold(dtype, "the parameters' dtype")
+  zeros = nnx.initializers.zeros_init()  # every value is set below; orthogonal init has no bfloat16 QR
+  rngs = nnx.Rngs(0) if rngs is None else rngs
+  cell = nnx.GRUCell(inputs, hidden, kernel_init=zeros, recurrent_kernel_init=zeros, param_dtype=dtype, rngs=rngs)
+  cell.dense_i.kernel[...] = _arrays.to_jax(arrays["weight_ih"].T)
+  cell.dense_i.bias[...] = _arrays.to_jax(np.concatenate([b_ir + b_hr, b_iz + b_hz, b_in]))
+  cell.dense_h.kernel[...] = _arrays.to_jax(arrays["weight_hh"].T)
+  return cell
+
+
+def from_flax_nnx(cell: nnx.GRUCell, *, bias: bool = True) -> dict[str, jax.Array]:
+  """``jaxgru`` cell params computing what ``cell`` computes: exact forward, every bit kept.
+
+  ``dense_i.bias`` becomes ``b_ih``, and ``b_hh = 0`` (NNX has no recurrent bias). A ``jaxgru``
+  cell then trains ``b_hh`` too, ``b_hn`` included, which NNX cannot: training differs.
+  """
+  if not isinstance(cell, nnx.GRUCell):
+    raise TypeError(f"cell must be a flax.nnx.GRUCell, got {type(cell).__name__}")
+  if cell.gate_fn is not jax.nn.sigmoid or cell.activation_fn is not jax.nn.tanh:
+    raise ValueError("cell uses a gate_fn or activation_fn other than sigmoid and tanh: no torch GRU computes it")
+  weight_ih = _arrays.array_to_numpy(cell.dense_i.kernel[...], "dense_i.kernel").T
+  weight_hh = _arrays.array_to_numpy(cell.dense_h.kernel[...], "dense_h.kernel").T
+  bias_ih = _arrays.array_to_numpy(cell.dense_i.bias[...], "dense_i.bias")
+  bias_hh = np.zeros_like(bias_ih)
+  return _params(weight_ih, weight_hh, bias_ih, bias_hh, bias, "flax.nnx.GRUCell")
+
+
+# equinox.nn.GRUCell ------------------------------------------------------------------------
+
+
+def to_equinox(source: Any, variables: Any = None, *, variant: str | None = None) -> eqx.nn.GRUCell:
+  """An ``equinox.nn.GRUCell`` computing ``source``'s cell (``use_bias`` as the source's bias).
+
+  ``weight_ih`` and ``weight_hh`` are torch's layout and copied as they are; ``bias`` gets
+  ``[b_ir + b_hr, b_iz + b_hz, b_in]`` (folded: same forward, not the same training) and
+  ``bias_n`` gets ``b_hn``.
+  """
+  import equinox as eqx
+
+  arrays = _cell_arrays(source, variables, variant, "torch", "equinox.nn.GRUCell")
+  hidden, inputs = arrays["weight_hh"].shape[1], arrays["weight_ih"].shape[1]
+  has_bias = "bias_ih" in arrays
+  dtype = arrays["weight_hh"].dtype
+  _arrays.check_jax_can_hold(dtype, "the parameters' dtype")
+  cell = eqx.nn.GRUCell(inputs, hidden, use_bias=has_bias, dtype=dtype, key=jax.random.key(0))
+  (b_ir, b_iz, b_in), (b_hr, b_hz, b_hn) = _biases(arrays)
+  values = [arrays["weight_ih"], arrays["weight_hh"]]
+  where = lambda c: (c.weight_ih, c.weight_hh)
+  if has_bias:
+    values += [np.concatenate([b_ir + b_hr, b_iz + b_hz, b_in]), b_hn]
+    where = lambda c: (c.weight_ih, c.weight_hh, c.bias, c.bias_n)
+  return eqx.tree_at(where, cell, [_arrays.to_jax(v) for v in values])
+
+
+def from_equinox(cell: eqx.nn.GRUCell) -> dict[str, jax.Array]:
+  """``jaxgru`` cell params computing what ``cell`` computes: exact forward, every bit kept.
+
+  ``bias`` becomes ``b_ih``, ``b_hh = [0, 0, bias_n]``; a cell without bias gives params without.
+  """
+  import equinox as eqx
+
+  if not isinstance(cell, eqx.nn.GRUCell):
+    raise TypeError(f"cell must be an equinox.nn.GRUCell, got {type(cell).__name__}")
+  weight_ih = _arrays.array_to_numpy(cell.weight_ih, "weight_ih")
+  weight_hh = _arrays.array_to_numpy(cell.weight_hh, "weight_hh")
+  if not cell.use_bias:
+    return _params(weight_ih, weight_hh, None, None, False, "equinox.nn.GRUCell")
+  bias_ih = _arrays.array_to_numpy(cell.bias, "bias")
+  bias_n = _arrays.array_to_numpy(cell.bias_n, "bias_n")
+  zeros = np.zeros_like(bias_n)
+  return _params(weight_ih, weight_hh, bias_ih, np.concatenate([zeros, zeros, bias_n]), True, "equinox.nn.GRUCell")
+
+
+# haiku hk.GRU --------------------------------------------------------------------------------
+
+
+def to_haiku(source: Any, variables: Any = None, *, variant: str | None = None, name: str = "gru") -> dict[str, Any]:
+  """Haiku params ``{name: {"w_i", "w_h", "b"}}`` for ``hk.GRU(H, name=name)`` computing
+  ``source``'s cell, which must be ``variant="classic"`` (Haiku's GRU resets before the product).
+
+  Gates are reordered from (r, z, n) to Haiku's (z, r, a) and kernels transposed. Haiku has one
+  bias per gate, so all three are folded: ``b = [b_iz + b_hz, b_ir + b_hr, b_in + b_hn]``
+  (same forward, not the same training). ``name`` is the module's name inside
+  ``hk.transform`` (``"gru"`` for an unnamed ``hk.GRU``).
+
+  Raises:
+    ValueError: the source computes ``variant="torch"``: a params mapping counts as such
+      unless ``variant="classic"`` is passed.
+  """
+  arrays = _cell_arrays(source, variables, variant, "classic", "hk.GRU")
+  (b_ir, b_iz, b_in), (b_hr, b_hz, b_hn) = _biases(arrays)
+  w_ir, w_iz, w_in = np.split(arrays["weight_ih"], 3)
+  w_hr, w_hz, w_hn = np.split(arrays["weight_hh"], 3)
+  params = {
+    "w_i": np.concatenate([w_iz, w_ir, w_in]).T,
+    "w_h": np.concatenate([w_hz, w_hr, w_hn]).T,
+    "b": np.concatenate([b_iz + b_hz, b_ir + b_hr, b_in + b_hn]),
+  }
+  return {name: _jax(params)}
+
+
+def from_haiku(params: Mapping[str, Any], *, bias: bool = True) -> dict[str, jax.Array]:
+  """``jaxgru`` cell params for ``variant="classic"`` computing what ``hk.GRU`` computes with
+  ``params`` (``{name: {"w_i", "w_h", "b"}}`` with one module, or its inner mapping).
+
+  Exact forward, every bit kept: ``b`` becomes ``b_ih`` (reordered to r, z, n), ``b_hh = 0``.
+  Run the result with ``variant="classic"``: ``parity.module_from_params(p, variant="classic")``
+  or ``jaxgru.gru_cell(p, x, h, variant="classic")``.
+  """
+  library = "hk.GRU"
+  tree = params
+  if isinstance(params, Mapping) and "w_i" not in params:
+    inner = [v for v in params.values() if isinstance(v, Mapping) and "w_i" in v]
+    if len(inner) != 1:
+      raise ValueError(f"params must hold exactly one hk.GRU's w_i, w_h and b; got {_describe(params)}")
+    tree = inner[0]
+  w_i, w_h, b = (_numpy_leaf(tree, (k,), library) for k in ("w_i", "w_h", "b"))
+  for key, value, rank in (("w_i", w_i, 2), ("w_h", w_h, 2), ("b", b, 1)):
+    if value.ndim != rank or value.shape[-1] % 3:
+      raise ValueError(f"hk.GRU's {key} must have a last axis of 3 * hidden_size and rank {rank}, got shape {value.shape}")
+  weight_ih, weight_hh, bias_ih = _zra_to_rzn(w_i.T), _zra_to_rzn(w_h.T), _zra_to_rzn(b)
+  bias_hh = np.zeros_like(bias_ih)
+  _check_shapes(library, weight_ih=weight_ih, weight_hh=weight_hh, bias_ih=bias_ih, bias_hh=bias_hh)
+  return _params(weight_ih, weight_hh, bias_ih, bias_hh, bias, library)
+
+
+def _zra_to_rzn(a: np.ndarray) -> np.ndarray:
+  """Haiku's gate order (z, r, a) along the first axis to torch's (r, z, n)."""
+  z, r, n = np.split(a, 3)
+  return np.concatenate([r, z, n])

@@ -1,0 +1,63 @@
+"""``python -m parity``: the sweep prints one table and its exit status says whether all agreed."""
+
+from __future__ import annotations
+
+import pathlib
+import subprocess
+import sys
+
+import torch
+
+import parity
+from parity import __main__ as cli
+
+ROOT = pathlib.Path(__file__).parent.parent
+
+
+def test_quick_sweep_runs_as_a_program():
+  done = subprocess.run(
+    [sys.executable, "-m", "parity", "--quick", "--cpu-only"], cwd=ROOT, capture_output=True, text=True, timeout=300
+  )
+  assert done.returncode == 0, done.stdout + done.stderr
+  out = done.stdout
+  assert "device  module" in out and "worst quantity" in out
+  rows = [line for line in out.splitlines() if line.startswith("cpu ")]
+  assert len(rows) == 10 and all(line.endswith("yes") for line in rows)
+  assert sum(" float64 " in line for line in rows) == 5 and sum(" float32 " in line for line in rows) == 5
+  assert sum(line.split()[-7] == "yes" for line in rows) == 4  # the lengths column: 2 GRUs x 2 dtypes
+  assert "10 of 10 runs within tolerance" in out
+
+
+def test_sweeps_cover_every_pair_of_settings():
+  for name in ("default", "full"):
+    grus = [c for c in cli.sweep(name) if not c.cell]
+    fields = ("num_layers", "bidirectional", "bias", "batch_first")
+    for a in fields:
+      for b in fields:
+        pairs = {(getattr(c, a), getattr(c, b)) for c in grus}
+        assert len(pairs) == (2 if a == b else 4), (name, a, b)
+  assert len(cli.sweep("full")) == 18 and {c.bias for c in cli.sweep("default") if c.cell} == {True, False}
+
+
+def test_a_mismatch_exits_nonzero_with_the_table(monkeypatch, capsys):
+  real = parity.from_torch
+
+  def off_by_a_little(module, **kwargs):
+    model = real(module, **kwargs)
+    model.weight_ih[...] = model.weight_ih[...] * (1 + 1e-6)  # (weight_hh would not show: h0 is zero)
+    return model
+
+  monkeypatch.setattr(cli, "sweep", lambda name: [cli.Config(cell=True)])
+  monkeypatch.setattr(parity, "from_torch", off_by_a_little)
+  assert cli.main(["--cpu-only"]) == 1
+  out = capsys.readouterr().out
+  assert "NO" in out and "1 MISMATCHED" in out
+
+
+def test_devices_without_a_gpu(monkeypatch):
+  found, note = cli.devices()
+  assert found[0].name == "cpu" and found[0].torch == torch.device("cpu")
+  monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+  found, note = cli.devices()
+  if len(found) == 1:  # JAX has no GPU here: the sweep says so rather than half-running
+    assert "only torch sees a GPU" in note
