@@ -17,7 +17,11 @@ def random_torch(module: torch.nn.Module, seed: int, dtype: torch.dtype) -> torc
   return module
 
 
-def compare_with_torch(module, x, h0=None, *, lengths=None, seed=0, tol=None) -> parity.Report:
+def compare_with_torch(module, x, h0=None, *, lengths=None, seed=0, tol=None, impl=None, remat=False) -> parity.Report:
   """``module`` (torch) against ``parity.from_torch(module)``: outputs, ``h_n`` and the gradients
-  of every parameter, ``x`` and ``h0`` within ``tol`` (see :func:`parity.compare`)."""
-  return parity.assert_close(module, parity.from_torch(module), x, h0, lengths=lengths, seed=seed, tol=tol)
+  of every parameter, ``x`` and ``h0`` within ``tol`` (see :func:`parity.compare`); ``impl``, when
+  given, and ``remat`` set the :class:`jaxgru.GRU`'s ``impl`` and ``remat`` (see :func:`jaxgru.gru`)."""
+  jax_module = parity.from_torch(module)
+  if impl is not None:
+    jax_module.impl, jax_module.remat = impl, remat
+  return parity.assert_close(module, jax_module, x, h0, lengths=lengths, seed=seed, tol=tol)

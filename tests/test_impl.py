@@ -62,13 +62,14 @@ def test_impls_agree_with_reference(x64, steps, layers, bidirectional, bias, len
     np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-11)
 
 
-def test_fused_over_chunks_matches_torch(precision):
+@pytest.mark.parametrize("impl, remat", [("fused", False), ("fused", True), ("reference", True)])
+def test_over_chunks_matches_torch(impl, remat, precision):
   """Several chunks and a tail, ragged lengths, both directions: against torch directly."""
   module = random_torch(torch.nn.GRU(I, H, 2, bidirectional=True), seed=11, dtype=precision.torch_dtype)
   rng = np.random.default_rng(5)
   x = rng.standard_normal((37, 4, I)).astype(precision.np_dtype)
   h0 = rng.standard_normal((4, 4, H)).astype(precision.np_dtype)
-  compare_with_torch(module, x, h0, lengths=np.array([37, 16, 1, 30]), tol=precision.tol)
+  compare_with_torch(module, x, h0, lengths=np.array([37, 16, 1, 30]), tol=precision.tol, impl=impl, remat=remat)
 
 
 def test_remat_bounds_backward_memory():

@@ -57,8 +57,9 @@ LENGTHS = {
 }
 
 
+@pytest.mark.parametrize("impl", ["fused", "reference"])
 @pytest.mark.parametrize("case", CASES, ids=str)
-def test_gru_matches_torch(case: Case, precision):
+def test_gru_matches_torch(case: Case, impl, precision):
   module = torch.nn.GRU(I, H, case.layers, bias=case.bias, batch_first=case.batch_first, bidirectional=case.bidirectional)
   module = random_torch(module, seed=hash(str(case)) % 1000, dtype=precision.torch_dtype)
   rng = np.random.default_rng(0)
@@ -67,7 +68,7 @@ def test_gru_matches_torch(case: Case, precision):
   layers_dirs = case.layers * (2 if case.bidirectional else 1)
   h0 = rng.standard_normal((layers_dirs, H) if case.unbatched else (layers_dirs, B, H)).astype(precision.np_dtype)
   lengths = None if case.lengths is None else np.array(LENGTHS[case.lengths])
-  compare_with_torch(module, x, h0 if case.h0 else None, lengths=lengths, tol=precision.tol)
+  compare_with_torch(module, x, h0 if case.h0 else None, lengths=lengths, tol=precision.tol, impl=impl)
 
 
 @pytest.mark.parametrize("bias", [True, False])
