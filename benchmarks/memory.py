@@ -59,7 +59,7 @@ def run(shape: tuple[int, int, int, int] = SHAPE, cases=CASES) -> dict[str, Any]
   for impl, remat in cases:
     code = _CHILD.format(shape=tuple(shape), impl=impl, remat=remat)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [_ROOT, os.environ.get("PYTHONPATH")]))}
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False, env=env)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False, env=env, cwd=_ROOT)
     if done.returncode != 0:
       last = done.stderr.strip().splitlines()[-1:] or [f"exit status {done.returncode}"]
       results.append({"impl": impl, "remat": remat, "error": last[0]})

@@ -233,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         cell = run_cell(shape, mode, tuple(args.contenders), args, device, peak)
         report["cells"].append(cell)
         line = " ".join(f"{k}={v['median_ms']:.2f}ms" for k, v in cell["results"].items())
-        ratios = f"torch/jaxgru={ratio(cell, 'torch') or 0:.2f}x flax/jaxgru={ratio(cell, 'flax') or 0:.2f}x"
+        ratios = " ".join(f"{k}/jaxgru={v:.2f}x" for k in ("torch", "flax") if (v := ratio(cell, k)) is not None)
         print(f"{str(shape):>22} {mode:>8}  {line}  {ratios}", flush=True)
     if "seed" in parts:
       report["seed_task"] = _seed_task(device)
