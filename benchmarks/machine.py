@@ -13,6 +13,16 @@ import jax.numpy as jnp
 import numpy as np
 import torch
 
+ENV_KEYS = (
+  "XLA_FLAGS",
+  "OMP_NUM_THREADS",
+  "MKL_NUM_THREADS",
+  "OPENBLAS_NUM_THREADS",
+  "TF_NUM_INTRAOP_THREADS",
+  "MALLOC_MMAP_THRESHOLD_",
+  "MALLOC_TRIM_THRESHOLD_",
+)
+
 
 def cpu_model() -> str:
   try:
@@ -30,9 +40,8 @@ def describe(device: str, precision: str) -> dict[str, Any]:
   import optax
 
   gpu = torch.cuda.get_device_name() if device == "cuda" else None
-  env = {
-    k: os.environ[k] for k in ("XLA_FLAGS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "MALLOC_MMAP_THRESHOLD_") if k in os.environ
-  }
+  env = {k: os.environ[k] for k in ENV_KEYS if k in os.environ}
+  usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
   return {
     "cpu": cpu_model(),
     "cores": os.cpu_count(),
@@ -42,10 +51,32 @@ def describe(device: str, precision: str) -> dict[str, Any]:
       f"python {platform.python_version()}, jax {jax.__version__}, jaxlib {importlib.metadata.version('jaxlib')}, flax {flax.__version__}, "
       f"optax {optax.__version__}, torch {torch.__version__}"
     ),
-    "threads": f"torch.get_num_threads()={torch.get_num_threads()}, XLA default; env {env or 'none set'}",
+    "threads": (
+      f"torch.get_num_threads()={torch.get_num_threads()}, torch.get_num_interop_threads()={torch.get_num_interop_threads()}, "
+      f"XLA's own pool (one thread per usable core: {usable}); env {env or 'none set'}"
+    ),
+    "dtype": "float32",
     "matmul_precision": precision,
     "tf32": bool(torch.backends.cuda.matmul.allow_tf32),
+    "load_before": load_average(),
   }
+
+
+def load_average() -> str | None:
+  """The 1-, 5- and 15-minute load averages: a shared machine shows here."""
+  try:
+    return " ".join(f"{v:.2f}" for v in os.getloadavg())
+  except OSError:
+    return None
+
+
+def busy_warning(info: dict[str, Any]) -> str | None:
+  """A sentence when the machine ran other work (1-minute load above the core count) before or after."""
+  cores = info["cores"] or 1
+  loads = [float(info[k].split()[0]) for k in ("load_before", "load_after") if info.get(k)]
+  if loads and max(loads) > cores:
+    return f"load average {max(loads):.2f} on {cores} cores: other processes shared the machine, timings are unreliable"
+  return None
 
 
 def header(info: dict[str, Any]) -> str:

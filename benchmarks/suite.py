@@ -1,19 +1,22 @@
 """jaxgru against torch.nn.GRU and Flax's nnx.RNN(nnx.GRUCell), side by side, in one process.
 
 Run ``python -m benchmarks`` (``--help`` for the grid, modes, contenders and repeats). For every
-shape and mode each contender is compiled apart (compile time reported), warmed up, then timed
-round-robin: one call of each contender in turn, repeated, so that drift of a shared machine
-falls on all of them alike. Medians are reported with their interquartile range.
+shape and mode each JAX contender is compiled apart (compile time reported), every contender is
+warmed up, then all are timed round-robin: one call of each in turn (the order rotating from one
+repetition to the next), repeated, so that drift of a shared machine falls on all of them alike.
+Medians are reported with their interquartile range and minimum.
+
+Then the seed's whole task (``benchmarks/seed_task.py``) and peak memory over a long sequence with
+and without ``remat`` (``benchmarks/memory.py``). Reports go to ``benchmarks/results/``:
+``<device>.json``, ``.md`` and ``.png`` (``cpu``, ``cuda``, ``cuda-tf32``) for the default run,
+with ``-custom`` or ``-quick`` appended when the grid or the parts differ, so that a partial run
+never replaces the full one.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
-import os
 import pathlib
-import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -21,307 +24,100 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import torch
-from flax import nnx
 
-import jaxgru
 from benchmarks import machine
+from benchmarks.contenders import CONTENDERS, TorchGRU, jax_call, jax_fns, max_relative_error
+from benchmarks.report import chart, markdown, ratio, write
+from benchmarks.shapes import DEFAULT_SHAPES, MODES, Shape, elementwise_flops, flops, matmul_flops, parse_shape
 
-CONTENDERS = ("torch", "jaxgru", "jaxgru_nnx", "flax")
-MODES = ("forward", "fwd+bwd", "train")
+__all__ = [
+  "CONTENDERS",
+  "DEFAULT_SHAPES",
+  "MODES",
+  "PARTS",
+  "Shape",
+  "chart",
+  "elementwise_flops",
+  "flops",
+  "main",
+  "markdown",
+  "matmul_flops",
+  "parse_shape",
+  "parser",
+  "ratio",
+  "run_cell",
+  "write",
+]
 
-
-@dataclasses.dataclass(frozen=True)
-class Shape:
-  steps: int
-  batch: int
-  input_size: int
-  hidden_size: int
-  num_layers: int = 1
-  bidirectional: bool = False
-
-  @property
-  def directions(self) -> int:
-    return 2 if self.bidirectional else 1
-
-  def __str__(self) -> str:
-    s = f"{self.steps}x{self.batch}x{self.input_size}x{self.hidden_size}"
-    return s + (f"xL{self.num_layers}" if self.num_layers > 1 else "") + ("xbi" if self.bidirectional else "")
-
-
-DEFAULT_SHAPES = (
-  Shape(10, 190, 1, 16),
-  Shape(100, 64, 128, 128),
-  Shape(100, 64, 512, 512),
-  Shape(100, 64, 1024, 1024),
-  Shape(1000, 16, 64, 128),
-  Shape(100, 64, 256, 256, 2, True),
-)
-
-_SHAPE = re.compile(r"^(\d+)x(\d+)x(\d+)x(\d+)((?:xL\d+)?)((?:xbi)?)$")
+PARTS = ("grid", "seed", "memory")
 
 
-def parse_shape(text: str) -> Shape:
-  """``TxBxIxH``, optionally followed by ``xL<layers>`` and ``xbi``: ``100x64x256x256xL2xbi``."""
-  match = _SHAPE.match(text.strip())
-  if not match:
-    raise argparse.ArgumentTypeError(f"shape must look like TxBxIxH[xL<layers>][xbi], e.g. 100x64x128x128xL2xbi; got {text!r}")
-  steps, batch, inputs, hidden = (int(match.group(i)) for i in range(1, 5))
-  layers = int(match.group(5)[2:]) if match.group(5) else 1
-  if min(steps, batch, inputs, hidden, layers) < 1:
-    raise argparse.ArgumentTypeError(f"every size in a shape must be >= 1, got {text!r}")
-  return Shape(steps, batch, inputs, hidden, layers, bool(match.group(6)))
-
-
-def flops(shape: Shape, mode: str) -> float:
-  """Matrix-product FLOPs: 2*T*B*3H*(I_l + H) per layer and direction forward; backward twice that."""
-  forward = 0.0
-  for layer in range(shape.num_layers):
-    inputs = shape.input_size if layer == 0 else shape.directions * shape.hidden_size
-    forward += shape.directions * 2 * shape.steps * shape.batch * 3 * shape.hidden_size * (inputs + shape.hidden_size)
-  return forward if mode == "forward" else 3 * forward
-
-
-# ----------------------------------------------------------------------------- contenders
-
-
-def _torch_fns(shape: Shape, x: np.ndarray, cot: np.ndarray, device: str) -> dict[str, Callable[[], Any]]:
-  torch.manual_seed(0)
-  model = torch.nn.GRU(shape.input_size, shape.hidden_size, shape.num_layers, bidirectional=shape.bidirectional).to(device)
-  xt = torch.from_numpy(x).to(device)
-  xg = xt.clone().requires_grad_(True)
-  ct = torch.from_numpy(cot).to(device)
-  opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-  sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-
-  def forward():
-    with torch.no_grad():
-      out = model(xt)[0]
-    sync()
-    return out
-
-  def fwd_bwd():
-    model.zero_grad(set_to_none=True)
-    xg.grad = None
-    (model(xg)[0] * ct).sum().backward()
-    sync()
-
-  def train():
-    opt.zero_grad(set_to_none=True)
-    torch.nn.functional.mse_loss(model(xt)[0], ct).backward()
-    opt.step()
-    sync()
-
-  return {"forward": forward, "fwd+bwd": fwd_bwd, "train": train}, model
-
-
-def _flax_model(shape: Shape) -> Callable:
-  """Flax's own GRU: nnx.RNN(nnx.GRUCell) per layer (nnx.Bidirectional when bidirectional)."""
-  rngs = nnx.Rngs(0)
-  layers = []
-  for layer in range(shape.num_layers):
-    inputs = shape.input_size if layer == 0 else shape.directions * shape.hidden_size
-
-    def rnn(reverse: bool, inputs=inputs) -> nnx.RNN:
-      cell = nnx.GRUCell(inputs, shape.hidden_size, rngs=rngs)
-      return nnx.RNN(cell, time_major=True, reverse=reverse, keep_order=True, rngs=rngs)
-
-    layers.append(nnx.Bidirectional(rnn(False), rnn(True), time_major=True, rngs=rngs) if shape.bidirectional else rnn(False))
-  return nnx.List(layers) if hasattr(nnx, "List") else layers
-
-
-def _jax_fns(kind: str, shape: Shape, x: jax.Array, cot: jax.Array, torch_model: torch.nn.Module) -> dict[str, Any]:
-  """Jitted (fn, args) per mode; fn(*args) returns something to block on (train returns the new state)."""
-  if kind == "flax":
-    graphdef, params, rest = nnx.split(_flax_model(shape), nnx.Param, ...)
-
-    def apply(p, x):
-      out = x
-      zeros = jnp.zeros((x.shape[1], shape.hidden_size), x.dtype)  # the carry, as torch's default h0
-      for layer in nnx.merge(graphdef, p, rest):
-        out = layer(out, initial_carry=(zeros, zeros) if shape.bidirectional else zeros)
-      return out
-
-  elif kind == "jaxgru":
-    params = {k: jnp.asarray(v.detach().cpu().numpy()) for k, v in torch_model.state_dict().items()}
-
-    def apply(p, x):
-      return jaxgru.gru(p, x)[0]
-
-  else:  # jaxgru_nnx: the NNX module, split once, merged inside the compiled function
-    model = jaxgru.GRU(shape.input_size, shape.hidden_size, shape.num_layers, bidirectional=shape.bidirectional, rngs=nnx.Rngs(0))
-    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-
-    def apply(p, x):
-      return nnx.merge(graphdef, p, rest)(x)[0]
-
-  opt = optax.adam(1e-3)
-
-  def fwd_bwd(p, x, cot):
-    return jax.grad(lambda p, x: jnp.sum(apply(p, x) * cot), argnums=(0, 1))(p, x)
-
-  def train(state, x, target):
-    p, opt_state = state
-    grads = jax.grad(lambda p: jnp.mean((apply(p, x) - target) ** 2))(p)
-    updates, opt_state = opt.update(grads, opt_state, p)
-    return optax.apply_updates(p, updates), opt_state
-
-  return {
-    "forward": (jax.jit(apply), (params, x)),
-    "fwd+bwd": (jax.jit(fwd_bwd), (params, x, cot)),
-    "train": (jax.jit(train), ((params, opt.init(params)), x, cot)),
-  }
-
-
-# ----------------------------------------------------------------------------- timing
-
-
-def _median_iqr(values: list[float]) -> tuple[float, float]:
+def _stats(values: list[float]) -> dict[str, float]:
   q1, q2, q3 = np.percentile(values, [25, 50, 75])
-  return float(q2), float(q3 - q1)
+  return {"median_ms": float(q2) * 1e3, "iqr_ms": float(q3 - q1) * 1e3, "min_ms": float(np.min(values)) * 1e3}
 
 
-def run_cell(shape: Shape, mode: str, contenders: tuple[str, ...], args: argparse.Namespace, device: str) -> dict[str, Any]:
+def run_cell(
+  shape: Shape, mode: str, contenders: tuple[str, ...], args: argparse.Namespace, device: str, peak: float
+) -> dict[str, Any]:
   """Compiles, checks and times every contender for one shape and mode, interleaved."""
   rng = np.random.default_rng(0)
   x = rng.standard_normal((shape.steps, shape.batch, shape.input_size)).astype(np.float32)
   cot = rng.standard_normal((shape.steps, shape.batch, shape.directions * shape.hidden_size)).astype(np.float32)
-  torch_fns, torch_model = _torch_fns(shape, x, cot, device)
+  reference = TorchGRU(shape, x, cot, device)  # also holds the weights jaxgru runs on
   calls: dict[str, Callable[[], Any]] = {}
   compile_s: dict[str, float] = {}
-  max_error = None
+  checks: dict[str, float] = {}
   for kind in contenders:
     if kind == "torch":
-      calls[kind] = torch_fns[mode]
+      calls[kind] = reference.calls[mode]
       continue
-    fn, fn_args = _jax_fns(kind, shape, jnp.asarray(x), jnp.asarray(cot), torch_model)[mode]
+    fn, fn_args = jax_fns(kind, shape, jnp.asarray(x), jnp.asarray(cot), reference.state_dict())[mode]
     start = time.perf_counter()
     compiled = fn.lower(*fn_args).compile()
     compile_s[kind] = time.perf_counter() - start
-    calls[kind] = _jax_call(compiled, fn_args, mode)
-    if kind == "jaxgru" and mode == "forward":  # the numbers being timed, against torch
-      max_error = float(np.max(np.abs(np.asarray(compiled(*fn_args)) - torch_fns["forward"]().cpu().numpy())))
+    calls[kind] = jax_call(compiled, fn_args, mode)
+    if kind == "jaxgru" and mode == "forward":  # the numbers being timed, against torch's
+      got = np.asarray(compiled(*fn_args))
+      checks["max_abs_error_vs_torch"] = float(np.max(np.abs(got - reference.forward().cpu().numpy())))
+    if kind == "jaxgru" and mode == "fwd+bwd":
+      grads, grad_x = compiled(*fn_args)
+      want, want_x = reference.gradients()
+      checks["max_rel_grad_error_vs_torch"] = max_relative_error({**grads, "input": grad_x}, {**want, "input": want_x})
   for call in calls.values():  # warm-up
     for _ in range(args.warmup):
       call()
-  times: dict[str, list[float]] = {k: [] for k in calls}
+  order = list(calls)
+  times: dict[str, list[float]] = {k: [] for k in order}
   deadline = time.perf_counter() + args.budget
   for rep in range(args.max_repeats):
-    for kind, call in calls.items():
+    for kind in order[rep % len(order) :] + order[: rep % len(order)]:  # rotated: no contender always runs first
       start = time.perf_counter()
-      call()
+      calls[kind]()
       times[kind].append(time.perf_counter() - start)
     if rep + 1 >= args.repeats and time.perf_counter() > deadline:
       break
-  result: dict[str, Any] = {"shape": str(shape), "mode": mode, "gflop": flops(shape, mode) / 1e9, "results": {}}
-  for kind, values in times.items():
-    median, iqr = _median_iqr(values)
+  total = flops(shape, mode)
+  result: dict[str, Any] = {
+    "shape": str(shape),
+    "mode": mode,
+    "gflop": total / 1e9,
+    "matmul_gflop": matmul_flops(shape, mode) / 1e9,
+    "results": {},
+    **checks,
+  }
+  for kind in order:
+    stats = _stats(times[kind])
+    rate = total / (stats["median_ms"] / 1e3) / 1e9
     result["results"][kind] = {
-      "median_ms": median * 1e3,
-      "iqr_ms": iqr * 1e3,
-      "repeats": len(values),
+      **stats,
+      "repeats": len(times[kind]),
       "compile_s": compile_s.get(kind),
+      "gflops_per_s": rate,
+      "fraction_of_peak": rate / peak,
     }
-  if max_error is not None:
-    result["max_abs_error_vs_torch"] = max_error
   return result
-
-
-def _jax_call(compiled: Any, fn_args: tuple, mode: str) -> Callable[[], Any]:
-  if mode != "train":
-    return lambda: jax.block_until_ready(compiled(*fn_args))
-  state = [fn_args[0]]
-
-  def step():  # carries the training state from call to call, like a training loop
-    state[0] = jax.block_until_ready(compiled(state[0], *fn_args[1:]))
-
-  return step
-
-
-# ----------------------------------------------------------------------------- reports
-
-
-def ratio(cell: dict[str, Any], numerator: str, denominator: str = "jaxgru") -> float | None:
-  r = cell["results"]
-  if numerator in r and denominator in r:
-    return r[numerator]["median_ms"] / r[denominator]["median_ms"]
-  return None
-
-
-def markdown(report: dict[str, Any]) -> str:
-  m = report["machine"]
-  lines = [
-    f"Machine: {m['cpu']} ({m['cores']} cores), {m['device']}; {m['versions']}",
-    f"Threads: {m['threads']}; float32, matmul precision {m['matmul_precision']}; peak matmul {report['peak_gflops']:.0f} GFLOP/s "
-    f"({report['peak_source']}). Medians of interleaved repeats, compile excluded.",
-    "",
-    "| shape (TxBxIxH) | mode | torch ms | jaxgru ms | jaxgru_nnx ms | flax ms | torch/jaxgru | flax/jaxgru | jaxgru % of peak | jaxgru compile s |",
-    "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
-  ]
-  for cell in report["cells"]:
-    r = cell["results"]
-
-    def ms(kind: str, r: dict = r) -> str:
-      return f"{r[kind]['median_ms']:.2f}" if kind in r else "-"
-
-    def fmt(value: float | None) -> str:
-      return "-" if value is None else f"{value:.2f}x"
-
-    peak = "-"
-    if "jaxgru" in r:
-      peak = f"{100 * cell['gflop'] / (r['jaxgru']['median_ms'] / 1e3) / report['peak_gflops']:.0f}%"
-    compile_s = r.get("jaxgru", {}).get("compile_s")
-    lines.append(
-      f"| {cell['shape']} | {cell['mode']} | {ms('torch')} | {ms('jaxgru')} | {ms('jaxgru_nnx')} | {ms('flax')} | "
-      f"{fmt(ratio(cell, 'torch'))} | {fmt(ratio(cell, 'flax'))} | {peak} | {'-' if compile_s is None else f'{compile_s:.2f}'} |"
-    )
-  if "seed_task" in report:
-    from benchmarks import seed_task
-
-    lines += ["", seed_task.describe(report["seed_task"])]
-  if "memory" in report:
-    from benchmarks import memory
-
-    lines += ["", "```", memory.describe(report["memory"]), "```"]
-  return "\n".join(lines) + "\n"
-
-
-def chart(report: dict[str, Any], path: pathlib.Path) -> None:
-  import matplotlib
-
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-
-  cells = report["cells"]
-  labels = [f"{c['shape']}\n{c['mode']}" for c in cells]
-  pos = np.arange(len(cells))
-  fig, ax = plt.subplots(figsize=(max(8, 0.7 * len(cells)), 5))
-  for offset, name in ((-0.2, "torch"), (0.2, "flax")):
-    values = [ratio(c, name) or 0.0 for c in cells]
-    ax.bar(pos + offset, values, width=0.4, label=f"{name} time / jaxgru time")
-  ax.axhline(1.0, color="black", linewidth=0.8)
-  ax.axhline(1.5, color="tab:red", linestyle="--", linewidth=0.8, label="1.5x")
-  ax.set_xticks(pos, labels, rotation=90, fontsize=7)
-  ax.set_ylabel("speed-up of jaxgru (higher is better)")
-  ax.set_title(f"jaxgru vs torch.nn.GRU and nnx.RNN(GRUCell): {report['machine']['device']}")
-  ax.legend()
-  fig.tight_layout()
-  tmp = path.with_suffix(".tmp.png")
-  fig.savefig(tmp, dpi=120)
-  plt.close(fig)
-  os.replace(tmp, path)
-
-
-def write(report: dict[str, Any], out: pathlib.Path, name: str) -> list[pathlib.Path]:
-  out.mkdir(parents=True, exist_ok=True)
-  paths = [out / f"{name}.json", out / f"{name}.md", out / f"{name}.png"]
-  for path, text in ((paths[0], json.dumps(report, indent=2)), (paths[1], markdown(report))):
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-  chart(report, paths[2])
-  return paths
 
 
 # ----------------------------------------------------------------------------- command line
@@ -329,72 +125,126 @@ def write(report: dict[str, Any], out: pathlib.Path, name: str) -> list[pathlib.
 
 def parser() -> argparse.ArgumentParser:
   p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n")[0])
-  p.add_argument(
+  g = p.add_argument_group("the grid")
+  g.add_argument(
     "--shape", action="append", type=parse_shape, help="TxBxIxH[xL<layers>][xbi]; repeatable; replaces the default grid"
   )
-  p.add_argument("--add-shape", action="append", type=parse_shape, default=[], help="extends the default grid")
-  p.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
-  p.add_argument("--contenders", nargs="+", choices=CONTENDERS, default=list(CONTENDERS))
-  p.add_argument("--repeats", type=_positive, default=5, help="minimum timed repeats per cell (default 5)")
-  p.add_argument("--max-repeats", type=_positive, default=30)
-  p.add_argument("--budget", type=float, default=2.0, help="seconds per cell after which no repeat beyond --repeats starts")
-  p.add_argument("--warmup", type=_positive, default=1)
-  p.add_argument("--torch-threads", type=_positive, help="torch.set_num_threads (default: torch's own choice)")
-  p.add_argument("--tf32", choices=("off", "on"), default="off", help="TF32 matmuls on both sides (GPU only)")
-  p.add_argument("--quick", action="store_true", help="a seconds-long smoke run: the seed's shape only, 2 repeats")
-  p.add_argument("--no-seed-task", action="store_true", help="skip the seed task's 200-epoch training, both ways")
-  p.add_argument("--no-memory", action="store_true", help="skip the remat peak-memory measurement")
-  p.add_argument("--out", type=pathlib.Path, default=pathlib.Path(__file__).parent / "results")
+  g.add_argument("--add-shape", action="append", type=parse_shape, default=[], help="like --shape, but extends the default grid")
+  g.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
+  g.add_argument("--contenders", nargs="+", choices=CONTENDERS, default=list(CONTENDERS))
+  t = p.add_argument_group("timing")
+  t.add_argument("--repeats", type=_positive, default=5, help="minimum timed repeats per cell (default 5)")
+  t.add_argument("--max-repeats", type=_positive, default=30, help="most timed repeats per cell (default 30)")
+  t.add_argument(
+    "--budget", type=_seconds, default=2.0, help="seconds per cell after which no repeat beyond --repeats starts (default 2)"
+  )
+  t.add_argument("--warmup", type=_positive, default=1, help="untimed calls per contender after compiling (default 1)")
+  t.add_argument("--quick", action="store_true", help="a seconds-long smoke run: the seed's shape only, 2 repeats, grid only")
+  s = p.add_argument_group("machine")
+  s.add_argument("--torch-threads", type=_positive, help="torch.set_num_threads (default: torch's own choice)")
+  s.add_argument("--tf32", choices=("off", "on"), default="off", help="TF32 matmuls on both sides (matters on GPUs only)")
+  s.add_argument("--device", choices=("auto", "cpu"), default="auto", help="auto: the GPU when both torch and JAX see one")
+  r = p.add_argument_group("parts and output")
+  r.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS), help="what to run (default: all)")
+  r.add_argument("--memory", action="store_true", help="run only the long-sequence memory measurement (--parts memory)")
+  r.add_argument("--no-seed-task", action="store_true", help="skip the seed task's 200-epoch training, both ways")
+  r.add_argument("--no-memory", action="store_true", help="skip the remat peak-memory measurement")
+  r.add_argument("--out", type=pathlib.Path, default=pathlib.Path(__file__).parent / "results", help="report directory")
+  r.add_argument("--name", help="report file name without suffix (default: the device, e.g. cpu, cuda-tf32; see above)")
   return p
 
 
 def _positive(text: str) -> int:
-  value = int(text)
+  try:
+    value = int(text)
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
   if value < 1:
-    raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
   return value
+
+
+def _seconds(text: str) -> float:
+  try:
+    value = float(text)
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"must be a number of seconds >= 0, got {text!r}") from None
+  if not value >= 0:
+    raise argparse.ArgumentTypeError(f"must be a number of seconds >= 0, got {text!r}")
+  return value
+
+
+def _resolve(args: argparse.Namespace) -> tuple[list[Shape], list[str]]:
+  """The shapes and parts a parsed command line asks for."""
+  shapes = list(args.shape or DEFAULT_SHAPES) + list(args.add_shape)
+  parts = ["memory"] if args.memory else [p for p in PARTS if p in args.parts]
+  parts = [p for p in parts if not (p == "seed" and args.no_seed_task) and not (p == "memory" and args.no_memory)]
+  if args.quick:
+    shapes, parts = [DEFAULT_SHAPES[0]], ["grid"]
+    args.repeats, args.max_repeats, args.budget = 2, 2, 0.0
+  return shapes, parts
+
+
+def _device(requested: str) -> str:
+  if requested == "cpu":
+    return "cpu"
+  torch_gpu, jax_gpu = torch.cuda.is_available(), jax.default_backend() == "gpu"
+  if torch_gpu != jax_gpu:
+    print(f"note: torch sees a GPU: {torch_gpu}, JAX sees one: {jax_gpu}; running both on the CPU", flush=True)
+  return "cuda" if torch_gpu and jax_gpu else "cpu"
+
+
+def _seed_task(device: str) -> dict[str, Any]:
+  try:
+    from benchmarks import seed_task
+  except ImportError as err:  # parity.sine_task is the seed task; without it there is nothing to time
+    message = f"seed task skipped: {err} (it needs parity.sine_task)"
+    print(message, flush=True)
+    return {"skipped": message}
+  result = seed_task.run(device)
+  print(seed_task.describe(result), flush=True)
+  return result
 
 
 def main(argv: list[str] | None = None) -> int:
   args = parser().parse_args(argv)
-  shapes = list(args.shape or DEFAULT_SHAPES) + list(args.add_shape)
-  if args.quick:
-    shapes, args.repeats, args.max_repeats, args.budget = [DEFAULT_SHAPES[0]], 2, 2, 0.0
+  shapes, parts = _resolve(args)
   if args.torch_threads:
     torch.set_num_threads(args.torch_threads)
-  device = "cuda" if torch.cuda.is_available() and jax.default_backend() == "gpu" else "cpu"
+  device = _device(args.device)
   tf32 = args.tf32 == "on"
   torch.backends.cuda.matmul.allow_tf32 = tf32
   torch.backends.cudnn.allow_tf32 = tf32
   precision = "tensorfloat32" if tf32 else "highest"
-  with jax.default_matmul_precision(precision):
+  name = args.name or device + ("-tf32" if tf32 else "")
+  full = not args.shape and not args.add_shape and set(args.modes) == set(MODES) and set(args.contenders) == set(CONTENDERS)
+  if not args.name and args.quick:
+    name += "-quick"
+  elif not args.name and not (full and parts == list(PARTS)):
+    name += "-custom"
+  jax_device = jax.devices("cpu")[0] if device == "cpu" else jax.devices()[0]
+  with jax.default_matmul_precision(precision), jax.default_device(jax_device):
     info = machine.describe(device, precision)
     peak, source = machine.peak_gflops(device)
     print(machine.header(info), f"\npeak matmul: {peak:.0f} GFLOP/s ({source})", flush=True)
-    cells = []
-    for shape in shapes:
+    report: dict[str, Any] = {"machine": info, "peak_gflops": peak, "peak_source": source, "cells": []}
+    for shape in shapes if "grid" in parts else []:
       for mode in args.modes:
-        cell = run_cell(shape, mode, tuple(args.contenders), args, device)
-        cells.append(cell)
-        r = cell["results"]
-        line = " ".join(f"{k}={v['median_ms']:.2f}ms" for k, v in r.items())
-        print(
-          f"{str(shape):>22} {mode:>8}  {line}  torch/jaxgru={ratio(cell, 'torch') or 0:.2f}x flax/jaxgru={ratio(cell, 'flax') or 0:.2f}x",
-          flush=True,
-        )
-    report: dict[str, Any] = {"machine": info, "peak_gflops": peak, "peak_source": source, "cells": cells}
-    if not args.no_seed_task and not args.quick:
-      from benchmarks import seed_task
-
-      report["seed_task"] = seed_task.run(device)
-      print(seed_task.describe(report["seed_task"]), flush=True)
-  if not args.no_memory and not args.quick:
+        cell = run_cell(shape, mode, tuple(args.contenders), args, device, peak)
+        report["cells"].append(cell)
+        line = " ".join(f"{k}={v['median_ms']:.2f}ms" for k, v in cell["results"].items())
+        ratios = " ".join(f"{k}/jaxgru={v:.2f}x" for k in ("torch", "flax") if (v := ratio(cell, k)) is not None)
+        print(f"{str(shape):>22} {mode:>8}  {line}  {ratios}", flush=True)
+    if "seed" in parts:
+      report["seed_task"] = _seed_task(device)
+  if "memory" in parts:
     from benchmarks import memory
 
     report["memory"] = memory.run()
     print(memory.describe(report["memory"]), flush=True)
-  name = device + ("-tf32" if tf32 else "")
-  paths = write(report, args.out, name if not args.quick else name + "-quick")
+  info["load_after"] = machine.load_average()
+  info["busy"] = machine.busy_warning(info)
+  paths = write(report, args.out, name)
   print("\n" + markdown(report))
   print("wrote", ", ".join(str(p) for p in paths))
   return 0

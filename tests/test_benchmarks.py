@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import matplotlib.image
 import pytest
 
-from benchmarks import memory, suite
+import benchmarks
+import parity
+from benchmarks import memory, report, shapes, suite
 
 
 def test_parse_shape():
   assert suite.parse_shape("100x64x128x128") == suite.Shape(100, 64, 128, 128)
   assert suite.parse_shape("100x64x256x256xL2xbi") == suite.Shape(100, 64, 256, 256, 2, True)
+  assert suite.parse_shape(" 200x32x64x64bi") == suite.Shape(200, 32, 64, 64, 1, True)
   assert str(suite.Shape(100, 64, 256, 256, 2, True)) == "100x64x256x256xL2xbi"
+  assert suite.parse_shape(str(suite.DEFAULT_SHAPES[-1])) == suite.DEFAULT_SHAPES[-1]
 
 
-@pytest.mark.parametrize("bad", ["100x64x128", "0x1x1x1", "10x1x1x1xL0", "axbxcxd", "10x1x1x1xbixL2"])
+@pytest.mark.parametrize("bad", ["100x64x128", "0x1x1x1", "10x1x1x1xL0", "axbxcxd", "10x1x1x1xbixL2", "10x1x1x1xL"])
 def test_bad_shapes_are_argparse_errors(bad, capsys):
   with pytest.raises(SystemExit) as exit_:
     suite.parser().parse_args(["--shape", bad])
@@ -25,28 +30,88 @@ def test_bad_shapes_are_argparse_errors(bad, capsys):
   assert "--shape" in err and ("shape must look like TxBxIxH" in err or "every size in a shape must be >= 1" in err)
 
 
+@pytest.mark.parametrize(
+  "argv, message",
+  [
+    (["--repeats", "0"], "must be a positive integer"),
+    (["--warmup", "two"], "must be a positive integer"),
+    (["--budget", "-1"], "must be a number of seconds >= 0"),
+    (["--modes", "backward"], "invalid choice"),
+    (["--contenders", "keras"], "invalid choice"),
+  ],
+)
+def test_bad_options_are_argparse_errors(argv, message, capsys):
+  with pytest.raises(SystemExit) as exit_:
+    suite.parser().parse_args(argv)
+  assert exit_.value.code == 2
+  assert message in capsys.readouterr().err
+
+
 def test_flops_by_hand():
-  # one layer: 2 * T * B * 3H * (I + H) = 2 * 10 * 4 * 24 * (3 + 8)
-  assert suite.flops(suite.Shape(10, 4, 3, 8), "forward") == 2 * 10 * 4 * 24 * 11
-  # two bidirectional layers: the second reads 2H inputs; backward adds twice the forward
+  # one layer: 2 * T * B * 3H * (I + H) = 2 * 10 * 4 * 24 * (3 + 8) for the products, 16 per unit elementwise
+  one = suite.Shape(10, 4, 3, 8)
+  assert suite.matmul_flops(one, "forward") == 21_120
+  assert suite.elementwise_flops(one, "forward") == 16 * 10 * 4 * 8 == 5_120
+  assert suite.flops(one, "forward") == 26_240
+  assert suite.flops(one, "fwd+bwd") == 3 * 26_240  # backward: twice the forward
+  params = 3 * 8 * (3 + 8) + 6 * 8  # torch.nn.GRU(3, 8): 312 weights and biases
+  assert one.num_params == params == 312
+  assert suite.flops(one, "train") == 3 * 26_240 + 3 * 10 * 4 * 8 + 12 * params
+  # two bidirectional layers: the second reads 2H inputs
+  two = suite.Shape(5, 2, 3, 4, 2, True)
   forward = 2 * (2 * 5 * 2 * 12 * (3 + 4)) + 2 * (2 * 5 * 2 * 12 * (8 + 4))
-  assert suite.flops(suite.Shape(5, 2, 3, 4, 2, True), "forward") == forward
-  assert suite.flops(suite.Shape(5, 2, 3, 4, 2, True), "fwd+bwd") == 3 * forward
+  assert suite.matmul_flops(two, "forward") == forward
+  assert suite.matmul_flops(two, "fwd+bwd") == suite.matmul_flops(two, "train") == 3 * forward
+  assert suite.elementwise_flops(two, "forward") == 16 * 2 * 2 * 5 * 2 * 4
+  with pytest.raises(ValueError, match="mode must be one of"):
+    shapes.flops(one, "backward")
 
 
 def test_suite_writes_json_markdown_and_chart(tmp_path, capsys):
-  argv = ["--shape", "6x3x2x4xL2xbi", "--repeats", "1", "--max-repeats", "1", "--budget", "0", "--no-seed-task", "--no-memory"]
+  argv = ["--shape", "6x3x2x4xL2xbi", "--repeats", "1", "--max-repeats", "1", "--budget", "0", "--parts", "grid"]
   assert suite.main(argv + ["--out", str(tmp_path)]) == 0
-  report = json.loads((tmp_path / "cpu.json").read_text())
-  assert [c["mode"] for c in report["cells"]] == list(suite.MODES)
-  for cell in report["cells"]:
+  assert not (tmp_path / "cpu.json").exists()  # a custom grid never replaces the default run's report
+  saved = json.loads((tmp_path / "cpu-custom.json").read_text())
+  assert [c["mode"] for c in saved["cells"]] == list(suite.MODES)
+  for cell in saved["cells"]:
     assert set(cell["results"]) == set(suite.CONTENDERS)
-    assert all(r["median_ms"] > 0 for r in cell["results"].values())
-  assert report["cells"][0]["max_abs_error_vs_torch"] < 1e-5  # the timed jaxgru computes torch's numbers
-  table = (tmp_path / "cpu.md").read_text()
-  assert "| 6x3x2x4xL2xbi | fwd+bwd |" in table and "torch/jaxgru" in table and "jax " in table
-  assert matplotlib.image.imread(tmp_path / "cpu.png").ndim == 3
+    assert cell["gflop"] == suite.flops(suite.parse_shape("6x3x2x4xL2xbi"), cell["mode"]) / 1e9
+    for r in cell["results"].values():
+      assert r["median_ms"] > 0 and r["min_ms"] <= r["median_ms"] and r["iqr_ms"] >= 0 and r["repeats"] == 1
+      assert r["fraction_of_peak"] > 0
+    assert cell["results"]["torch"]["compile_s"] is None and cell["results"]["jaxgru"]["compile_s"] > 0
+  assert saved["cells"][0]["max_abs_error_vs_torch"] < 1e-5  # the timed jaxgru computes torch's numbers ...
+  assert saved["cells"][1]["max_rel_grad_error_vs_torch"] < 1e-4  # ... and its gradients
+  assert saved["machine"]["cores"] >= 1 and "jax " in saved["machine"]["versions"] and saved["peak_gflops"] > 0
+  table = (tmp_path / "cpu-custom.md").read_text()
+  assert "| 6x3x2x4xL2xbi | fwd+bwd |" in table and "torch/jaxgru" in table and "flax/jaxgru" in table
+  assert "matmul precision highest" in table and "% peak" in table and "Load average" in table
+  assert matplotlib.image.imread(tmp_path / "cpu-custom.png").ndim == 3
   assert "wrote" in capsys.readouterr().out
+  assert not list(tmp_path.glob("*.tmp*"))
+
+
+def test_report_names_and_parts():
+  args = suite.parser().parse_args([])
+  assert suite._resolve(args) == (list(suite.DEFAULT_SHAPES), ["grid", "seed", "memory"])
+  args = suite.parser().parse_args(["--add-shape", "20x2x2x2", "--no-memory"])
+  assert suite._resolve(args) == ([*suite.DEFAULT_SHAPES, suite.Shape(20, 2, 2, 2)], ["grid", "seed"])
+  assert suite._resolve(suite.parser().parse_args(["--memory"]))[1] == ["memory"]
+  args = suite.parser().parse_args(["--quick"])
+  assert suite._resolve(args) == ([suite.DEFAULT_SHAPES[0]], ["grid"]) and args.repeats == 2
+
+
+def test_seed_task_is_skipped_with_a_message_without_parity_sine_task(monkeypatch, capsys):
+  monkeypatch.delitem(sys.modules, "benchmarks.seed_task", raising=False)
+  monkeypatch.delattr(benchmarks, "seed_task", raising=False)
+  monkeypatch.delattr(parity, "sine_task", raising=False)  # from parity import sine_task reads this first
+  monkeypatch.setitem(sys.modules, "parity.sine_task", None)  # as if the module did not exist
+  result = suite._seed_task("cpu")
+  assert "seed task skipped" in result["skipped"] and "parity.sine_task" in result["skipped"]
+  assert "seed task skipped" in capsys.readouterr().out
+  saved = {"machine": {"cpu": "x", "cores": 2, "device": "CPU", "versions": "v", "threads": "t", "matmul_precision": "highest"}}
+  text = report.markdown({**saved, "peak_gflops": 1.0, "peak_source": "s", "cells": [], "seed_task": result})
+  assert result["skipped"] in text
 
 
 def test_memory_measurement_runs_in_a_subprocess():
@@ -55,3 +120,9 @@ def test_memory_measurement_runs_in_a_subprocess():
   assert "error" not in case, case
   assert case["temp_bytes"] > 0 and case["peak_rss_bytes"] > 0
   assert "impl=fused" in memory.describe(result)
+
+
+def test_memory_shape_must_be_one_layer(capsys):
+  with pytest.raises(SystemExit):
+    memory.main(["--shape", "10x2x3x4xL2"])
+  assert "one layer, one direction" in capsys.readouterr().err

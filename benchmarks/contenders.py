@@ -1,0 +1,152 @@
+"""The contenders, each as one callable per mode.
+
+- ``torch``: ``torch.nn.GRU`` (cuDNN when the suite runs on a GPU), ``torch.optim.Adam``.
+- ``jaxgru``: the functional core :func:`jaxgru.gru`, jitted, on the torch model's weights.
+- ``jaxgru_nnx``: the NNX module :class:`jaxgru.GRU`, split once and merged inside the jitted function.
+- ``flax``: Flax's own ``nnx.RNN(nnx.GRUCell)`` per layer (``nnx.Bidirectional`` when bidirectional),
+  the JAX baseline users have today, split and merged the same way.
+
+Modes: ``forward`` (torch under ``no_grad``); ``fwd+bwd``, the gradient of ``sum(output * cot)``
+with respect to the parameters and the input for a fixed random cotangent; ``train``, one step of
+MSE against a fixed target, its gradients and an Adam update (``optax.adam`` for JAX, jitted).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import torch
+from flax import nnx
+
+import jaxgru
+from benchmarks.shapes import Shape
+
+CONTENDERS = ("torch", "jaxgru", "jaxgru_nnx", "flax")
+LEARNING_RATE = 1e-3
+
+
+class TorchGRU:
+  """``torch.nn.GRU`` with its input, cotangent and Adam optimizer on ``device``."""
+
+  def __init__(self, shape: Shape, x: np.ndarray, cot: np.ndarray, device: str):
+    torch.manual_seed(0)
+    self.model = torch.nn.GRU(shape.input_size, shape.hidden_size, shape.num_layers, bidirectional=shape.bidirectional).to(device)
+    self.x = torch.from_numpy(x).to(device)
+    self.xg = self.x.clone().requires_grad_(True)
+    self.cot = torch.from_numpy(cot).to(device)
+    self.opt = torch.optim.Adam(self.model.parameters(), lr=LEARNING_RATE)
+    self.sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    self.calls = {"forward": self.forward, "fwd+bwd": self.fwd_bwd, "train": self.train}
+
+  def state_dict(self) -> dict[str, np.ndarray]:
+    return {k: v.detach().cpu().numpy() for k, v in self.model.state_dict().items()}
+
+  def forward(self) -> torch.Tensor:
+    with torch.no_grad():
+      out = self.model(self.x)[0]
+    self.sync()
+    return out
+
+  def fwd_bwd(self) -> None:
+    self.model.zero_grad(set_to_none=True)
+    self.xg.grad = None
+    (self.model(self.xg)[0] * self.cot).sum().backward()
+    self.sync()
+
+  def gradients(self) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The parameter and input gradients of one :meth:`fwd_bwd` call."""
+    self.fwd_bwd()
+    grads = {k: p.grad.detach().cpu().numpy() for k, p in self.model.named_parameters()}
+    return grads, self.xg.grad.detach().cpu().numpy()
+
+  def train(self) -> None:
+    self.opt.zero_grad(set_to_none=True)
+    torch.nn.functional.mse_loss(self.model(self.x)[0], self.cot).backward()
+    self.opt.step()
+    self.sync()
+
+
+def flax_model(shape: Shape) -> list[nnx.Module]:
+  """Flax's own GRU stack: nnx.RNN(nnx.GRUCell) per layer, nnx.Bidirectional when bidirectional."""
+  rngs = nnx.Rngs(0)
+  layers = []
+  for layer in range(shape.num_layers):
+
+    def rnn(reverse: bool, inputs: int = shape.layer_inputs(layer)) -> nnx.RNN:
+      cell = nnx.GRUCell(inputs, shape.hidden_size, rngs=rngs)
+      return nnx.RNN(cell, time_major=True, reverse=reverse, keep_order=True, rngs=rngs)
+
+    layers.append(nnx.Bidirectional(rnn(False), rnn(True), time_major=True, rngs=rngs) if shape.bidirectional else rnn(False))
+  return nnx.List(layers) if hasattr(nnx, "List") else layers
+
+
+def jax_fns(kind: str, shape: Shape, x: jax.Array, cot: jax.Array, torch_state: dict[str, np.ndarray]) -> dict[str, Any]:
+  """``{mode: (jitted fn, args)}``; ``fn(*args)`` returns something to block on (``train``: the new state)."""
+  if kind == "flax":
+    graphdef, params, rest = nnx.split(flax_model(shape), nnx.Param, ...)
+
+    def apply(p, x):
+      out = x
+      zeros = jnp.zeros((x.shape[1], shape.hidden_size), x.dtype)  # the carry, as torch's default h0
+      for layer in nnx.merge(graphdef, p, rest):
+        out = layer(out, initial_carry=(zeros, zeros) if shape.bidirectional else zeros)
+      return out
+
+  elif kind == "jaxgru":
+    params = {k: jnp.asarray(v) for k, v in torch_state.items()}
+
+    def apply(p, x):
+      return jaxgru.gru(p, x)[0]
+
+  elif kind == "jaxgru_nnx":  # the NNX module, split once, merged inside the compiled function
+    model = jaxgru.GRU(shape.input_size, shape.hidden_size, shape.num_layers, bidirectional=shape.bidirectional, rngs=nnx.Rngs(0))
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+
+    def apply(p, x):
+      return nnx.merge(graphdef, p, rest)(x)[0]
+
+  else:
+    raise ValueError(f"kind must be one of {CONTENDERS[1:]}, got {kind!r}")
+
+  opt = optax.adam(LEARNING_RATE)
+
+  def fwd_bwd(p, x, cot):
+    return jax.grad(lambda p, x: jnp.sum(apply(p, x) * cot), argnums=(0, 1))(p, x)
+
+  def train(state, x, target):
+    p, opt_state = state
+    grads = jax.grad(lambda p: jnp.mean((apply(p, x) - target) ** 2))(p)
+    updates, opt_state = opt.update(grads, opt_state, p)
+    return optax.apply_updates(p, updates), opt_state
+
+  return {
+    "forward": (jax.jit(apply), (params, x)),
+    "fwd+bwd": (jax.jit(fwd_bwd), (params, x, cot)),
+    "train": (jax.jit(train), ((params, opt.init(params)), x, cot)),
+  }
+
+
+def jax_call(compiled: Any, fn_args: tuple, mode: str) -> Callable[[], Any]:
+  """A zero-argument call of ``compiled`` that blocks; ``train`` carries its state from call to call."""
+  if mode != "train":
+    return lambda: jax.block_until_ready(compiled(*fn_args))
+  state = [fn_args[0]]
+
+  def step():  # like a training loop
+    state[0] = jax.block_until_ready(compiled(state[0], *fn_args[1:]))
+
+  return step
+
+
+def max_relative_error(got: dict[str, Any], want: dict[str, np.ndarray]) -> float:
+  """max over arrays of max|got - want| / max|want|: one number for a whole set of gradients."""
+  errors = []
+  for name, w in want.items():
+    g, w = np.asarray(got[name], np.float64), np.asarray(w, np.float64)
+    errors.append(np.max(np.abs(g - w)) / max(np.max(np.abs(w)), 1e-30))
+  return float(max(errors))

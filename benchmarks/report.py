@@ -1,0 +1,137 @@
+"""The suite's reports: a markdown table, a PNG chart and the JSON they are made from."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+from typing import Any
+
+import numpy as np
+
+from benchmarks.contenders import CONTENDERS
+
+
+def ratio(cell: dict[str, Any], numerator: str, denominator: str = "jaxgru") -> float | None:
+  """How many times longer ``numerator`` took than ``denominator`` (medians); None if either is missing."""
+  r = cell["results"]
+  if numerator in r and denominator in r:
+    return r[numerator]["median_ms"] / r[denominator]["median_ms"]
+  return None
+
+
+def _fmt(value: float | None, spec: str, suffix: str = "") -> str:
+  return "-" if value is None else f"{value:{spec}}{suffix}"
+
+
+def header(report: dict[str, Any]) -> list[str]:
+  m = report["machine"]
+  lines = [
+    f"Machine: {m['cpu']} ({m['cores']} cores), {m['device']}; {m['versions']}",
+    f"Threads: {m['threads']}. Load average before / after: {m.get('load_before', '-')} / {m.get('load_after', '-')}.",
+    f"{m.get('dtype', 'float32')}, matmul precision {m['matmul_precision']}, TF32 {'on' if m.get('tf32') else 'off'}; "
+    f"peak matmul {report['peak_gflops']:.0f} GFLOP/s ({report['peak_source']}).",
+    "Times: median ± interquartile range of interleaved repeats after warm-up, in ms, compile excluded (compile times below).",
+  ]
+  if m.get("busy"):
+    lines.append(f"**Warning: {m['busy']}**")
+  return lines
+
+
+def markdown(report: dict[str, Any]) -> str:
+  lines = header(report) + [""]
+  if report["cells"]:
+    names = [k for k in CONTENDERS if any(k in c["results"] for c in report["cells"])]
+    lines += [
+      "| shape (TxBxIxH) | mode | " + " | ".join(f"{k} ms" for k in names) + " | torch/jaxgru | flax/jaxgru |",
+      "|---|---|" + "---:|" * (len(names) + 2),
+    ]
+    for cell in report["cells"]:
+      r = cell["results"]
+      times = [f"{r[k]['median_ms']:.2f} ± {r[k]['iqr_ms']:.2f}" if k in r else "-" for k in names]
+      lines.append(
+        f"| {cell['shape']} | {cell['mode']} | "
+        + " | ".join(times)
+        + f" | {_fmt(ratio(cell, 'torch'), '.2f', 'x')} | {_fmt(ratio(cell, 'flax'), '.2f', 'x')} |"
+      )
+    lines += [
+      "",
+      "Fraction of the measured peak each contender reaches (GFLOP counted: matrix products plus elementwise, "
+      "`benchmarks/shapes.py`), and JAX compile times in seconds:",
+      "",
+      "| shape (TxBxIxH) | mode | GFLOP | "
+      + " | ".join(f"{k} % peak" for k in names)
+      + " | "
+      + " | ".join(f"{k} compile s" for k in names if k != "torch")
+      + " | repeats |",
+      "|---|---|" + "---:|" * (2 * len(names) + 1 - ("torch" in names)) + "---:|",
+    ]
+    for cell in report["cells"]:
+      r = cell["results"]
+      peak = [_fmt(r[k].get("fraction_of_peak") and 100 * r[k]["fraction_of_peak"], ".1f", "%") if k in r else "-" for k in names]
+      compile_s = [_fmt(r[k].get("compile_s"), ".2f") if k in r else "-" for k in names if k != "torch"]
+      repeats = min(v["repeats"] for v in r.values())
+      lines.append(
+        f"| {cell['shape']} | {cell['mode']} | {cell['gflop']:.3f} | " + " | ".join(peak + compile_s) + f" | {repeats} |"
+      )
+  if "skipped" in report.get("seed_task", {}):
+    lines += ["", report["seed_task"]["skipped"]]
+  elif "seed_task" in report:
+    from benchmarks import seed_task
+
+    lines += ["", seed_task.describe(report["seed_task"])]
+  if "memory" in report:
+    from benchmarks import memory
+
+    lines += ["", "```", memory.describe(report["memory"]), "```"]
+  return "\n".join(lines) + "\n"
+
+
+def chart(report: dict[str, Any], path: pathlib.Path) -> None:
+  """Bars of torch/jaxgru and flax/jaxgru per cell (higher: jaxgru faster), with the 1.5x and 2x targets."""
+  import matplotlib
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  cells = report["cells"]
+  labels = [f"{c['shape']}\n{c['mode']}" for c in cells]
+  pos = np.arange(len(cells))
+  fig, ax = plt.subplots(figsize=(max(8, 0.7 * len(cells)), 5.5))
+  values = {}
+  for offset, name in ((-0.2, "torch"), (0.2, "flax")):
+    values[name] = [ratio(c, name) or 0.0 for c in cells]
+    ax.bar(pos + offset, values[name], width=0.4, label=f"{name} time / jaxgru time")
+  ax.axhline(1.0, color="black", linewidth=0.8)
+  ax.axhline(1.5, color="tab:blue", linestyle="--", linewidth=0.8, label="1.5x (target vs torch)")
+  ax.axhline(2.0, color="tab:orange", linestyle=":", linewidth=0.8, label="2x (target vs flax)")
+  if max([v for vs in values.values() for v in vs] + [1.0]) > 20:
+    ax.set_yscale("log")
+  ax.set_xticks(pos, labels, rotation=90, fontsize=7)
+  ax.set_ylabel("speed-up of jaxgru (higher is better)")
+  ax.set_title(
+    f"jaxgru vs torch.nn.GRU and nnx.RNN(GRUCell): {report['machine']['device']}, {report['machine']['matmul_precision']}"
+  )
+  ax.legend(fontsize=8)
+  fig.tight_layout()
+  tmp = path.with_name(path.stem + ".tmp.png")
+  try:
+    fig.savefig(tmp, dpi=120)
+    os.replace(tmp, path)
+  finally:
+    plt.close(fig)
+    tmp.unlink(missing_ok=True)
+
+
+def write(report: dict[str, Any], out: pathlib.Path, name: str) -> list[pathlib.Path]:
+  """Writes ``name``.json, .md and .png under ``out``, each atomically (a crash leaves the old file)."""
+  out.mkdir(parents=True, exist_ok=True)
+  paths = [out / f"{name}.json", out / f"{name}.md"]
+  for path, text in ((paths[0], json.dumps(report, indent=2)), (paths[1], markdown(report))):
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+  if report["cells"]:
+    paths.append(out / f"{name}.png")
+    chart(report, paths[-1])
+  return paths
