@@ -2,7 +2,8 @@
 
 T = 10,000, B = 32, I = H = 256, float32. Each case runs in a fresh process: peak resident memory
 (``ru_maxrss``) above the process's resident size after set-up (inputs made, program compiled),
-and XLA's own count of the compiled program's temporary buffers (``memory_analysis()``).
+and XLA's own count of the compiled program's temporary buffers (``memory_analysis()``); on a GPU
+also the device's own peak (``memory_stats()["peak_bytes_in_use"]``).
 Run alone: ``python -m benchmarks.memory [--shape TxBxIxH]``.
 """
 
@@ -41,15 +42,21 @@ analysis = compiled.memory_analysis()
 temp = None if analysis is None else analysis.temp_size_in_bytes
 jax.block_until_ready((params, x))
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-with open("/proc/self/statm") as f:  # the resident size now, not its high-water mark
-  current = int(f.read().split()[1]) * resource.getpagesize() // 1024
+try:
+  with open("/proc/self/statm") as f:  # the resident size now, not its high-water mark (Linux)
+    current = int(f.read().split()[1]) * resource.getpagesize() // 1024
+except OSError:
+  current = base
 start = time.perf_counter()
 jax.block_until_ready(compiled(params, x))
 seconds = time.perf_counter() - start
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+device = jax.devices()[0]
+stats = device.memory_stats() if device.platform != "cpu" else None  # an accelerator's own high-water mark
 print(json.dumps(dict(
   impl=impl, remat=remat, temp_bytes=temp, peak_rss_bytes=peak * 1024, rss_above_setup_bytes=(peak - current) * 1024,
-  peak_set_by_run=peak > base, seconds=seconds,
+  peak_set_by_run=peak > base, seconds=seconds, platform=device.platform,
+  device_peak_bytes=(stats or {{}}).get("peak_bytes_in_use"),
 )))
 """
 
@@ -78,6 +85,7 @@ def describe(r: dict[str, Any]) -> str:
     lines.append(
       f"  impl={c['impl']:<9} remat={c['remat']!s:<5}  XLA temp {temp} MiB   "
       f"peak RSS above set-up {c['rss_above_setup_bytes'] / 2**20:8.0f} MiB   {c['seconds']:.2f} s"
+      + (f"   {c['platform']} peak {c['device_peak_bytes'] / 2**20:.0f} MiB" if c.get("device_peak_bytes") else "")
     )
   return "\n".join(lines)
 

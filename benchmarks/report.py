@@ -24,6 +24,14 @@ def _fmt(value: float | None, spec: str, suffix: str = "") -> str:
   return "-" if value is None else f"{value:{spec}}{suffix}"
 
 
+def _error(cell: dict[str, Any]) -> str:
+  if "max_abs_error_vs_torch" in cell:
+    return f"{cell['max_abs_error_vs_torch']:.1e}"
+  if "max_rel_grad_error_vs_torch" in cell:
+    return f"{cell['max_rel_grad_error_vs_torch']:.1e} rel."
+  return "-"
+
+
 def header(report: dict[str, Any]) -> list[str]:
   m = report["machine"]
   lines = [
@@ -57,14 +65,16 @@ def markdown(report: dict[str, Any]) -> str:
     lines += [
       "",
       "Fraction of the measured peak each contender reaches (GFLOP counted: matrix products plus elementwise, "
-      "`benchmarks/shapes.py`), and JAX compile times in seconds:",
+      "`benchmarks/shapes.py`), JAX compile times in seconds, and how far the timed jaxgru is from torch "
+      "(forward: largest absolute difference of the output; fwd+bwd: largest difference of any gradient, "
+      "relative to that gradient's largest entry):",
       "",
       "| shape (TxBxIxH) | mode | GFLOP | "
       + " | ".join(f"{k} % peak" for k in names)
       + " | "
       + " | ".join(f"{k} compile s" for k in names if k != "torch")
-      + " | repeats |",
-      "|---|---|" + "---:|" * (2 * len(names) + 1 - ("torch" in names)) + "---:|",
+      + " | repeats | jaxgru vs torch |",
+      "|---|---|" + "---:|" * (2 * len(names) + 1 - ("torch" in names)) + "---:|---:|",
     ]
     for cell in report["cells"]:
       r = cell["results"]
@@ -72,7 +82,9 @@ def markdown(report: dict[str, Any]) -> str:
       compile_s = [_fmt(r[k].get("compile_s"), ".2f") if k in r else "-" for k in names if k != "torch"]
       repeats = min(v["repeats"] for v in r.values())
       lines.append(
-        f"| {cell['shape']} | {cell['mode']} | {cell['gflop']:.3f} | " + " | ".join(peak + compile_s) + f" | {repeats} |"
+        f"| {cell['shape']} | {cell['mode']} | {cell['gflop']:.3f} | "
+        + " | ".join(peak + compile_s)
+        + f" | {repeats} | {_error(cell)} |"
       )
   if "skipped" in report.get("seed_task", {}):
     lines += ["", report["seed_task"]["skipped"]]
