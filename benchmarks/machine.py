@@ -71,11 +71,16 @@ def load_average() -> str | None:
 
 
 def busy_warning(info: dict[str, Any]) -> str | None:
-  """A sentence when the machine ran other work (1-minute load above the core count) before or after."""
+  """A sentence when other work shared the machine.
+
+  Before the run the 1-minute load should be near 0 (above 1: something else was running); after
+  it, the benchmark's own threads (one per core) are in the average, so only a load above the core
+  count plus one points to other work.
+  """
   cores = info["cores"] or 1
-  loads = [float(info[k].split()[0]) for k in ("load_before", "load_after") if info.get(k)]
-  if loads and max(loads) > cores:
-    return f"load average {max(loads):.2f} on {cores} cores: other processes shared the machine, timings are unreliable"
+  before, after = (float(info[k].split()[0]) if info.get(k) else 0.0 for k in ("load_before", "load_after"))
+  if before > 1.0 or after > cores + 1:
+    return f"load average {before:.2f} before, {after:.2f} after, on {cores} cores: other processes shared the machine, timings are unreliable"
   return None
 
 

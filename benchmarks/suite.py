@@ -2,8 +2,8 @@
 
 Run ``python -m benchmarks`` (``--help`` for the grid, modes, contenders and repeats). For every
 shape and mode each JAX contender is compiled apart (compile time reported), every contender is
-warmed up, then all are timed round-robin: one call of each in turn (the order rotating from one
-repetition to the next), repeated, so that drift of a shared machine falls on all of them alike.
+warmed up, then all are timed round-robin: one call of each in turn (in a fresh random order every
+repetition), repeated, so that drift of a shared machine falls on all of them alike.
 Medians are reported with their interquartile range and minimum.
 
 Then the seed's whole task (``benchmarks/seed_task.py``) and peak memory over a long sequence with
@@ -97,8 +97,13 @@ def run_cell(
   order = list(calls)
   times: dict[str, list[float]] = {k: [] for k in order}
   deadline = time.perf_counter() + args.budget
+  shuffle = np.random.default_rng(0)
   for rep in range(args.max_repeats):
-    for kind in order[rep % len(order) :] + order[: rep % len(order)]:  # rotated: no contender always runs first
+    # A fresh order every repetition: a rotation keeps who-follows-whom fixed, and the contender
+    # right after torch pays for its OpenMP threads spinning down (benchmarks/NOTES.md, entry 7).
+    for kind in shuffle.permutation(order):
+      if args.settle:
+        time.sleep(args.settle)  # untimed; a pause lets threads go to sleep, which costs both sides (NOTES, entry 7)
       start = time.perf_counter()
       calls[kind]()
       times[kind].append(time.perf_counter() - start)
@@ -144,6 +149,12 @@ def parser() -> argparse.ArgumentParser:
   t.add_argument("--max-repeats", type=_positive, default=30, help="most timed repeats per cell (default 30)")
   t.add_argument(
     "--budget", type=_seconds, default=2.0, help="seconds per cell after which no repeat beyond --repeats starts (default 2)"
+  )
+  t.add_argument(
+    "--settle",
+    type=_seconds,
+    default=0.0,
+    help="untimed pause before every timed call, in s (default 0: threads stay warm as in a loop)",
   )
   t.add_argument("--warmup", type=_positive, default=1, help="untimed calls per contender after compiling (default 1)")
   t.add_argument("--quick", action="store_true", help="a seconds-long smoke run: the seed's shape only, 2 repeats, grid only")
