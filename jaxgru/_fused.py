@@ -40,30 +40,34 @@ def chunk_size(steps: int) -> int:
   return min(divisors, key=lambda k: abs(k - 16)) if divisors else 16
 
 
-def _split(a: Any, k: int) -> tuple[Any, Any]:
-  """(T, ...) -> ((T // k, k, ...), (T % k, ...)); ``None`` stays ``None``."""
-  if a is None:
-    return None, None
-  whole = a.shape[0] // k * k
-  return a[:whole].reshape((a.shape[0] // k, k) + a.shape[1:]), a[whole:]
+def _split(xs: Any, k: int) -> tuple[Any, Any]:
+  """Every (T, ...) array of the tree ``xs`` -> ((T // k, k, ...), (T % k, ...)); ``None`` stays ``None``."""
+  leaves, treedef = jax.tree.flatten(xs)
+  steps = leaves[0].shape[0]
+  whole = steps // k * k
+  main = [a[:whole].reshape((steps // k, k) + a.shape[1:]) for a in leaves]
+  return treedef.unflatten(main), treedef.unflatten([a[whole:] for a in leaves])
 
 
-def _over_chunks(run, carry: Any, xs: tuple, k: int) -> tuple[Any, Any]:
-  """``run(carry, chunk) -> (carry, ys)`` over the whole chunks of ``xs``, then the leftover steps.
+def _over_chunks(run, carry: Any, xs: Any, k: int, reverse: bool = False) -> tuple[Any, Any]:
+  """``run(carry, chunk) -> (carry, ys)`` over ``xs`` in chunks of ``k`` steps, time-ordered ys.
 
-  The ys of whole chunks come back with time flattened; ``reverse`` is never needed here
-  because :func:`direction` flips the reverse direction's time axis.
+  The whole chunks go through one ``lax.scan``, the leftover ``T % k`` steps through one more
+  call of ``run``: after the scan, or before it when ``reverse`` (the backward pass).
   """
-  main, tail = zip(*(_split(a, k) for a in xs), strict=True)
-  steps = xs[0].shape[0]
-  ys = None
-  if steps >= k:
-    carry, ys = lax.scan(run, carry, main)
-    ys = jax.tree.map(lambda a: a.reshape((-1,) + a.shape[2:]), ys)
-  if steps % k:
+  main, tail = _split(xs, k)
+  steps = jax.tree.leaves(xs)[0].shape[0]
+  ys = ys_tail = None
+  if reverse and steps % k:
     carry, ys_tail = run(carry, tail)
-    ys = ys_tail if ys is None else jax.tree.map(lambda a, b: jnp.concatenate([a, b]), ys, ys_tail)
-  return carry, ys
+  if steps >= k:
+    carry, ys = lax.scan(run, carry, main, reverse=reverse)
+    ys = jax.tree.map(lambda a: a.reshape((-1,) + a.shape[2:]), ys)
+  if not reverse and steps % k:
+    carry, ys_tail = run(carry, tail)
+  if ys is None or ys_tail is None:
+    return carry, ys_tail if ys is None else ys
+  return carry, jax.tree.map(lambda a, b: jnp.concatenate([a, b]), ys, ys_tail)
 
 
 def _forward(x: jax.Array, h0: jax.Array, w: Weights, valid: jax.Array | None, save: bool, k: int):
@@ -150,27 +154,9 @@ def _layer_bwd(remat, k, residuals, cotangents):
     dx = jnp.dot(a_r, w_ir) + jnp.dot(a_z, w_iz) + jnp.dot(a_n, w_in)
     return (dh, jax.tree.map(jnp.add, acc, grads)), dx
 
-  # Whole chunks run last-to-first after the leftover tail, so flip the chunk order by hand.
-  seqs = (d_out, x, valid, h_prev, gates)
-  main, tail = zip(*(_split_tree(a, k) for a in seqs), strict=True)
   carry = (d_last, tuple(None if a is None else jnp.zeros_like(a) for a in w))
-  dx_tail = None
-  if x.shape[0] % k:
-    carry, dx_tail = chunk(carry, tail)
-  dx = None
-  if x.shape[0] >= k:
-    carry, dx = lax.scan(chunk, carry, main, reverse=True)
-    dx = dx.reshape((-1,) + dx.shape[2:])
-  dx = dx_tail if dx is None else dx if dx_tail is None else jnp.concatenate([dx, dx_tail])
-  dh0, grads = carry
+  (dh0, grads), dx = _over_chunks(chunk, carry, (d_out, x, valid, h_prev, gates), k, reverse=True)
   return dx, dh0, grads, None
-
-
-def _split_tree(a: Any, k: int) -> tuple[Any, Any]:
-  if a is None or isinstance(a, jax.Array):
-    return _split(a, k)
-  parts = [_split(b, k) for b in a]
-  return tuple(p[0] for p in parts), tuple(p[1] for p in parts)
 
 
 _layer.defvjp(_layer_fwd, _layer_bwd)
