@@ -107,3 +107,47 @@ def same_bits(a: Any, b: Any) -> bool:
     return False
   unsigned = {2: np.uint16, 4: np.uint32, 8: np.uint64}[a.dtype.itemsize]
   return bool(np.array_equal(a.view(unsigned), b.view(unsigned)))
+
+
+# Every dtype a whole model's state dict may hold. Those NumPy lacks (bfloat16, float8) travel
+# as raw bits of an unsigned integer of their width, like bfloat16 above.
+_BITS_DTYPES: dict[torch.dtype, tuple[np.dtype, torch.dtype]] = {
+  torch.bfloat16: (np.dtype(ml_dtypes.bfloat16), torch.int16),
+  torch.float8_e4m3fn: (np.dtype(ml_dtypes.float8_e4m3fn), torch.uint8),
+  torch.float8_e5m2: (np.dtype(ml_dtypes.float8_e5m2), torch.uint8),
+}
+_PLAIN_DTYPES = (torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64, torch.float16, torch.float32)
+_PLAIN_DTYPES += (torch.uint16, torch.uint32, torch.uint64, torch.float64, torch.complex64, torch.complex128)
+
+
+def any_tensor_to_numpy(tensor: torch.Tensor, name: str = "tensor") -> np.ndarray:
+  """Any tensor of a model's state dict (integers, bool, complex, bfloat16, float8 too) as a new
+  NumPy array with the same bits; a dtype NumPy cannot hold is a ValueError naming ``name``."""
+  check_any_dtype(tensor.dtype, name)
+  tensor = tensor.detach().cpu()
+  if tensor.dtype in _BITS_DTYPES:
+    numpy, bits = _BITS_DTYPES[tensor.dtype]
+    return tensor.contiguous().view(bits).numpy().view(numpy).copy()
+  return tensor.numpy().copy()
+
+
+def check_any_dtype(dtype: torch.dtype, name: str) -> None:
+  if dtype not in _BITS_DTYPES and dtype not in _PLAIN_DTYPES:
+    raise ValueError(f"{name} has dtype {dtype}, which has no NumPy or JAX equivalent")
+
+
+def any_to_tensor(array: Any, name: str = "array") -> torch.Tensor:
+  """A new contiguous CPU tensor with the bits of ``array`` (torch, NumPy or JAX; any dtype above)."""
+  if isinstance(array, torch.Tensor):
+    check_any_dtype(array.dtype, name)
+    return array.detach().cpu().clone(memory_format=torch.contiguous_format)
+  if not hasattr(array, "shape") or not hasattr(array, "dtype"):
+    raise TypeError(f"{name} must be an array or tensor, got {type(array).__name__}")
+  values = np.ascontiguousarray(np.asarray(array))
+  for dtype, (numpy, bits) in _BITS_DTYPES.items():
+    if values.dtype == numpy:
+      return torch.from_numpy(values.view(torch.empty(0, dtype=bits).numpy().dtype).copy()).view(dtype)
+  try:
+    return torch.from_numpy(values.copy())
+  except TypeError:
+    raise TypeError(f"{name} has dtype {values.dtype}, which torch cannot hold") from None

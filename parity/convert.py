@@ -33,8 +33,10 @@ def is_cell(params: Mapping[str, Any]) -> bool:
   return "weight_ih" in params or "weight_hh" in params
 
 
-def spec_of(params: Any) -> GRUSpec:
+def spec_of(params: Any, prefix: str = "") -> GRUSpec:
   """The configuration a torch-layout GRU or GRUCell mapping describes, checked strictly.
+
+  ``prefix``, the prefix already taken off the keys, only makes the hint below whole.
 
   Raises:
     TypeError: not a mapping of floating arrays of one dtype.
@@ -46,15 +48,41 @@ def spec_of(params: Any) -> GRUSpec:
   try:
     return jaxgru.gru_spec(params)
   except ValueError as err:
-    hint = _prefix_hint(params)
+    hint = _prefix_hint(params, prefix)
     raise ValueError(f"{err}{hint}") from None
 
 
-def _prefix_hint(params: Mapping[str, Any]) -> str:
+def _prefix_hint(params: Mapping[str, Any], used: str = "") -> str:
   prefixes = sorted({k[: -len(end)] for k in params for end in ("weight_ih_l0", "weight_ih") if k.endswith("." + end)})
   if not prefixes:
     return ""
+  prefixes = [used + p for p in prefixes]
   return f"\n  the keys look like a model's state dict holding a GRU under {prefixes}; select it with prefix={prefixes[0]!r}"
+
+
+def select(state_dict: Mapping[str, Any], prefix: str, name: str = "state_dict") -> dict[str, Any]:
+  """The entries of ``state_dict`` whose keys start with ``prefix``, with the prefix taken off
+  (torch's convention: ``prefix="rnn."`` turns ``rnn.weight_ih_l0`` into ``weight_ih_l0``).
+
+  Raises:
+    TypeError: ``prefix`` is not a str.
+    ValueError: no key starts with ``prefix``, or ``prefix`` lacks its final dot (``"rnn"``
+      for ``"rnn."``); the message names the prefix to use.
+  """
+  if not isinstance(prefix, str):
+    raise TypeError(f"prefix must be a str, got {type(prefix).__name__}")
+  if not prefix:
+    return dict(state_dict)
+  selected = {k[len(prefix) :]: v for k, v in state_dict.items() if isinstance(k, str) and k.startswith(prefix)}
+  if selected and not prefix.endswith(".") and all(k.startswith(".") for k in selected):
+    raise ValueError(
+      f"prefix={prefix!r} leaves a dot in front of every key of {name}: torch's prefixes end with one, use prefix={prefix + '.'!r}"
+    )
+  if not selected:
+    keys = sorted(map(str, state_dict))
+    shown = keys if len(keys) <= 30 else keys[:30] + [f"... ({len(keys) - 30} more)"]
+    raise ValueError(f"{name} has no key starting with prefix={prefix!r}; its keys are {shown}{_prefix_hint(state_dict)}")
+  return selected
 
 
 def check_values(state_dict: Any, name: str) -> None:
@@ -68,12 +96,14 @@ def check_values(state_dict: Any, name: str) -> None:
     )
 
 
-def state_dict_to_params(state_dict: Mapping[str, Any], *, dtype: Any = None) -> Params:
+def state_dict_to_params(state_dict: Mapping[str, Any], *, prefix: str = "", dtype: Any = None) -> Params:
   """A torch ``GRU`` / ``GRUCell`` state dict as ``jaxgru`` params (JAX arrays), bit for bit.
 
   Args:
     state_dict: torch tensors (or NumPy / JAX arrays) under torch's names, e.g.
       ``torch.nn.GRU(...).state_dict()``.
+    prefix: take only the keys under this prefix, without it: ``prefix="rnn."`` takes the GRU
+      out of a whole model's state dict (``rnn.weight_ih_l0``, ``encoder.weight``, ...).
     dtype: cast every parameter to this dtype (float16, bfloat16, float32 or float64, in any
       spelling); None keeps the stored dtype and bits.
 
@@ -83,25 +113,32 @@ def state_dict_to_params(state_dict: Mapping[str, Any], *, dtype: Any = None) ->
   Raises:
     TypeError: a value is not a tensor, a dtype is not a GRU dtype, dtypes are mixed, or a
       dtype is float64 while JAX runs in 32-bit mode.
-    ValueError: the keys or shapes are not a GRU's or GRUCell's (every problem listed).
+    ValueError: the keys or shapes are not a GRU's or GRUCell's (every problem listed), or no
+      key starts with ``prefix``.
   """
+  if isinstance(state_dict, Mapping):
+    state_dict = select(state_dict, prefix)
   check_values(state_dict, "state_dict")
-  arrays = {k: _arrays.array_to_numpy(v, f"state_dict[{k!r}]") for k, v in state_dict.items()}
-  spec = spec_of(arrays)
+  arrays = {k: _arrays.array_to_numpy(v, f"state_dict[{prefix + k!r}]") for k, v in state_dict.items()}
+  spec = spec_of(arrays, prefix)
   target = spec.dtype if dtype is None else _arrays.numpy_dtype(dtype)
   _arrays.check_jax_can_hold(target, "the parameters' dtype")
   return {k: _arrays.to_jax(v.astype(target, copy=False), k) for k, v in arrays.items()}
 
 
-def params_to_state_dict(params: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+def params_to_state_dict(params: Mapping[str, Any], *, prefix: str = "") -> dict[str, torch.Tensor]:
   """``jaxgru`` params as a torch state dict (CPU tensors, torch's key order), bit for bit.
 
-  ``torch.nn.GRU(...).load_state_dict(params_to_state_dict(params))`` then loads them.
+  ``torch.nn.GRU(...).load_state_dict(params_to_state_dict(params))`` then loads them; with
+  ``prefix="rnn."`` the keys are ``rnn.weight_ih_l0``, ..., those of a GRU that a larger model
+  holds as ``self.rnn``.
   """
+  if not isinstance(prefix, str):
+    raise TypeError(f"prefix must be a str, got {type(prefix).__name__}")
   check_values(params, "params")
   arrays = {k: _arrays.array_to_numpy(v, f"params[{k!r}]") for k, v in params.items()}
   spec_of(arrays)
-  return {k: _arrays.to_tensor(v, k) for k, v in arrays.items()}
+  return {prefix + k: _arrays.to_tensor(v, k) for k, v in arrays.items()}
 
 
 def _config(module: Any) -> dict[str, Any]:
@@ -111,15 +148,25 @@ def _config(module: Any) -> dict[str, Any]:
   return {name: getattr(module, name) for name in names}
 
 
-def from_torch(module: torch.nn.GRU | torch.nn.GRUCell, *, linen: bool = False, rngs: nnx.Rngs | None = None) -> Any:
+def from_torch(
+  module: torch.nn.GRU | torch.nn.GRUCell, *, training: bool | None = None, linen: bool = False, rngs: nnx.Rngs | None = None
+) -> Any:
   """A torch GRU as the same ``jaxgru`` module: configuration, dtype and every bit of every weight.
 
   ``torch.nn.GRU`` -> :class:`jaxgru.GRU`, ``torch.nn.GRUCell`` -> :class:`jaxgru.GRUCell`
-  (Flax NNX), with ``param_dtype`` the torch parameters' dtype and ``dtype=None``. The NNX
-  module is deterministic (dropout off) exactly when the torch module is in eval mode.
+  (Flax NNX), with ``param_dtype`` the torch parameters' dtype and ``dtype=None``.
+
+  .. warning:: By default the NNX GRU takes torch's mode, as a copy of the torch module would:
+     one converted from a model in ``eval()`` (a pickled model often is) is deterministic, so it
+     trains *without dropout* until ``model.train()``. ``training=True`` / ``False`` sets the
+     mode explicitly; the repr shows it (``deterministic=True`` is eval mode).
+     :func:`module_from_params` builds a fresh module, in training mode unless told otherwise.
 
   Args:
     module: the torch module (any device; the weights are copied to the host).
+    training: the NNX GRU's mode (``True``: dropout on, like ``.train()``); None copies
+      ``module.training``. Linen modules take ``deterministic`` at call time instead (Flax's
+      convention), so with ``linen=True`` it must be None.
     linen: return ``(jaxgru.linen.GRU(...), {"params": params})`` (or the ``GRUCell`` pair)
       instead: a Linen module and its variables.
     rngs: the NNX module's rngs (its ``dropout`` stream matters when ``dropout > 0``);
@@ -132,13 +179,17 @@ def from_torch(module: torch.nn.GRU | torch.nn.GRUCell, *, linen: bool = False, 
   """
   if not isinstance(module, torch.nn.GRU | torch.nn.GRUCell):
     raise TypeError(f"module must be a torch.nn.GRU or torch.nn.GRUCell, got {type(module).__name__}")
+  if training is not None and not isinstance(training, bool):
+    raise TypeError(f"training must be True, False or None, got {training!r}")
   params = state_dict_to_params(module.state_dict())
   config = _config(module)
   if linen:
+    if training is not None:
+      raise ValueError("training applies to the NNX module; a Linen GRU takes deterministic= at call time")
     cls = jaxgru.linen.GRUCell if isinstance(module, torch.nn.GRUCell) else jaxgru.linen.GRU
     return cls(**config, param_dtype=next(iter(params.values())).dtype), {"params": params}
   extra = {k: config[k] for k in ("batch_first", "dropout") if k in config}
-  return module_from_params(params, **extra, training=module.training, rngs=rngs)
+  return module_from_params(params, **extra, training=module.training if training is None else training, rngs=rngs)
 
 
 def module_from_params(
@@ -154,9 +205,12 @@ def module_from_params(
 
   The sizes, layers, directions and bias are read from the keys and shapes, ``param_dtype``
   from the arrays; what a state dict cannot say (``batch_first``, ``dropout``, ``variant``)
-  is given here. ``training=False`` makes the GRU deterministic, like torch's ``eval()``.
-  ``rngs`` (``nnx.Rngs(0)`` when None) feeds the GRU's dropout stream.
+  is given here. Like a freshly built torch or Flax module, the GRU is in training mode
+  (dropout on when ``dropout > 0``) unless ``training=False``, which makes it deterministic,
+  like torch's ``eval()``. ``rngs`` (``nnx.Rngs(0)`` when None) feeds the GRU's dropout stream.
   """
+  if not isinstance(training, bool):
+    raise TypeError(f"training must be True or False, got {training!r}")
   spec = spec_of(params)
   _arrays.check_jax_can_hold(spec.dtype, "the parameters' dtype")
   common = dict(input_size=spec.input_size, hidden_size=spec.hidden_size, bias=spec.bias, variant=variant)

@@ -1,45 +1,61 @@
-"""GRU weights in files: safetensors with torch's key names, and torch ``.pt`` / ``.pth`` state dicts.
+"""Weights in files: a GRU's, or a whole model's state dict with a GRU inside.
 
 :func:`save` writes what ``torch.nn.GRU(...).load_state_dict(safetensors.torch.load_file(path))``
-reads unchanged. :func:`load` reads that back, or a torch state-dict file, always with
-``torch.load(..., weights_only=True)``: a checkpoint is untrusted input, and unpickling
-arbitrary objects would run arbitrary code.
+reads unchanged; with ``prefix`` and ``extra`` it writes a whole model's state dict (the GRU
+under ``rnn.``, the embedding, decoder, ...) that the model's own ``load_state_dict(strict=True)``
+accepts. :func:`load` reads a GRU back, from that or from a torch state-dict file;
+:func:`load_tensors` / :func:`save_tensors` read and write every tensor of a model, for its
+parts that are not a GRU. torch files are always read with ``torch.load(..., weights_only=True)``.
 
-Writes are atomic: the bytes go to a temporary file beside the target, are flushed to disk,
-and only then renamed over it, so a crash at any point leaves either the old file or the new
-one under the target name, never a truncated one.
+Tied weights (one tensor under two names, such as a language model's ``encoder.weight`` and
+``decoder.weight``): safetensors cannot store shared memory, so :func:`save_tensors` writes the
+tensor under each of its names, which torch's ``load_state_dict`` copies into the one shared
+parameter, and records the tie in the file's metadata. :func:`load_tensors` gives tied names
+the same array object, as ``torch.load`` gives them the same storage; :func:`tied_names` lists them.
+
+Writes are atomic (see :func:`parity._storage.atomic_write`): a crash at any point leaves either
+the old file or the new one under the target name, never a truncated one.
 """
 
 from __future__ import annotations
 
-import contextlib
+import json
 import os
 import pathlib
-import pickle
-import secrets
-import zipfile
-from collections.abc import Callable, Mapping
-from typing import IO, Any
+from collections.abc import Mapping
+from typing import Any
 
 import jax
-import safetensors
+import jax.numpy as jnp
+import numpy as np
 import safetensors.torch
 import torch
 
-from parity import _arrays, convert
+from parity import _arrays, _storage, convert
 
-_TORCH_MAGIC = (b"PK\x03\x04", b"\x80")  # torch.save's zip archive; the legacy pickle format
-_CHUNK = 1 << 20
+_TIED = "tied"  # the safetensors metadata key holding the tied groups, as JSON
 
 
-def save(source: Any, path: str | os.PathLike, *, variables: Mapping[str, Any] | None = None) -> pathlib.Path:
+def save(
+  source: Any,
+  path: str | os.PathLike,
+  *,
+  prefix: str = "",
+  extra: Mapping[str, Any] | None = None,
+  variables: Mapping[str, Any] | None = None,
+) -> pathlib.Path:
   """Writes a GRU's weights to ``path`` as safetensors, under torch's state-dict names.
 
   Args:
     source: a ``jaxgru`` module (NNX; Linen with ``variables``), Linen variables, a params
       mapping (JAX, NumPy or torch arrays), or a torch ``GRU`` / ``GRUCell``.
     path: the file to write (conventionally ``*.safetensors``); its directory must exist.
-      An existing file is replaced atomically.
+      An existing file is replaced atomically; a symbolic link's target is written.
+    prefix: put before every GRU key: ``prefix="rnn."`` gives ``rnn.weight_ih_l0``, ... for a
+      model that holds the GRU as ``self.rnn``.
+    extra: the model's other tensors (any dtype; JAX, NumPy or torch), written beside the GRU's
+      as by :func:`save_tensors`, tied ones included: the file is then the whole model's state
+      dict, for ``model.load_state_dict(safetensors.torch.load_file(path))``.
     variables: a Linen module's variables.
 
   Returns:
@@ -47,58 +63,116 @@ def save(source: Any, path: str | os.PathLike, *, variables: Mapping[str, Any] |
 
   Raises:
     TypeError, ValueError: ``source`` is not a GRU's weights (every layout problem listed),
-      or is a ``variant="classic"`` module, which torch cannot compute.
-
-  Example:
-    >>> parity.save(jaxgru.GRU(3, 8, rngs=nnx.Rngs(0)), "gru.safetensors")  # doctest: +SKIP
-    >>> torch.nn.GRU(3, 8).load_state_dict(safetensors.torch.load_file("gru.safetensors"))  # doctest: +SKIP
+      is a ``variant="classic"`` module, which torch cannot compute, or ``extra`` is not a
+      mapping of names to arrays or repeats a GRU key.
   """
-  tensors = convert.params_to_state_dict(convert.params_of(source, variables))
-  data = safetensors.torch.save(tensors, metadata={"format": "pt"})
-  path = pathlib.Path(path)
-  atomic_write(path, lambda f: _write_all(f, data))
-  return path
+  tensors: dict[str, Any] = convert.params_to_state_dict(convert.params_of(source, variables), prefix=prefix)
+  if extra is not None:
+    _check_tensors(extra, "extra")
+    clash = sorted(set(tensors) & set(extra))
+    if clash:
+      raise ValueError(f"extra repeats the GRU's keys {clash}; leave the GRU's entries out of extra")
+    tensors = {**extra, **tensors}
+  return save_tensors(tensors, path)
 
 
-def _write_all(file: IO[bytes], data: bytes) -> None:
-  for start in range(0, len(data), _CHUNK):
-    file.write(data[start : start + _CHUNK])
+def save_tensors(tensors: Mapping[str, Any], path: str | os.PathLike) -> pathlib.Path:
+  """Writes a whole state dict (names to arrays of any dtype) to ``path`` as safetensors.
 
+  Bit for bit: bfloat16, float8, integers and bool included. An array under several names (the
+  same JAX or NumPy object, or torch tensors sharing memory: tied weights) is written under each
+  name, since safetensors cannot share memory and torch's ``load_state_dict(strict=True)`` wants
+  every name; torch copies the identical values into the one tied parameter, so the tie holds.
+  The tie is recorded in the file's metadata for :func:`load_tensors`.
 
-def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> None:
-  """Calls ``write(file)`` on a new file beside ``path``, syncs it, and renames it to ``path``.
+  Returns:
+    The path written.
 
-  If ``write`` (or anything before the rename) raises, the temporary file is removed and
-  ``path`` keeps whatever it held before. The new file gets the usual permissions (0666
-  minus the umask), like a plain ``open(path, "wb")``.
+  Raises:
+    TypeError: ``tensors`` is not a mapping of str names to arrays, or holds a dtype torch lacks.
   """
+  _check_tensors(tensors, "tensors")
+  ties = tied_names(tensors)
+  out: dict[str, torch.Tensor] = {}
+  for name, value in tensors.items():
+    out[name] = _arrays.any_to_tensor(value, f"tensors[{name!r}]")
+  metadata = {"format": "pt"}
+  if ties:
+    metadata[_TIED] = json.dumps([list(group) for group in ties])
+  data = safetensors.torch.save(out, metadata=metadata)
+  _storage.atomic_write(path, lambda f: _storage.write_all(f, data))
+  return pathlib.Path(path)
+
+
+def tied_names(tensors: Mapping[str, Any]) -> list[tuple[str, ...]]:
+  """The groups of names that hold one tensor: torch tensors that share memory (same storage,
+  offset, shape and strides), or the same JAX / NumPy array object.
+
+  ``tied_names(model.state_dict())`` is ``[("encoder.weight", "decoder.weight")]`` for a
+  language model with a tied decoder; so is ``tied_names(load_tensors(path))`` of its file.
+  """
+  groups: dict[Any, list[str]] = {}
+  for name, value in tensors.items():
+    if isinstance(value, torch.Tensor):
+      if value.numel() == 0:
+        continue
+      key = (value.untyped_storage().data_ptr(), value.storage_offset(), tuple(value.shape), value.stride(), value.dtype)
+    else:
+      key = id(value)
+    groups.setdefault(key, []).append(name)
+  return [tuple(names) for names in groups.values() if len(names) > 1]
+
+
+def load_tensors(path: str | os.PathLike, *, prefix: str = "", dtype: Any = None) -> dict[str, np.ndarray]:
+  """Every tensor of a safetensors file or torch state-dict file, as NumPy arrays, bit for bit.
+
+  For the parts of a model that are not a GRU (embeddings, decoders, norms): put them into your
+  own modules with ``jnp.asarray``. NumPy keeps every dtype exactly (bfloat16 and float8 as
+  ``ml_dtypes`` types, which JAX takes as they are), where 32-bit JAX would narrow int64 and
+  float64. torch files are read with ``weights_only=True``. Tied tensors (shared memory in a
+  torch file, recorded ties in a file from :func:`save_tensors`) come back as one array object
+  under each name.
+
+  Args:
+    path: a ``.safetensors`` file, or a ``.pt`` / ``.pth`` file from ``torch.save(model.state_dict(), path)``.
+    prefix: read only the keys under this prefix, without it (``"encoder."``).
+    dtype: cast the floating-point tensors to this dtype (like torch's ``module.to(dtype)``);
+      None keeps the stored bits.
+
+  Raises:
+    FileNotFoundError: no such file.
+    ValueError: the file is corrupt or truncated, in neither format, holds pickled objects
+      other than tensors, is a training checkpoint or holds values that are not tensors, or no
+      key starts with ``prefix``.
+    TypeError: a bad ``prefix`` or ``dtype``.
+  """
+  target = None if dtype is None else _arrays.numpy_dtype(dtype)
   path = pathlib.Path(path)
-  directory = path.parent
-  if not directory.is_dir():
-    raise FileNotFoundError(f"path's directory {str(directory)!r} does not exist")
-  temp = directory / f".{path.name}.{secrets.token_hex(6)}.tmp"
-  fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+  state_dict, metadata = _storage.read_state_dict(path)
+  _check_flat(state_dict, path)
+  state_dict = convert.select(state_dict, prefix, str(path))
+  ties = tied_names(state_dict) + _recorded_ties(metadata, prefix)
+  arrays = {k: _arrays.any_tensor_to_numpy(v, f"{path}: {prefix + k!r}") for k, v in state_dict.items()}
+  if target is not None:
+    arrays = {k: v.astype(target) if jnp.issubdtype(v.dtype, jnp.floating) else v for k, v in arrays.items()}
+  for group in ties:
+    first = arrays.get(group[0])
+    if first is not None and all(k in arrays and _same_bytes(arrays[k], first) for k in group):
+      arrays.update(dict.fromkeys(group, first))
+  return arrays
+
+
+def _same_bytes(a: np.ndarray, b: np.ndarray) -> bool:
+  return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+
+
+def _recorded_ties(metadata: Mapping[str, str], prefix: str) -> list[tuple[str, ...]]:
   try:
-    with os.fdopen(fd, "wb") as file:
-      write(file)
-      file.flush()
-      os.fsync(file.fileno())
-    os.replace(temp, path)
-  except BaseException:
-    with contextlib.suppress(FileNotFoundError):
-      os.unlink(temp)
-    raise
-  _sync_directory(directory)
-
-
-def _sync_directory(directory: pathlib.Path) -> None:
-  """Makes the rename itself durable (POSIX); a no-op where directories cannot be opened."""
-  with contextlib.suppress(OSError):
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-      os.fsync(fd)
-    finally:
-      os.close(fd)
+    groups = json.loads(metadata.get(_TIED, "[]"))
+  except json.JSONDecodeError:
+    return []
+  selected = [[k[len(prefix) :] for k in group if isinstance(k, str) and k.startswith(prefix)] for group in groups]
+  return [tuple(group) for group in selected if len(group) > 1]
 
 
 def load(path: str | os.PathLike, *, prefix: str = "", dtype: Any = None) -> dict[str, jax.Array]:
@@ -110,8 +184,8 @@ def load(path: str | os.PathLike, *, prefix: str = "", dtype: Any = None) -> dic
   Args:
     path: a ``.safetensors`` file (e.g. from :func:`save`), or a ``.pt`` / ``.pth`` file
       from ``torch.save(gru.state_dict(), path)``.
-    prefix: read only the keys under this prefix, without it: ``prefix="gru."`` takes the GRU
-      out of a whole model's state dict (``gru.weight_ih_l0``, ``fc.weight``, ...).
+    prefix: read only the keys under this prefix, without it: ``prefix="rnn."`` takes the GRU
+      out of a whole model's state dict (``rnn.weight_ih_l0``, ``encoder.weight``, ...).
     dtype: cast the parameters to this dtype; None keeps the stored bits.
 
   Returns:
@@ -121,7 +195,7 @@ def load(path: str | os.PathLike, *, prefix: str = "", dtype: Any = None) -> dic
     FileNotFoundError: no such file.
     ValueError: the file is corrupt or truncated, is in neither format, holds pickled objects
       other than tensors (a whole ``nn.Module``, say), or is not a GRU's state dict (every
-      missing, unexpected and wrongly shaped key listed).
+      missing, unexpected and wrongly shaped key listed; a prefix to use suggested).
     TypeError: a bad ``prefix`` or ``dtype``; float64 weights while JAX runs in 32-bit mode.
   """
   if not isinstance(prefix, str):
@@ -129,70 +203,34 @@ def load(path: str | os.PathLike, *, prefix: str = "", dtype: Any = None) -> dic
   if dtype is not None:
     _arrays.numpy_dtype(dtype)
   path = pathlib.Path(path)
-  with open(path, "rb") as file:
-    head = file.read(9)
-  if _is_safetensors(head):
-    state_dict = _read_safetensors(path)
-  elif head.startswith(_TORCH_MAGIC):
-    state_dict = _read_torch(path)
-  else:
-    raise ValueError(
-      f"{path} is neither a safetensors file nor a torch.save file (its first bytes are {head!r}); "
-      "empty, truncated or another format?"
-    )
-  if prefix:
-    selected = {k[len(prefix) :]: v for k, v in state_dict.items() if isinstance(k, str) and k.startswith(prefix)}
-    if not selected:
-      raise ValueError(f"{path} has no key starting with prefix={prefix!r}; its keys are {sorted(map(str, state_dict))}")
-    state_dict = selected
-  nested = [k for k, v in state_dict.items() if isinstance(v, Mapping)]
-  if nested:
-    raise ValueError(
-      f"{path} holds a checkpoint, not a state dict: entries {sorted(map(str, state_dict))}, of which {nested} are "
-      f"mappings. Take the GRU's state dict out of it: parity.state_dict_to_params(torch.load(path, "
-      f"weights_only=True)[{nested[0]!r}])"
-    )
+  state_dict, _ = _storage.read_state_dict(path)
+  _check_flat(state_dict, path)
   try:
-    convert.check_values(state_dict, "the file's state dict")
+    convert.check_values(convert.select(state_dict, prefix, str(path)), "the file's state dict")
   except TypeError as err:
     raise ValueError(f"{path} does not hold a torch GRU / GRUCell state dict: {err}") from None
   try:
-    return convert.state_dict_to_params(state_dict, dtype=dtype)
+    return convert.state_dict_to_params(state_dict, prefix=prefix, dtype=dtype)
   except ValueError as err:
     raise ValueError(f"{path} does not hold a torch GRU / GRUCell state dict: {err}") from None
   except TypeError as err:
     raise TypeError(f"{path}: {err}") from None
 
 
-def _is_safetensors(head: bytes) -> bool:
-  """safetensors starts with its JSON header's length (8 bytes, little-endian), then ``{``."""
-  return len(head) == 9 and head[8:9] == b"{" and 2 <= int.from_bytes(head[:8], "little") < (1 << 40)
+def _check_flat(state_dict: Mapping[str, Any], path: pathlib.Path) -> None:
+  nested = [k for k, v in state_dict.items() if isinstance(v, Mapping)]
+  if nested:
+    raise ValueError(
+      f"{path} holds a checkpoint, not a state dict: entries {sorted(map(str, state_dict))}, of which {nested} are "
+      f"mappings. Take the state dict out of it: parity.state_dict_to_params(torch.load(path, "
+      f"weights_only=True)[{nested[0]!r}]), or re-save that entry alone with torch.save"
+    )
 
 
-def _read_torch(path: pathlib.Path) -> Mapping[str, Any]:
-  try:
-    state_dict = torch.load(path, map_location="cpu", weights_only=True)
-  except pickle.UnpicklingError as err:
-    text = str(err)
-    reason = text.split("WeightsUnpickler error:", 1)[-1].split("Check the documentation", 1)[0]
-    reason = " ".join(reason.split()) or type(err).__name__
-    if "Unsupported global" in str(err):
-      raise ValueError(
-        f"{path} holds pickled objects other than tensors (a whole nn.Module or optimizer, say). parity loads "
-        "torch files with weights_only=True, since unpickling an untrusted file can run arbitrary code: save "
-        f"module.state_dict() instead. torch said: {reason}"
-      ) from None
-    raise ValueError(f"{path} is not a readable torch file (truncated or corrupt?): {reason}") from None
-  except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
-    first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-    raise ValueError(f"{path} is not a readable torch file (truncated or corrupt?): {first}") from None
-  if not isinstance(state_dict, Mapping):
-    raise ValueError(f"{path} holds a {type(state_dict).__name__}, not a state dict (a mapping of names to tensors)")
-  return state_dict
-
-
-def _read_safetensors(path: pathlib.Path) -> Mapping[str, Any]:
-  try:
-    return safetensors.torch.load_file(path)
-  except (safetensors.SafetensorError, OSError, ValueError, RuntimeError, TypeError) as err:
-    raise ValueError(f"{path} is not a valid safetensors file (truncated or corrupt?): {err}") from None
+def _check_tensors(tensors: Any, name: str) -> None:
+  if not isinstance(tensors, Mapping):
+    raise TypeError(f"{name} must be a mapping of state-dict names to arrays, got {type(tensors).__name__}")
+  bad_keys = [k for k in tensors if not isinstance(k, str)]
+  if bad_keys:
+    raise TypeError(f"{name} must have str keys (torch's state-dict names); these are not: {bad_keys}")
+  convert.check_values(tensors, name)

@@ -16,7 +16,7 @@ from flax import nnx
 
 import jaxgru
 import parity
-from parity import _arrays, files
+from parity import _arrays, _storage
 
 
 @pytest.fixture(autouse=True)
@@ -108,7 +108,7 @@ def test_a_crash_mid_write_leaves_the_old_file_and_no_temp(tmp_path, monkeypatch
   old = parity.from_torch(torch.nn.GRU(3, 4))
   parity.save(old, path)
   old_bytes = path.read_bytes()
-  monkeypatch.setattr(files, "_write_all", _crash_after(100))
+  monkeypatch.setattr(_storage, "write_all", _crash_after(100))
   with pytest.raises(OSError, match="simulated"):
     parity.save(parity.from_torch(torch.nn.GRU(3, 4)), path)
   assert path.read_bytes() == old_bytes
@@ -123,7 +123,7 @@ def test_an_interrupt_mid_write_also_cleans_up(tmp_path, monkeypatch):
     file.write(data[:10])
     raise KeyboardInterrupt
 
-  monkeypatch.setattr(files, "_write_all", interrupted)
+  monkeypatch.setattr(_storage, "write_all", interrupted)
   with pytest.raises(KeyboardInterrupt):
     parity.save(torch.nn.GRU(3, 4), tmp_path / "gru.safetensors")
   assert os.listdir(tmp_path) == []
@@ -199,3 +199,70 @@ def test_pickle_is_never_used_for_safetensors(tmp_path, monkeypatch):
   monkeypatch.setattr(pickle, "loads", lambda *a, **k: pytest.fail("pickle used"))
   path = parity.save(torch.nn.GRU(3, 4), tmp_path / "gru.safetensors")
   parity.load(path)
+
+
+class _Evil:
+  """A pickle that would run a command when unpickled (weights_only=False)."""
+
+  def __init__(self, marker):
+    self.marker = str(marker)
+
+  def __reduce__(self):
+    return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_malicious_pickle_is_refused_without_advice_to_run_it(tmp_path):
+  marker = tmp_path / "executed"
+  torch.save({"weight_ih_l0": torch.zeros(3, 1), "x": _Evil(marker)}, tmp_path / "evil.pt")
+  with open(tmp_path / "evil.pkl", "wb") as file:
+    pickle.dump(_Evil(marker), file, protocol=2)
+  (tmp_path / "garbage.pt").write_bytes(b"\x80\x02" + bytes(range(64)))
+  for name in ("evil.pt", "evil.pkl"):
+    for read in (parity.load, parity.load_tensors):
+      with pytest.raises(ValueError, match="pickled code or objects that are not tensors") as info:
+        read(tmp_path / name)
+      message = str(info.value)
+      assert "system" in message and "not executed" in message and "state_dict()" in message
+      assert "weights_only=False" not in message and "truncated" not in message
+  with pytest.raises(ValueError, match="not a readable torch file") as info:
+    parity.load(tmp_path / "garbage.pt")
+  assert "weights_only=False" not in str(info.value) and "will likely succeed" not in str(info.value)
+  assert not marker.exists()
+
+
+def test_a_prefix_without_its_dot_gets_the_right_one_suggested(tmp_path):
+  model = torch.nn.Module()
+  model.rnn = torch.nn.GRU(3, 4)
+  model.decoder = torch.nn.Linear(4, 2)
+  torch.save(model.state_dict(), tmp_path / "model.pt")
+  with pytest.raises(ValueError, match=r"use prefix='rnn\.'"):
+    parity.load(tmp_path / "model.pt", prefix="rnn")
+  with pytest.raises(ValueError, match=r"use prefix='rnn\.'"):
+    parity.state_dict_to_params(model.state_dict(), prefix="rnn")
+  outer = torch.nn.Module()
+  outer.model = model
+  torch.save(outer.state_dict(), tmp_path / "outer.pt")
+  with pytest.raises(ValueError, match=r"prefix='model\.rnn\.'"):  # the whole prefix, not only the rest
+    parity.load(tmp_path / "outer.pt", prefix="model.")
+  with pytest.raises(ValueError, match=r"(?s)no key starting with prefix='gru\.'.*prefix='model\.rnn\.'"):
+    parity.load(tmp_path / "outer.pt", prefix="gru.")
+  same_state(parity.load(tmp_path / "outer.pt", prefix="model.rnn."), model.rnn.state_dict())
+
+
+def test_save_onto_a_symlink_writes_its_target_and_keeps_the_link(tmp_path):
+  (tmp_path / "store").mkdir()
+  target = tmp_path / "store" / "gru.safetensors"
+  target.write_bytes(b"old")
+  target.chmod(0o600)
+  link = tmp_path / "latest.safetensors"
+  link.symlink_to(os.path.join("store", "gru.safetensors"))  # relative, like `ln -s`
+  torch_gru = random_torch(torch.nn.GRU(3, 4), 0, torch.float32)
+  assert parity.save(torch_gru, link) == link
+  assert link.is_symlink() and os.readlink(link) == os.path.join("store", "gru.safetensors")
+  same_state(parity.load(target), torch_gru.state_dict())
+  assert target.stat().st_mode & 0o777 == 0o600  # a replaced file keeps its permissions
+  assert sorted(os.listdir(tmp_path / "store")) == ["gru.safetensors"]  # no temporary file left
+  dangling = tmp_path / "dangling.safetensors"
+  dangling.symlink_to(tmp_path / "store" / "new.safetensors")
+  parity.save(torch_gru, dangling)
+  assert dangling.is_symlink() and (tmp_path / "store" / "new.safetensors").is_file()
