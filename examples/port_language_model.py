@@ -216,6 +216,7 @@ def run(args: argparse.Namespace) -> dict[str, float]:
   train, valid = batchify(ids["train"], args.batch_size), batchify(ids["valid"], args.eval_batch_size)
   print(f"corpus: {len(words)} words in the vocabulary; {len(ids['train'])} / {len(ids['valid'])} tokens train / valid")
 
+  torch.set_num_threads(args.torch_threads)
   torch.manual_seed(args.seed)
   torch_model = TorchLanguageModel(len(words), args.size, args.layers, args.dropout)
   start = time.perf_counter()
@@ -280,6 +281,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
   p.add_argument("--clip", type=float, default=0.25, help="gradient norm clipping")
   p.add_argument("--torch-epochs", type=_positive, default=2)
   p.add_argument("--jax-steps", type=_positive, default=50)
+  p.add_argument(
+    "--torch-threads", type=_positive, default=1, help="torch's threads (more only add synchronisation for a small model)"
+  )
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--out", type=pathlib.Path, help="folder for model.pt and trained.safetensors (default: a new temporary one)")
   args = p.parse_args(argv)
