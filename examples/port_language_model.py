@@ -214,6 +214,10 @@ def run(args: argparse.Namespace) -> dict[str, float]:
   corpus = read_corpus(args.data) if args.data else make_corpus(args.sentences, args.seed)
   words, ids = tokenize(corpus)
   train, valid = batchify(ids["train"], args.batch_size), batchify(ids["valid"], args.eval_batch_size)
+  if len(train) <= args.bptt or len(valid) < 2 or len(ids["test"]) < 2 * args.eval_batch_size:
+    raise SystemExit(
+      f"the corpus is too small for --bptt {args.bptt} and these batch sizes: use more --sentences or smaller values"
+    )
   print(f"corpus: {len(words)} words in the vocabulary; {len(ids['train'])} / {len(ids['valid'])} tokens train / valid")
 
   torch.set_num_threads(args.torch_threads)

@@ -32,6 +32,7 @@ import safetensors.torch
 import torch
 
 from parity import _arrays, _storage, convert
+from parity._storage import atomic_write  # noqa: F401  (importable from here, as before)
 
 _TIED = "tied"  # the safetensors metadata key holding the tied groups, as JSON
 
@@ -109,7 +110,8 @@ def tied_names(tensors: Mapping[str, Any]) -> list[tuple[str, ...]]:
   offset, shape and strides), or the same JAX / NumPy array object.
 
   ``tied_names(model.state_dict())`` is ``[("encoder.weight", "decoder.weight")]`` for a
-  language model with a tied decoder; so is ``tied_names(load_tensors(path))`` of its file.
+  language model with a tied decoder, and ``tied_names(load_tensors(path))`` finds the same
+  group in its file (in the file's key order: safetensors sorts its keys).
   """
   groups: dict[Any, list[str]] = {}
   for name, value in tensors.items():

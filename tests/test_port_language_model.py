@@ -41,3 +41,8 @@ def test_reads_a_corpus_folder_and_rejects_bad_flags(example, tmp_path):
     example.parse_args(["--dropout", "1.5"])
   with pytest.raises(SystemExit):
     example.parse_args(["--bptt", "0"])
+
+
+def test_a_corpus_too_small_for_the_window_is_refused(example):
+  with pytest.raises(SystemExit, match="too small"):
+    example.run(example.parse_args(["--sentences", "20", "--bptt", "35"]))
