@@ -209,8 +209,6 @@ def train_jax(model: LanguageModel, data: np.ndarray, args: argparse.Namespace) 
 
 def run(args: argparse.Namespace) -> dict[str, float]:
   """Trains in torch, ports, evaluates, trains in JAX, ports back; returns what it printed."""
-  folder = pathlib.Path(args.out or tempfile.mkdtemp(prefix="port_lm_"))
-  folder.mkdir(parents=True, exist_ok=True)
   corpus = read_corpus(args.data) if args.data else make_corpus(args.sentences, args.seed)
   words, ids = tokenize(corpus)
   train, valid = batchify(ids["train"], args.batch_size), batchify(ids["valid"], args.eval_batch_size)
@@ -218,6 +216,8 @@ def run(args: argparse.Namespace) -> dict[str, float]:
     raise SystemExit(
       f"the corpus is too small for --bptt {args.bptt} and these batch sizes: use more --sentences or smaller values"
     )
+  folder = pathlib.Path(args.out or tempfile.mkdtemp(prefix="port_lm_"))
+  folder.mkdir(parents=True, exist_ok=True)
   print(f"corpus: {len(words)} words in the vocabulary; {len(ids['train'])} / {len(ids['valid'])} tokens train / valid")
 
   torch.set_num_threads(args.torch_threads)
