@@ -70,8 +70,8 @@ class Config:
       value = getattr(self, name)
       if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be a positive int, got {value!r}" + (" (1: a single model)" if name == "ensemble" else ""))
-    if not 0.0 <= self.dropout < 1.0:
-      raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
+    if not 0.0 <= self.dropout <= 1.0:  # as torch.nn.GRU: 1 zeroes everything between layers
+      raise ValueError(f"dropout must be in [0, 1], got {self.dropout!r}")
     if not self.learning_rate > 0:
       raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
 

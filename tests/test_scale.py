@@ -245,7 +245,7 @@ def test_checkpoint_dir_must_be_a_directory(tmp_path, monkeypatch):
     (lambda: st.Config(batch_size=0), "batch_size must be a positive int"),
     (lambda: st.Config(hidden_size=2.0), "hidden_size must be a positive int"),
     (lambda: st.Config(ensemble=0), r"ensemble must be a positive int, got 0 \(1: a single model\)"),
-    (lambda: st.Config(dropout=1.0), r"dropout must be in \[0, 1\)"),
+    (lambda: st.Config(dropout=1.5), r"dropout must be in \[0, 1\], got 1.5"),
     (lambda: st.make_mesh(0), r"num_devices must be an int in \[1, "),
     (lambda: st.make_mesh(jax.device_count() + 1), r"num_devices must be an int in \[1, "),
     (lambda: st.train(TINY, -1), "steps must be an int >= 0"),
