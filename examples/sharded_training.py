@@ -305,7 +305,7 @@ def train(
       if log_every and (s + 1) % log_every == 0:
         say(f"step {s + 1:5d}  loss {np.array2string(_host(loss), precision=5)}")
       if mngr is not None and (s + 1 == steps or (save_every and (s + 1) % save_every == 0)):
-        if s + 1 in unreadable:
+        if s + 1 in unreadable and s + 1 in mngr.all_steps():  # (unless max_to_keep removed it)
           say(f"replacing the unreadable checkpoint {s + 1} in {mngr.directory}")
           mngr.delete(s + 1)
         checkpointing.save(mngr, s + 1, state, config)  # waits for the previous save to finish

@@ -242,8 +242,8 @@ def figure(result: SineRun) -> Any:
   label = "JAX (jaxgru)" + (f", mean of {members}" if members > 1 else "")
   top.plot(targets, result.predictions.mean(0), color="tab:red", lw=1.5, label=label)
   if members > 1:
-    low, high = result.predictions.min(0), result.predictions.max(0)
-    top.fill_between(targets, low, high, color="tab:red", alpha=0.3, lw=0, label=f"JAX, min-max of the {members} members")
+    band = result.predictions.min(0), result.predictions.max(0)
+    top.fill_between(targets, *band, color="tab:red", alpha=0.3, lw=0, label=f"JAX, min-max of the {members} members")
   if result.torch_predictions is not None:
     top.plot(targets, result.torch_predictions.mean(0), color="tab:blue", lw=1, ls="--", label="PyTorch, same initial weights")
   if len(data.x_test):
