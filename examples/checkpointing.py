@@ -122,16 +122,17 @@ def restore(
     ValueError: the checkpoint's configuration differs from ``config`` (every differing field
       named), or no checkpoint could be read (each one's step and reason named).
   """
-  steps = sorted(mngr.all_steps(), reverse=True) if step is None else [int(step)]
+  step = None if step is None else int(step)
+  steps = sorted(mngr.all_steps(), reverse=True) if step is None else [step]
   if not steps:
     return None
   unreadable: dict[int, str] = {}
+  _drop_closed_loop_noise()  # before any read: the echo of a failure can come while it unwinds
   for s in steps:
     where = f"checkpoint {s} in {mngr.directory}"
     try:
       stored = mngr.restore(s, args=ocp.args.Composite(**{CONFIG: ocp.args.JsonRestore()}))[CONFIG]
     except Exception as err:  # orbax and TensorStore raise many kinds
-      _drop_closed_loop_noise()
       unreadable[s] = f"no readable '{CONFIG}' item: damaged, or not written by checkpointing.save ({_brief(err)})"
       continue
     check_config(stored, config, where)
@@ -139,19 +140,20 @@ def restore(
     try:
       state = mngr.restore(s, args=ocp.args.Composite(**{STATE: ocp.args.StandardRestore(abstract)}))[STATE]
     except Exception as err:
-      _drop_closed_loop_noise()
       unreadable[s] = f"its '{STATE}' cannot be read ({_brief(err)})"
       continue
     if unreadable:
       skipped = "; ".join(f"checkpoint {k} is unreadable: {why}" for k, why in unreadable.items())
       log(f"warning: in {mngr.directory}, {skipped}; falling back to checkpoint {s}, the latest readable one")
     return Restored(s, state, unreadable)
+  if step is not None:
+    raise ValueError(f"checkpoint {step} in {mngr.directory} cannot be read: {unreadable[step]}")
   reasons = "; ".join(f"checkpoint {k}: {why}" for k, why in unreadable.items())
   raise ValueError(f"no checkpoint in {mngr.directory} can be read: {reasons}")
 
 
 def _drop_closed_loop_noise() -> None:
-  """Silences the echo of a failed read, for the rest of the process.
+  """Silences the echo of failed reads, for the rest of the process.
 
   After one array fails to read, TensorStore still finishes the reads already started and hands
   each result to orbax's asyncio loop, closed by then; Python reports every one as "Exception
