@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import textwrap
 from typing import Any
 
 import numpy as np
@@ -100,16 +101,29 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def chart(report: dict[str, Any], path: pathlib.Path) -> None:
-  """Bars of torch/jaxgru and flax/jaxgru per cell (higher: jaxgru faster), with the 1.5x and 2x targets."""
-  import matplotlib
+  """Writes :func:`chart_figure` as a PNG, atomically."""
+  fig = chart_figure(report)
+  tmp = path.with_name(path.stem + ".tmp.png")
+  try:
+    fig.savefig(tmp, dpi=120)
+    os.replace(tmp, path)
+  finally:
+    tmp.unlink(missing_ok=True)
 
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+
+def chart_figure(report: dict[str, Any]) -> Any:
+  """Bars of torch/jaxgru and flax/jaxgru per cell (higher: jaxgru faster), with the 1.5x and 2x
+  targets, and the busy-machine warning of the text reports across the plot when there is one.
+  A ``matplotlib.figure.Figure`` (no pyplot state)."""
+  from matplotlib.backends.backend_agg import FigureCanvasAgg
+  from matplotlib.figure import Figure
 
   cells = report["cells"]
   labels = [f"{c['shape']}\n{c['mode']}" for c in cells]
   pos = np.arange(len(cells))
-  fig, ax = plt.subplots(figsize=(max(8, 0.7 * len(cells)), 5.5))
+  fig = Figure(figsize=(max(8, 0.7 * len(cells)), 5.5))
+  FigureCanvasAgg(fig)
+  ax = fig.subplots()
   values = {}
   for offset, name in ((-0.2, "torch"), (0.2, "flax")):
     values[name] = [ratio(c, name) or 0.0 for c in cells]
@@ -125,14 +139,20 @@ def chart(report: dict[str, Any], path: pathlib.Path) -> None:
     f"jaxgru vs torch.nn.GRU and nnx.RNN(GRUCell): {report['machine']['device']}, {report['machine']['matmul_precision']}"
   )
   ax.legend(fontsize=8)
+  if busy := report["machine"].get("busy"):
+    ax.text(
+      0.5,
+      0.5,
+      "\n".join(textwrap.wrap(f"Warning: {busy}", 60)),
+      transform=ax.transAxes,
+      ha="center",
+      va="center",
+      fontsize=11,
+      color="tab:red",
+      bbox={"facecolor": "white", "edgecolor": "tab:red", "alpha": 0.9},
+    )
   fig.tight_layout()
-  tmp = path.with_name(path.stem + ".tmp.png")
-  try:
-    fig.savefig(tmp, dpi=120)
-    os.replace(tmp, path)
-  finally:
-    plt.close(fig)
-    tmp.unlink(missing_ok=True)
+  return fig
 
 
 def write(report: dict[str, Any], out: pathlib.Path, name: str) -> list[pathlib.Path]:

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import argparse
 import pathlib
+import re
+import tempfile
 import time
 from collections.abc import Callable
 from typing import Any
@@ -167,9 +169,40 @@ def parser() -> argparse.ArgumentParser:
   r.add_argument("--memory", action="store_true", help="run only the long-sequence memory measurement (--parts memory)")
   r.add_argument("--no-seed-task", action="store_true", help="skip the seed task's 200-epoch training, both ways")
   r.add_argument("--no-memory", action="store_true", help="skip the remat peak-memory measurement")
-  r.add_argument("--out", type=pathlib.Path, default=pathlib.Path(__file__).parent / "results", help="report directory")
-  r.add_argument("--name", help="report file name without suffix (default: the device, e.g. cpu, cuda-tf32; see above)")
+  r.add_argument(
+    "--out", type=pathlib.Path, default=pathlib.Path(__file__).parent / "results", help="report directory (checked first)"
+  )
+  r.add_argument(
+    "--name",
+    type=_report_name,
+    help="report file name without suffix, a plain name such as gpu-a100 (default: the device, e.g. cpu, cuda-tf32)",
+  )
   return p
+
+
+def _report_name(text: str) -> str:
+  """A file name stem for ``--out``'s reports: letters, digits, ``.``, ``_``, ``-``; no folder, no ``..``."""
+  if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", text):
+    raise argparse.ArgumentTypeError(
+      f"must be a plain file name (letters, digits, '.', '_', '-', not starting with '.' or '-'), got {text!r}; "
+      "put the folder in --out"
+    )
+  return text
+
+
+def _check_out(parser: argparse.ArgumentParser, out: pathlib.Path) -> None:
+  """Refuses (argparse error) an ``--out`` that cannot be created or written, before anything runs."""
+  if out.exists() and not out.is_dir():
+    parser.error(f"argument --out: {str(out)!r} is a file, not a folder")
+  try:
+    out.mkdir(parents=True, exist_ok=True)
+  except OSError as err:
+    parser.error(f"argument --out: cannot create the folder {str(out)!r}: {err.strerror or err}")
+  try:  # what os.access cannot tell: read-only mounts, /proc, root's permissions
+    with tempfile.TemporaryFile(dir=out):
+      pass
+  except OSError as err:
+    parser.error(f"argument --out: cannot write in the folder {str(out)!r}: {err.strerror or err}")
 
 
 def _positive(text: str) -> int:
@@ -225,7 +258,9 @@ def _seed_task(device: str) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-  args = parser().parse_args(argv)
+  cli = parser()
+  args = cli.parse_args(argv)
+  _check_out(cli, args.out)
   shapes, parts = _resolve(args)
   if args.torch_threads:
     torch.set_num_threads(args.torch_threads)

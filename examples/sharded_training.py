@@ -12,10 +12,13 @@ predicts the next value. What this example shows:
   weight 0; the loss is the weighted mean over valid rows, so it is the unpadded loss.
 - **Ensembles.** ``--ensemble N`` trains N models with seeds ``seed, ..., seed + N - 1`` in one
   compiled program: the per-model step is ``jax.vmap``-ed over stacked parameters, optimizer
-  states and RNG keys; every model sees the same batches.
+  states and RNG keys; every model sees the same batches. N = 1 (the default) is one model.
+- **Bounded asynchrony.** At most ``--max-in-flight`` steps are dispatched ahead of the host (1 on
+  CPU devices, where XLA's in-process all-reduce can deadlock with more: see
+  :func:`default_max_in_flight`).
 - **Checkpoints.** ``--checkpoint-dir`` saves the whole state with orbax (``checkpointing.py``)
-  and resumes from the latest complete checkpoint: the resumed run follows the uninterrupted
-  run's trajectory exactly.
+  and resumes from the latest complete and readable checkpoint: the resumed run follows the
+  uninterrupted run's trajectory exactly.
 
 Run::
 
@@ -27,6 +30,7 @@ Run::
 from __future__ import annotations
 
 import argparse
+import collections
 import dataclasses
 import functools
 import sys
@@ -59,17 +63,15 @@ class Config:
   learning_rate: float = 3e-3
   seed: int = 0  # model initialisation and dropout; ensemble member i uses seed + i
   data_seed: int = 0
-  ensemble: int = 0  # 0: one model; N >= 1: N models stacked along a leading axis
+  ensemble: int = 1  # N models stacked along a leading axis; 1: a single model, no such axis
 
   def __post_init__(self):
-    for name in ("hidden_size", "num_layers", "seq_len", "batch_size"):
+    for name in ("hidden_size", "num_layers", "seq_len", "batch_size", "ensemble"):
       value = getattr(self, name)
       if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    if isinstance(self.ensemble, bool) or not isinstance(self.ensemble, int) or self.ensemble < 0:
-      raise ValueError(f"ensemble must be an int >= 0 (0: a single model), got {self.ensemble!r}")
-    if not 0.0 <= self.dropout < 1.0:
-      raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        raise ValueError(f"{name} must be a positive int, got {value!r}" + (" (1: a single model)" if name == "ensemble" else ""))
+    if not 0.0 <= self.dropout <= 1.0:  # as torch.nn.GRU: 1 zeroes everything between layers
+      raise ValueError(f"dropout must be in [0, 1], got {self.dropout!r}")
     if not self.learning_rate > 0:
       raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
 
@@ -129,7 +131,7 @@ def _program_key(cfg: Config) -> Config:
 @functools.cache
 def _init_fn(cfg: Config, mesh: Mesh):
   def init(seed):
-    if cfg.ensemble:
+    if cfg.ensemble > 1:
       state = jax.vmap(functools.partial(_init_member, cfg))(seed + jnp.arange(cfg.ensemble))
     else:
       state = _init_member(cfg, seed)
@@ -140,8 +142,8 @@ def _init_fn(cfg: Config, mesh: Mesh):
 
 def init_state(cfg: Config, mesh: Mesh) -> dict[str, Any]:
   """The training state, replicated over ``mesh``: ``params`` (an ``nnx.State``), ``opt_state``,
-  ``key`` (raw RNG key data) and ``step``; with ``cfg.ensemble = N`` every leaf but ``step`` has a
-  leading axis of N, member i initialised from ``cfg.seed + i``."""
+  ``key`` (raw RNG key data) and ``step``; with ``cfg.ensemble = N > 1`` every leaf but ``step`` has
+  a leading axis of N, member i initialised from ``cfg.seed + i``."""
   return _init_fn(_program_key(cfg), mesh)(jnp.asarray(cfg.seed, jnp.int32))
 
 
@@ -169,7 +171,7 @@ def _train_step(cfg: Config, mesh: Mesh):
     updates, opt_state = opt.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state, jax.random.key_data(key), loss
 
-  if cfg.ensemble:
+  if cfg.ensemble > 1:
     member = jax.vmap(member, in_axes=(0, 0, 0, None, None, None))
 
   def step(state, x, y, weight):
@@ -221,6 +223,25 @@ def _host(x: jax.Array) -> np.ndarray:
   return np.asarray(x.addressable_data(0))
 
 
+def default_max_in_flight(mesh: Mesh) -> int:
+  """How many dispatched steps :func:`train` lets run ahead of the host: 1 on CPU devices, 2 else.
+
+  XLA:CPU runs the all-reduce of a program over several CPU devices in-process: one thread per
+  device must meet the others at a rendezvous. With steps queued by JAX's asynchronous dispatch
+  and more simulated devices than cores, a device's thread can sit in a later step's rendezvous
+  while an earlier step waits for it: XLA then aborts the process ("Expected 8 threads to join
+  the rendezvous, but only 6 of them arrived"). One step in flight rules that out; the next
+  batch is still prepared while the step runs. GPUs and TPUs have no such rendezvous, and a
+  second queued step keeps them busy while Python dispatches.
+  """
+  return 1 if mesh.devices.flat[0].platform == "cpu" else 2
+
+
+def _check_count(name: str, value: Any, low: int) -> None:
+  if isinstance(value, bool) or not isinstance(value, int) or value < low:
+    raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+
+
 def train(
   cfg: Config,
   steps: int,
@@ -229,6 +250,7 @@ def train(
   checkpoint_dir: str | None = None,
   save_every: int = 0,
   log_every: int = 0,
+  max_in_flight: int | None = None,
 ) -> tuple[dict[str, Any], np.ndarray]:
   """Trains until ``state["step"] == steps``, resuming from ``checkpoint_dir``'s latest checkpoint.
 
@@ -239,31 +261,79 @@ def train(
     checkpoint_dir: if given, restore from it and save into it every ``save_every`` steps
       (0: only at the end) and at the end.
     log_every: print the loss every this many steps (0: never).
+    max_in_flight: at most this many steps dispatched and not finished (default:
+      :func:`default_max_in_flight`).
 
   Returns:
     ``(state, losses)``: the final state and the losses of the steps run here, (S,) or (S, N).
+
+  Raises:
+    ValueError: a bad argument; a checkpoint of another configuration, or one already past
+      ``steps``; no readable checkpoint in ``checkpoint_dir``.
   """
-  if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
-    raise ValueError(f"steps must be an int >= 0, got {steps!r}")
+  _check_count("steps", steps, 0)
+  _check_count("save_every", save_every, 0)
+  _check_count("log_every", log_every, 0)
   mesh = make_mesh(num_devices)
+  max_in_flight = default_max_in_flight(mesh) if max_in_flight is None else max_in_flight
+  _check_count("max_in_flight", max_in_flight, 1)
+  say = functools.partial(print, flush=True) if jax.process_index() == 0 else lambda *_: None
   state, step_fn, config = init_state(cfg, mesh), train_step(cfg, mesh), dataclasses.asdict(cfg)
   mngr = checkpointing.manager(checkpoint_dir) if checkpoint_dir is not None else None
-  if mngr is not None and (restored := checkpointing.restore(mngr, state, config)) is not None:
-    state = restored[1]
-  losses = []
+  losses, saving = [], None
   try:
+    restored = checkpointing.restore(mngr, state, config, log=say) if mngr is not None else None
+    unreadable = restored.unreadable if restored is not None else {}
+    if restored is not None:
+      if restored.step > steps:
+        raise ValueError(
+          f"checkpoint {restored.step} in {mngr.directory} is already past steps={steps}; "
+          f"ask for more than {restored.step} steps, or use another checkpoint directory"
+        )
+      state = restored.state
+      say(f"resumed from step {restored.step} in {mngr.directory}")
+      if restored.step == steps:
+        say(f"step {steps} reached already: nothing to train")
+    in_flight: collections.deque = collections.deque()
     for s in range(int(_host(state["step"])), steps):
-      state, loss = step_fn(state, *global_batch(cfg, mesh, s))
+      batch = global_batch(cfg, mesh, s)  # host work, done while the previous step runs
+      while len(in_flight) >= max_in_flight:
+        jax.block_until_ready(in_flight.popleft())
+      state, loss = step_fn(state, *batch)
+      in_flight.append(state)
       losses.append(loss)
-      if log_every and (s + 1) % log_every == 0 and jax.process_index() == 0:
-        print(f"step {s + 1:5d}  loss {np.array2string(_host(loss), precision=5)}", flush=True)
+      if log_every and (s + 1) % log_every == 0:
+        say(f"step {s + 1:5d}  loss {np.array2string(_host(loss), precision=5)}")
       if mngr is not None and (s + 1 == steps or (save_every and (s + 1) % save_every == 0)):
-        checkpointing.save(mngr, s + 1, state, config)
+        if s + 1 in unreadable and s + 1 in mngr.all_steps():  # (unless max_to_keep removed it)
+          say(f"replacing the unreadable checkpoint {s + 1} in {mngr.directory}")
+          mngr.delete(s + 1)
+        checkpointing.save(mngr, s + 1, state, config)  # waits for the previous save to finish
+        if saving is not None:
+          say(f"saved step {saving} in {mngr.directory}")
+        saving = s + 1
   finally:
     if mngr is not None:
       mngr.close()  # waits for a background save to finish
-  shape = (0, cfg.ensemble) if cfg.ensemble else (0,)
+  if saving is not None:
+    say(f"saved step {saving} in {mngr.directory}")
+  shape = (0, cfg.ensemble) if cfg.ensemble > 1 else (0,)
   return state, np.stack([_host(loss) for loss in losses]) if losses else np.zeros(shape, np.float32)
+
+
+def _at_least(low: int):
+  """An argparse type: an int >= ``low``."""
+
+  def parse(text: str) -> int:
+    try:
+      value = int(text)
+    except ValueError:
+      raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < low:
+      raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+    return value
+
+  return parse
 
 
 def main(argv: Sequence[str] | None = None) -> np.ndarray:
@@ -277,16 +347,27 @@ def main(argv: Sequence[str] | None = None) -> np.ndarray:
     "learning_rate": "Adam learning rate",
     "seed": "model seed (initialisation, dropout); ensemble member i uses seed + i",
     "data_seed": "seed of the synthetic data",
-    "ensemble": "train N models with seeds seed..seed+N-1 in one program (0: one model)",
+    "ensemble": "train N models with seeds seed..seed+N-1 in one program (1: a single model)",
   }
+  positive = {"hidden_size", "num_layers", "seq_len", "batch_size", "ensemble"}
   for field in dataclasses.fields(Config):
     flag, default = "--" + field.name.replace("_", "-"), field.default
-    parser.add_argument(flag, type=type(default), default=default, help=f"{helps[field.name]} (default %(default)s)")
-  parser.add_argument("--steps", type=int, default=300, help="total training steps (default %(default)s)")
-  parser.add_argument("--devices", type=int, default=None, help="split the batch over this many devices (default: all)")
-  parser.add_argument("--checkpoint-dir", default=None, help="save here and resume from the latest checkpoint")
-  parser.add_argument("--save-every", type=int, default=0, help="checkpoint every N steps (default: at the end only)")
-  parser.add_argument("--log-every", type=int, default=50, help="print the loss every N steps (default %(default)s)")
+    kind = _at_least(1) if field.name in positive else type(default)
+    parser.add_argument(flag, type=kind, default=default, help=f"{helps[field.name]} (default %(default)s)")
+  parser.add_argument("--steps", type=_at_least(0), default=300, help="total training steps (default %(default)s)")
+  parser.add_argument("--devices", type=_at_least(1), default=None, help="split the batch over this many devices (default: all)")
+  parser.add_argument("--checkpoint-dir", default=None, help="save here and resume from the latest readable checkpoint")
+  parser.add_argument("--save-every", type=_at_least(0), default=0, help="checkpoint every N steps (default 0: at the end only)")
+  parser.add_argument(
+    "--log-every", type=_at_least(0), default=50, help="print the loss every N steps, 0: never (default %(default)s)"
+  )
+  parser.add_argument(
+    "--max-in-flight",
+    type=_at_least(1),
+    default=None,
+    help="steps dispatched ahead of the host (default: 1 on CPU devices, whose in-process all-reduce can "
+    "deadlock with more queued, 2 on GPUs and TPUs)",
+  )
   parser.add_argument(
     "--distributed",
     action="store_true",
@@ -294,8 +375,8 @@ def main(argv: Sequence[str] | None = None) -> np.ndarray:
     "the next three flags may be left out",
   )
   parser.add_argument("--coordinator-address", default=None, help="host:port of process 0 (or env JAX_COORDINATOR_ADDRESS)")
-  parser.add_argument("--num-processes", type=int, default=None, help="how many processes in all")
-  parser.add_argument("--process-id", type=int, default=None, help="this process's index in [0, num-processes)")
+  parser.add_argument("--num-processes", type=_at_least(1), default=None, help="how many processes in all")
+  parser.add_argument("--process-id", type=_at_least(0), default=None, help="this process's index in [0, num-processes)")
   args = parser.parse_args(argv)
   cfg = Config(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Config)})
   if args.distributed:
@@ -303,7 +384,8 @@ def main(argv: Sequence[str] | None = None) -> np.ndarray:
   mesh = make_mesh(args.devices)
   print(
     f"jax {jax.__version__}, {jax.process_count()} process(es), {mesh.size} {mesh.devices.flat[0].platform} device(s); "
-    f"global batch {cfg.batch_size} padded to {padded_size(cfg.batch_size, mesh.size)}; ensemble {cfg.ensemble or 'off'}"
+    f"global batch {cfg.batch_size} padded to {padded_size(cfg.batch_size, mesh.size)}; "
+    f"ensemble {cfg.ensemble if cfg.ensemble > 1 else 'off'}"
   )
   _, losses = train(
     cfg,
@@ -312,6 +394,7 @@ def main(argv: Sequence[str] | None = None) -> np.ndarray:
     checkpoint_dir=args.checkpoint_dir,
     save_every=args.save_every,
     log_every=args.log_every,
+    max_in_flight=args.max_in_flight,
   )
   return losses
 

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 import parity
+from parity import _argtypes
 from parity import report as _report
 
 I, H, T, B = 3, 5, 6, 4
@@ -174,7 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   size.add_argument("--quick", action="store_true", help="two GRU configurations and a cell")
   size.add_argument("--full", action="store_true", help="every combination of the four GRU settings")
   parser.add_argument("--cpu-only", action="store_true", help="skip a GPU even when there is one")
-  parser.add_argument("--seed", type=int, default=0, help="weights, inputs and cotangents (default 0)")
+  parser.add_argument("--seed", type=_argtypes.seed, default=0, help="weights, inputs and cotangents, in [0, 2**32) (default 0)")
   parser.add_argument("--verbose", action="store_true", help="also print every run's full report")
   args = parser.parse_args(argv)
   configs = sweep("quick" if args.quick else "full" if args.full else "default")

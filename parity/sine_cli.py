@@ -27,7 +27,8 @@ import torch
 from tqdm import tqdm
 
 import jaxgru
-from parity import sine_task
+from parity import _argtypes, sine_task
+from parity.files import atomic_write
 
 LOG_EVERY = 20  # the tutorial prints the loss every 20 epochs
 
@@ -88,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     ),
     formatter_class=argparse.ArgumentDefaultsHelpFormatter,
   )
-  parser.add_argument("--seed", type=int, default=0, help="seeds the data's noise and the initial weights")
+  parser.add_argument("--seed", type=_argtypes.seed, default=0, help="seeds the data's noise and the initial weights")
   parser.add_argument("--epochs", type=_int_at_least(1), default=200, help="full-batch training epochs")
   parser.add_argument("--hidden-size", type=_int_at_least(1), default=16, help="GRU hidden size H")
   parser.add_argument("--lr", type=_float_in(0, low_open=True, name="> 0"), default=1e-3, help="Adam learning rate")
@@ -115,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _check_output(parser: argparse.ArgumentParser, path: pathlib.Path) -> pathlib.Path:
-  """The output path, its folder created; refused (argparse error) before any training."""
+  """The output path, its folder created and a file written there; refused (argparse error) before any training."""
   if path.suffix.lower() != ".png":
     parser.error(f"argument --output: must name a .png file, got {str(path)!r}")
   if path.is_dir():
@@ -124,8 +125,11 @@ def _check_output(parser: argparse.ArgumentParser, path: pathlib.Path) -> pathli
     path.parent.mkdir(parents=True, exist_ok=True)
   except OSError as err:
     parser.error(f"argument --output: cannot create the folder {str(path.parent)!r}: {err.strerror or err}")
-  if not os.access(path.parent, os.W_OK):
-    parser.error(f"argument --output: the folder {str(path.parent)!r} is not writable")
+  try:  # what os.access cannot tell: read-only mounts, /proc, quotas, root's permissions
+    with tempfile.TemporaryFile(dir=path.parent):
+      pass
+  except OSError as err:
+    parser.error(f"argument --output: cannot write in the folder {str(path.parent)!r}: {err.strerror or err}")
   return path
 
 
@@ -154,15 +158,14 @@ def _train_jax(args, data, dtype, out) -> tuple[Any, Any, np.ndarray, float, flo
   jax.block_until_ready((params, opt_state, x, y))
 
   sizes = _chunks(args.epochs, args.chunk)
+  bar = _bar(args, args.epochs, "JAX: compiling")  # shown at once: compiling takes most of the run
   start = time.perf_counter()
   compiled = {n: train.lower(params, opt_state, x, y, epochs=n).compile() for n in sorted(set(sizes))}
   compile_s = time.perf_counter() - start
+  bar.set_description(f"JAX: compiled in {compile_s:.2f} s, training", refresh=True)
 
   losses = []
   done = 0
-  bar = tqdm(
-    total=args.epochs, desc="JAX", unit="epoch", disable=True if args.no_progress else None, file=sys.stderr, leave=False
-  )
   start = time.perf_counter()
   for n in sizes:
     params, opt_state, chunk_losses = compiled[n](params, opt_state, x, y)
@@ -172,10 +175,17 @@ def _train_jax(args, data, dtype, out) -> tuple[Any, Any, np.ndarray, float, flo
       if e % LOG_EVERY == 0 or e == args.epochs:
         tqdm.write(f"Epoch [{e}/{args.epochs}], Loss: {chunk_losses[:, e - done - 1].mean():.4f}", file=out)
     done += n
+    bar.set_postfix(loss=f"{chunk_losses[:, -1].mean():.4f}", refresh=False)
     bar.update(n)
   train_s = time.perf_counter() - start
+  bar.set_description(f"JAX: compiled in {compile_s:.2f} s, trained in {train_s:.2f} s")
   bar.close()
   return initial, params, np.concatenate(losses, axis=1), compile_s, train_s
+
+
+def _bar(args, total: int, desc: str) -> tqdm:
+  """A progress bar on stderr that stays on screen; off with ``--no-progress`` or when stderr is no terminal."""
+  return tqdm(total=total, desc=desc, unit="epoch", disable=True if args.no_progress else None, file=sys.stderr, leave=True)
 
 
 def _predict_jax(params, x, variant, ensemble) -> np.ndarray:
@@ -194,20 +204,31 @@ def _train_torch(args, data, params) -> tuple[np.ndarray, np.ndarray, np.ndarray
   try:
     losses, tests, preds = [], [], []
     start = time.perf_counter()
+    bar = _bar(args, members * args.epochs, "torch: training")
     for p in per_member:
       model = sine_task.params_to_torch(p, variant=args.variant)
       opt = torch.optim.Adam(model.parameters(), lr=args.lr)
-      losses.append(sine_task.train_torch(model, opt, data.x_train, data.y_train, args.epochs))
+      losses.append(sine_task.train_torch(model, opt, data.x_train, data.y_train, args.epochs, lambda e, v: bar.update()))
       preds.append(sine_task.predict_torch(model, data.x_all)[:, 0])
       tests.append(np.mean((preds[-1][len(data.x_train) :] - data.y_test[:, 0]) ** 2) if len(data.x_test) else np.nan)
     torch_s = time.perf_counter() - start
+    bar.set_description(f"torch: trained in {torch_s:.2f} s")
+    bar.close()
   finally:
     torch.set_num_threads(threads)
   return np.stack(losses), np.array(tests), np.stack(preds), torch_s
 
 
 def _plot(result: SineRun, path: pathlib.Path) -> None:
-  """Data and predictions above, loss curves below; written to a temporary file, then renamed."""
+  """Writes :func:`figure` as a PNG: to a temporary file (permissions 0666 minus the umask, like any
+  new file), then renamed over ``path``."""
+  fig = figure(result)
+  atomic_write(path, lambda file: fig.savefig(file, format="png", dpi=100))
+
+
+def figure(result: SineRun) -> Any:
+  """Data and predictions above, loss curves below; with an ensemble, its mean and its members'
+  min-max band. A ``matplotlib.figure.Figure`` (no pyplot state)."""
   from matplotlib.backends.backend_agg import FigureCanvasAgg
   from matplotlib.figure import Figure
 
@@ -221,7 +242,8 @@ def _plot(result: SineRun, path: pathlib.Path) -> None:
   label = "JAX (jaxgru)" + (f", mean of {members}" if members > 1 else "")
   top.plot(targets, result.predictions.mean(0), color="tab:red", lw=1.5, label=label)
   if members > 1:
-    top.fill_between(targets, result.predictions.min(0), result.predictions.max(0), color="tab:red", alpha=0.25, lw=0)
+    band = result.predictions.min(0), result.predictions.max(0)
+    top.fill_between(targets, *band, color="tab:red", alpha=0.3, lw=0, label=f"JAX, min-max of the {members} members")
   if result.torch_predictions is not None:
     top.plot(targets, result.torch_predictions.mean(0), color="tab:blue", lw=1, ls="--", label="PyTorch, same initial weights")
   if len(data.x_test):
@@ -229,7 +251,7 @@ def _plot(result: SineRun, path: pathlib.Path) -> None:
   top.set_xlabel("step")
   top.set_title(
     f"GRU(1, {args.hidden_size}) -> Linear({args.hidden_size}, 1), variant={args.variant}, {args.dtype}, "
-    f"Adam lr={args.lr:g}, {args.epochs} epochs, seed {args.seed}"
+    f"Adam lr={args.lr:g}, {args.epochs} epochs, seed {args.seed}" + (f", ensemble of {members} (vmap)" if members > 1 else "")
   )
   low, high = top.get_ylim()
   top.set_ylim(low, high + 0.22 * (high - low))  # room for the legend above the waves
@@ -250,15 +272,7 @@ def _plot(result: SineRun, path: pathlib.Path) -> None:
   bottom.set_ylabel("MSE")
   bottom.legend(loc="upper right", fontsize="small")
 
-  with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False) as tmp:
-    try:
-      fig.savefig(tmp, format="png", dpi=100)
-      tmp.close()
-      os.replace(tmp.name, path)
-    except BaseException:
-      tmp.close()
-      os.unlink(tmp.name)
-      raise
+  return fig
 
 
 def _spread(values: np.ndarray) -> str:

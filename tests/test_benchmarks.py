@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import matplotlib.image
@@ -38,6 +39,9 @@ def test_bad_shapes_are_argparse_errors(bad, capsys):
     (["--budget", "-1"], "must be a number of seconds >= 0"),
     (["--modes", "backward"], "invalid choice"),
     (["--contenders", "keras"], "invalid choice"),
+    (["--name", "../../x"], "--name: must be a plain file name"),
+    (["--name", "sub/cpu"], "--name: must be a plain file name"),
+    (["--name", ".hidden"], "--name: must be a plain file name"),
   ],
 )
 def test_bad_options_are_argparse_errors(argv, message, capsys):
@@ -126,3 +130,32 @@ def test_memory_shape_must_be_one_layer(capsys):
   with pytest.raises(SystemExit):
     memory.main(["--shape", "10x2x3x4xL2"])
   assert "one layer, one direction" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc")
+def test_out_that_cannot_be_written_is_refused_before_running(tmp_path, monkeypatch, capsys):
+  monkeypatch.setattr(suite.machine, "describe", lambda *a: pytest.fail("ran before checking --out"))
+  (tmp_path / "file").write_text("x")
+  for out, message in [
+    ("/proc/bench", "argument --out: cannot create the folder '/proc/bench'"),
+    ("/proc", "argument --out: cannot write in the folder '/proc'"),
+    (str(tmp_path / "file"), "is a file, not a folder"),
+  ]:
+    with pytest.raises(SystemExit) as exit_:
+      suite.main(["--quick", "--out", out])
+    assert exit_.value.code == 2 and message in capsys.readouterr().err
+  assert suite.parser().parse_args(["--name", "gpu-a100_2.x"]).name == "gpu-a100_2.x"
+
+
+def test_chart_carries_the_busy_warning():
+  cell = {
+    "shape": "10x2x3x4",
+    "mode": "forward",
+    "results": {k: {"median_ms": 2.0 if k != "jaxgru" else 0.01} for k in suite.CONTENDERS},
+  }
+  machine = {"device": "CPU", "matmul_precision": "highest"}
+  texts = lambda m: [t.get_text() for t in report.chart_figure({"machine": m, "cells": [cell]}).axes[0].texts]
+  assert texts(machine) == []
+  busy = "load average 3.10 before, 4.20 after, on 2 cores: other processes shared the machine, timings are unreliable"
+  (warning,) = texts({**machine, "busy": busy})
+  assert warning.startswith("Warning: load average 3.10") and " ".join(warning.split()) == f"Warning: {busy}"

@@ -6,6 +6,7 @@ import pathlib
 import subprocess
 import sys
 
+import pytest
 import torch
 
 import parity
@@ -61,3 +62,10 @@ def test_devices_without_a_gpu(monkeypatch):
   found, note = cli.devices()
   if len(found) == 1:  # JAX has no GPU here: the sweep says so rather than half-running
     assert "only torch sees a GPU" in note
+
+
+@pytest.mark.parametrize("seed", ["-1", "4294967296", "x"])
+def test_bad_seed_is_an_argparse_error(seed, capsys):
+  with pytest.raises(SystemExit) as exc:
+    cli.main(["--seed", seed])
+  assert exc.value.code == 2 and "argument --seed: " in capsys.readouterr().err

@@ -19,6 +19,7 @@ import sys
 import textwrap
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -114,7 +115,7 @@ def test_ensemble_members_equal_models_trained_alone():
   assert losses.shape == (4, 3)
   assert not np.allclose(losses[:, 0], losses[:, 1]), "different seeds must give different members"
   for i in range(3):
-    alone_state, alone = st.train(dataclasses.replace(cfg, ensemble=0, seed=7 + i), 4)
+    alone_state, alone = st.train(dataclasses.replace(cfg, ensemble=1, seed=7 + i), 4)
     assert_close(losses[:, i], alone, what=f"member {i} losses")
     for path, leaf in jax.tree_util.tree_leaves_with_path(alone_state["params"]):
       member = jax.tree_util.tree_leaves_with_path(state["params"])
@@ -159,7 +160,7 @@ def test_restore_with_another_configuration_names_what_differs(tmp_path):
     ValueError, match=r"different configuration; hidden_size: checkpoint has 4, this run has 5; num_layers: checkpoint has 2"
   ):
     st.train(other, 2, checkpoint_dir=str(tmp_path))
-  with pytest.raises(ValueError, match=r"ensemble: checkpoint has 0, this run has 2"):
+  with pytest.raises(ValueError, match=r"ensemble: checkpoint has 1, this run has 2"):
     st.train(dataclasses.replace(TINY, ensemble=2), 2, checkpoint_dir=str(tmp_path))
   mngr = checkpointing.manager(tmp_path)
   assert mngr.all_steps() == [1], "a refused restore writes nothing"
@@ -172,8 +173,92 @@ def test_checkpoint_without_config_is_refused(tmp_path):
   state = st.init_state(TINY, st.make_mesh(1))
   with ocp.CheckpointManager(tmp_path) as mngr:
     mngr.save(1, args=ocp.args.Composite(state=ocp.args.StandardSave(state)))
-  with pytest.raises(ValueError, match="has no readable 'config' item"):
+  with pytest.raises(ValueError, match=r"no checkpoint in .* can be read: checkpoint 1: no readable 'config' item"):
     st.train(TINY, 2, checkpoint_dir=str(tmp_path))
+
+
+def _corrupt(step_dir: pathlib.Path) -> None:
+  """Overwrites every array data file of a checkpoint's state with garbage of the same size."""
+  files = [f for f in (step_dir / "state").rglob("*") if f.is_file() and f.parent.name == "d"]
+  assert files, sorted(step_dir.rglob("*"))
+  for f in files:
+    f.write_bytes(b"\xab" * f.stat().st_size)
+
+
+def test_corrupt_checkpoint_falls_back_to_the_previous_one(tmp_path, capsys):
+  """A damaged latest checkpoint is named (step and directory) and skipped for the one before,
+  which resumes the uninterrupted trajectory; saving that step again replaces the damaged one."""
+  _, uninterrupted = st.train(TINY, 6)
+  _, first = st.train(TINY, 4, checkpoint_dir=str(tmp_path), save_every=2)
+  out = capsys.readouterr().out
+  assert "saved step 2 in " in out and f"saved step 4 in {tmp_path}" in out
+  _corrupt(tmp_path / "4")
+
+  _, rest = st.train(TINY, 6, checkpoint_dir=str(tmp_path), save_every=2)
+  out = capsys.readouterr().out
+  assert f"in {tmp_path}, checkpoint 4 is unreadable: its 'state' cannot be read" in out
+  assert "falling back to checkpoint 2, the latest readable one" in out and "resumed from step 2" in out
+  assert "tensorstore_spec" not in out
+  assert "replacing the unreadable checkpoint 4" in out and "saved step 6" in out
+  np.testing.assert_array_equal(np.concatenate([first[:2], rest]), uninterrupted)
+  _, none = st.train(TINY, 6, checkpoint_dir=str(tmp_path))  # step 4 was written anew: no fallback now
+  out = capsys.readouterr().out
+  assert none.shape == (0,) and "unreadable" not in out and "resumed from step 6" in out
+
+  # from the command line: the warning, and no screen of tracebacks from TensorStore's unfinished reads
+  _corrupt(tmp_path / "6")
+  flags = [f"--{k.replace('_', '-')}={v}" for k, v in dataclasses.asdict(TINY).items()]
+  proc = subprocess.run(
+    [sys.executable, "examples/sharded_training.py", *flags, "--steps=8", "--save-every=2", f"--checkpoint-dir={tmp_path}"],
+    cwd=ROOT,
+    env=dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT)),
+    capture_output=True,
+    text=True,
+  )
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert "checkpoint 6 is unreadable" in proc.stdout and "resumed from step 4" in proc.stdout and "saved step 8" in proc.stdout
+  assert "Traceback" not in proc.stderr and "Event loop is closed" not in proc.stderr, proc.stderr[-3000:]
+
+  steps = sorted(int(p.name) for p in tmp_path.iterdir() if p.name.isdigit())
+  assert steps == [4, 6, 8]
+  for step in steps:
+    _corrupt(tmp_path / str(step))
+  with pytest.raises(
+    ValueError,
+    match=r"no checkpoint in .* can be read: checkpoint 8: its 'state' cannot be read .*checkpoint 6: .*checkpoint 4: ",
+  ):
+    st.train(TINY, 10, checkpoint_dir=str(tmp_path))
+  mngr = checkpointing.manager(tmp_path)
+  like = st.init_state(TINY, st.make_mesh(1))
+  with pytest.raises(ValueError, match=r"checkpoint 4 in .* cannot be read: its 'state' cannot be read"):
+    checkpointing.restore(mngr, like, dataclasses.asdict(TINY), step=4)
+  mngr.close()
+
+
+def test_steps_at_or_before_the_checkpoint(tmp_path, capsys):
+  """Fewer steps than a checkpoint holds is refused; exactly as many is a finished run, said so."""
+  st.train(TINY, 4, checkpoint_dir=str(tmp_path))
+  capsys.readouterr()
+  with pytest.raises(ValueError, match=r"checkpoint 4 in .* is already past steps=3; ask for more than 4 steps"):
+    st.train(TINY, 3, checkpoint_dir=str(tmp_path))
+  state, losses = st.train(TINY, 4, checkpoint_dir=str(tmp_path))
+  out = capsys.readouterr().out
+  assert losses.shape == (0,) and int(st._host(state["step"])) == 4
+  assert f"resumed from step 4 in {tmp_path}" in out and "step 4 reached already: nothing to train" in out
+  assert "saved step" not in out
+
+
+def test_checkpoint_dir_must_be_a_directory(tmp_path, monkeypatch):
+  (tmp_path / "file").write_text("x")
+  with pytest.raises(ValueError, match=r"checkpoint directory .*file is a file, not a directory"):
+    st.train(TINY, 1, checkpoint_dir=str(tmp_path / "file"))
+  with pytest.raises(ValueError, match=r"cannot use .*file/sub as the checkpoint directory"):
+    st.train(TINY, 1, checkpoint_dir=str(tmp_path / "file" / "sub"))
+  assert (tmp_path / "file").read_text() == "x"
+  seen = []  # a URL is handed to orbax as it is, not made a local path
+  monkeypatch.setattr(checkpointing.ocp, "CheckpointManager", lambda path, **kwargs: seen.append(path))
+  checkpointing.manager("gs://bucket/run")
+  assert seen == ["gs://bucket/run"]
 
 
 @pytest.mark.parametrize(
@@ -181,11 +266,14 @@ def test_checkpoint_without_config_is_refused(tmp_path):
   [
     (lambda: st.Config(batch_size=0), "batch_size must be a positive int"),
     (lambda: st.Config(hidden_size=2.0), "hidden_size must be a positive int"),
-    (lambda: st.Config(ensemble=-1), "ensemble must be an int >= 0"),
-    (lambda: st.Config(dropout=1.0), r"dropout must be in \[0, 1\)"),
+    (lambda: st.Config(ensemble=0), r"ensemble must be a positive int, got 0 \(1: a single model\)"),
+    (lambda: st.Config(dropout=1.5), r"dropout must be in \[0, 1\], got 1.5"),
     (lambda: st.make_mesh(0), r"num_devices must be an int in \[1, "),
     (lambda: st.make_mesh(jax.device_count() + 1), r"num_devices must be an int in \[1, "),
     (lambda: st.train(TINY, -1), "steps must be an int >= 0"),
+    (lambda: st.train(TINY, 1, save_every=-1), "save_every must be an int >= 0"),
+    (lambda: st.train(TINY, 1, log_every=-1), "log_every must be an int >= 0"),
+    (lambda: st.train(TINY, 1, max_in_flight=0), "max_in_flight must be an int >= 1"),
   ],
 )
 def test_bad_input(make, match):
@@ -193,7 +281,7 @@ def test_bad_input(make, match):
     make()
 
 
-def test_script_runs_from_the_command_line():
+def test_script_runs_from_the_command_line(capsys):
   env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
   proc = subprocess.run(
     [sys.executable, "examples/sharded_training.py", "--help"], cwd=ROOT, env=env, capture_output=True, text=True, check=True
@@ -201,6 +289,73 @@ def test_script_runs_from_the_command_line():
   assert "--checkpoint-dir" in proc.stdout and "--ensemble" in proc.stdout
   losses = st.main(["--hidden-size", "4", "--seq-len", "5", "--batch-size", "8", "--steps", "3", "--log-every", "1"])
   assert losses.shape == (3,)
+  assert "step     3  loss" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+  "argv, message",
+  [
+    (["--save-every", "-1"], "argument --save-every: must be >= 0, got -1"),
+    (["--log-every", "-5"], "argument --log-every: must be >= 0, got -5"),
+    (["--ensemble", "0"], "argument --ensemble: must be >= 1, got 0"),  # as examples/sine.py
+    (["--steps", "ten"], "argument --steps: expected an integer, got 'ten'"),
+    (["--max-in-flight", "0"], "argument --max-in-flight: must be >= 1, got 0"),
+  ],
+)
+def test_bad_flags_are_argparse_errors(argv, message, capsys):
+  with pytest.raises(SystemExit) as exc:
+    st.main(argv)
+  assert exc.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_eight_devices_from_the_command_line_without_logging():
+  """The README's laptop command with ``--log-every 0``: nothing waits on a loss, so before the
+  bound on steps in flight JAX queued every step, and XLA:CPU's in-process all-reduce over 8
+  simulated devices on few cores deadlocked and aborted (SIGABRT) in most runs."""
+  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=8")
+  env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+  proc = subprocess.run(
+    [sys.executable, "examples/sharded_training.py", "--log-every", "0", "--steps", "200", "--hidden-size", "8"],
+    cwd=ROOT,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
+  assert proc.returncode == 0, (proc.returncode, proc.stdout, proc.stderr[-3000:])
+  assert "8 cpu device(s)" in proc.stdout
+
+
+def test_steps_in_flight_are_bounded(monkeypatch):
+  """Each step's outputs are held back by ~10 ms of matrix products, so they are still being
+  computed when the next step is dispatched unless ``train`` waits: at most ``max_in_flight - 1``
+  may be. (A host callback would not do: XLA:CPU runs such programs synchronously.)"""
+  real = st.train_step
+
+  def busy(state):
+    y = jax.lax.fori_loop(0, 20, lambda i, y: jnp.tanh(y @ y), jnp.full((256, 256), 0.01, jnp.float32))
+    return jax.tree.map(lambda a: a + (y[0, 0] * 0).astype(a.dtype), state)
+
+  slow = jax.jit(busy)
+
+  def counting_step(cfg, mesh):
+    step, outputs, running = real(cfg, mesh), [], []
+
+    def run(state, *batch):
+      running.append(sum(not all(a.is_ready() for a in jax.tree.leaves(o)) for o in outputs))
+      state, loss = step(state, *batch)
+      outputs.append(slow(state))
+      return outputs[-1], loss
+
+    return run, running
+
+  made = []
+  monkeypatch.setattr(st, "train_step", lambda cfg, mesh: made.append(counting_step(cfg, mesh)) or made[-1][0])
+  for limit, most in ((1, 0), (2, 1), (None, 0)):
+    st.train(TINY, 5, max_in_flight=limit)
+    assert max(made[-1][1]) == most, (limit, made[-1][1])
+  st.train(TINY, 5, max_in_flight=10)  # without a bound, the steps do pile up: the test can fail
+  assert max(made[-1][1]) >= 2, made[-1][1]
 
 
 def test_two_processes_match_one_device(tmp_path):

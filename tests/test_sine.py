@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import io
+import os
 import pathlib
 import runpy
+import stat
 import sys
 import tomllib
 
@@ -75,6 +77,37 @@ def test_ensemble_members_are_the_models_trained_alone(tmp_path):
   np.testing.assert_allclose(result.losses, result.torch_losses, rtol=3e-4)
   with Image.open(result.output) as image:
     assert image.format == "PNG"
+  # the plot says it is an ensemble and shows the members' band around their mean
+  top = sine_cli.figure(result).axes[0]
+  assert "ensemble of 3 (vmap)" in top.get_title()
+  labels = [t.get_text() for t in top.get_legend().get_texts()]
+  assert "JAX (jaxgru), mean of 3" in labels and "JAX, min-max of the 3 members" in labels
+
+
+def test_png_gets_the_users_umask(tmp_path):
+  """Like parity.save and any new file: 0666 minus the umask (it was 0600, a temporary file's)."""
+  previous = os.umask(0o027)
+  try:
+    result, _ = _run("--epochs", 2, "--output", tmp_path / "u.png")
+  finally:
+    os.umask(previous)
+  assert stat.S_IMODE(result.output.stat().st_mode) == 0o640
+
+
+def test_progress_shows_compiling_and_stays(tmp_path, monkeypatch):
+  """On a terminal the bars appear before compiling starts and stay on screen when done."""
+
+  class Terminal(io.StringIO):
+    def isatty(self):
+      return True
+
+  err = Terminal()
+  monkeypatch.setattr(sys, "stderr", err)
+  sine_cli.run(["--epochs", "10", "--chunk", "10", "--compare-torch", "--output", str(tmp_path / "p.png")], out=io.StringIO())
+  lines = err.getvalue().split("\n")
+  assert lines[0].startswith("\rJAX: compiling") or lines[0].startswith("JAX: compiling"), lines[0][:80]
+  assert "JAX: compiled in" in lines[0] and "trained in" in lines[0].rsplit("\r", 1)[-1] and "10/10" in lines[0]
+  assert "torch: trained in" in lines[1].rsplit("\r", 1)[-1] and "10/10" in lines[1]
 
 
 def test_classic_variant_against_its_torch_twin(tmp_path):
@@ -99,6 +132,8 @@ def test_float64_run_matches_torch_to_1e9(tmp_path):
     (["--epochs", "0"], "--epochs: must be >= 1"),
     (["--epochs", "ten"], "--epochs: expected an integer"),
     (["--ensemble", "0"], "--ensemble: must be >= 1"),
+    (["--seed", "-1"], "--seed: must be in [0, 2**32), got -1"),
+    (["--seed", "1.5"], "--seed: expected an integer, got '1.5'"),
     (["--hidden-size", "-3"], "--hidden-size: must be >= 1"),
     (["--lr", "0"], "--lr: must be > 0"),
     (["--lr", "nan"], "--lr: must be > 0"),
@@ -117,6 +152,14 @@ def test_bad_flags_are_argparse_errors(argv, message, capsys):
   assert exc.value.code == 2
   err = capsys.readouterr().err
   assert err.startswith("usage: jaxgru-sine") and message in err
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc")
+def test_output_that_cannot_be_written_is_refused_before_training(capsys, monkeypatch):
+  monkeypatch.setattr(sine_cli, "_train_jax", lambda *a: pytest.fail("trained before checking --output"))
+  with pytest.raises(SystemExit) as exc:
+    sine_cli.run(["--output", "/proc/x.png"])
+  assert exc.value.code == 2 and "argument --output: cannot write in the folder '/proc'" in capsys.readouterr().err
 
 
 def test_output_refused_when_its_folder_cannot_be(tmp_path, capsys):

@@ -1,0 +1,20 @@
+"""argparse types shared by parity's command lines (``python -m parity``, ``jaxgru-sine``)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def seed(text: str) -> int:
+  """A seed: an integer in [0, 2**32), which NumPy, JAX and torch all accept.
+
+  Raises:
+    argparse.ArgumentTypeError: ``text`` is not such an integer (argparse names the flag).
+  """
+  try:
+    value = int(text)
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+  if not 0 <= value < 2**32:
+    raise argparse.ArgumentTypeError(f"must be in [0, 2**32), got {value}")
+  return value
