@@ -15,7 +15,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from jaxgru import _cell, _fused, _validate
-from jaxgru._params import GRUSpec, cell_spec, gru_spec, layer_key
+from jaxgru._params import GRUSpec, as_params, cell_spec, gru_spec, layer_key
 
 
 def gru_step(gi: jax.Array, h: jax.Array, w_hh: jax.Array, b_hh: jax.Array | None, variant: str = "torch") -> jax.Array:
@@ -83,8 +83,12 @@ def _scan_direction(
 
 
 def _dropout(x: jax.Array, rate: Any, key: jax.Array) -> jax.Array:
-  keep = jax.random.bernoulli(key, 1.0 - rate, x.shape, out_sharding=jax.typeof(x).sharding)
-  return jnp.where(keep, x / (1.0 - rate), jnp.zeros_like(x)).astype(x.dtype)
+  """Zeroes each entry with probability ``rate`` and scales the rest by 1 / (1 - rate); ``rate``
+  1 zeroes everything, with zero (not NaN) gradients, as torch's."""
+  keep_prob = 1.0 - rate
+  keep = jax.random.bernoulli(key, keep_prob, x.shape, out_sharding=jax.typeof(x).sharding)
+  safe = jnp.where(keep_prob > 0, keep_prob, 1.0)  # no 1 / 0 in either branch of the where below
+  return jnp.where(keep, x / safe, jnp.zeros_like(x)).astype(x.dtype)
 
 
 def _stack(
@@ -142,16 +146,19 @@ def gru(
   Args:
     params: torch's ``GRU.state_dict()`` layout: ``weight_ih_l{k}`` (3H, I or D*H),
       ``weight_hh_l{k}`` (3H, H), ``bias_ih_l{k}``, ``bias_hh_l{k}`` (3H,), with ``_reverse``
-      twins when bidirectional. Layers, directions and bias are read from the keys.
+      twins when bidirectional. Layers, directions and bias are read from the keys. Values
+      may be JAX or NumPy arrays or torch tensors (read through DLPack; torch is not imported).
     x: (T, B, I), or (B, T, I) with ``batch_first``, or unbatched (T, I).
     h0: (L*D, B, H), or (L*D, H) for unbatched input; zeros when None. Never batch-first.
     batch_first: whether ``x`` and the output put the batch axis first.
     lengths: (B,) integers in [1, T], any order: the result equals torch's
       ``pack_padded_sequence(x, lengths, enforce_sorted=False)`` -> GRU ->
-      ``pad_packed_sequence(..., total_length=T)``. Under tracing the values cannot be checked;
-      a sequence whose length is out of range then gets NaN outputs and final state.
-    dropout: probability of zeroing each output of every layer but the last.
-    dropout_key: PRNG key; dropout is applied only when ``dropout > 0`` and this is given.
+      ``pad_packed_sequence(..., total_length=T)``, gradients included. ``x`` past each length
+      is never read, so NaN or inf padding is harmless. Under tracing the values cannot be
+      checked; a sequence whose length is out of range then gets NaN outputs and final state.
+    dropout: probability in [0, 1] of zeroing each output of every layer but the last.
+    dropout_key: PRNG key; required when ``dropout > 0`` (a ValueError otherwise, as Flax's
+      ``Dropout`` without randomness): pass ``dropout=0.0`` for evaluation.
     variant: ``"torch"`` (default) or ``"classic"``; see :func:`gru_step`.
     impl: ``"fused"``: chunked recurrence with a hand-written backward pass (a
       ``jax.custom_vjp``; torch variant only); ``"reference"``: a plain ``lax.scan``
@@ -164,7 +171,12 @@ def gru(
   Returns:
     ``(output, h_n)``: output (T, B, D*H) (batch-first or unbatched like ``x``), with the
     reverse direction's half aligned to the input step; h_n (L*D, B, H) indexed
-    ``layer * D + direction``.
+    ``layer * D + direction``. An empty batch (B = 0) gives empty results, as torch's.
+
+  Raises:
+    ValueError: a shape, size or value is wrong (``x`` with T = 0 among them), or
+      ``dropout > 0`` without ``dropout_key``.
+    TypeError: a dtype or type is wrong (a flag that is not a bool among them).
 
   Example:
     >>> params = jaxgru.init_gru_params(jax.random.key(0), input_size=3, hidden_size=4)
@@ -175,15 +187,20 @@ def gru(
   variant = _validate.check_variant(variant)
   impl = _validate.check_impl(impl, variant)
   remat = _validate.check_flag(remat, "remat")
+  batch_first = _validate.check_flag(batch_first, "batch_first")
   dropout = _validate.check_dropout(dropout)
+  _validate.check_dropout_key(dropout, dropout_key)
+  params = as_params(params)
   spec = gru_spec(params)
   x = _validate.check_input(x, spec)
-  batched = x.ndim == 3
+  given, batched = x.shape, x.ndim == 3
   if not batched:
     x = x[:, None]
   elif batch_first:
     x = jnp.swapaxes(x, 0, 1)
   steps, batch = x.shape[0], x.shape[1]
+  if steps == 0:
+    raise ValueError(f"x must have at least one time step (torch: sequence length > 0), got shape {given}")
   state_shape = (spec.num_layers * spec.num_directions, batch, spec.hidden_size)
   if h0 is None:  # zeros laid out like x's batch axis (it matters under an explicit-sharding mesh)
     h0 = jnp.zeros((state_shape[0], 1, state_shape[2]), x.dtype) + jnp.zeros_like(x[0, :, :1])
@@ -196,15 +213,20 @@ def gru(
     lengths = _validate.check_lengths(lengths, batch if batched else None, steps)
     _validate.check_batch_sharding(lengths, 0, x, "lengths")
     valid, ok = _validate.length_mask(lengths, steps)
-  params = {k: jnp.asarray(v) for k, v in params.items()}
+    # No implementation reads x past a length, but a masked-out branch of a `where` still
+    # carries NaN or inf into the backward pass (0 * NaN): zero the padding for all of them.
+    x = jnp.where(valid, x, jnp.zeros_like(x))
 
   args = (params, spec, x, h0, valid, dropout, dropout_key, variant)
-  try:
-    output, h_n = _stack(*args, impl, remat)
-  except TypeError as error:  # jax.jvp / jacfwd straight through the custom_vjp
-    if impl != "auto" or "custom_vjp" not in str(error):
-      raise
-    output, h_n = _stack(*args, "reference", remat)
+  if batch == 0:  # an empty batch: nothing to compute, for any implementation
+    output, h_n = jnp.zeros((steps, 0, spec.num_directions * spec.hidden_size), x.dtype), h0
+  else:
+    try:
+      output, h_n = _stack(*args, impl, remat)
+    except TypeError as error:  # jax.jvp / jacfwd straight through the custom_vjp
+      if impl != "auto" or "custom_vjp" not in str(error):
+        raise
+      output, h_n = _stack(*args, "reference", remat)
 
   if ok is not None and isinstance(lengths, jax.core.Tracer):
     output = jnp.where(ok, output, jnp.nan)
@@ -227,10 +249,10 @@ def gru_cell(params: Mapping[str, jax.Array], x: jax.Array, h: jax.Array | None 
     (B, H) or (H,): the next state.
   """
   variant = _validate.check_variant(variant)
+  params = as_params(params)
   spec = cell_spec(params)
   x = _validate.check_cell_input(x, spec)
   shape = x.shape[:-1] + (spec.hidden_size,)
   h = jnp.zeros(shape, x.dtype) if h is None else _validate.check_state(h, shape, x.dtype, "h")
-  params = {k: jnp.asarray(v) for k, v in params.items()}
   gi = _cell.project(x, params["weight_ih"], params.get("bias_ih"))
   return _cell.step(gi, h, params["weight_hh"], params.get("bias_hh"), variant)

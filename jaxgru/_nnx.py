@@ -13,17 +13,20 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxgru import _policy
+from jaxgru import _policy, _validate
 from jaxgru._core import gru
-from jaxgru._params import check_layout, init_gru_cell_params, init_gru_params
+from jaxgru._params import as_params, check_layout, init_gru_cell_params, init_gru_params
 
 
-def _dropout_stream(rngs: nnx.Rngs | nnx.RngStream | None) -> nnx.RngStream | None:
+def _dropout_stream(rngs: nnx.Rngs | nnx.RngStream | None, required: bool = True) -> nnx.RngStream | None:
+  """``rngs``' ``dropout`` stream (``default`` if absent); None when it has none and none is ``required``."""
   if rngs is None or isinstance(rngs, nnx.RngStream):
     return rngs
   try:
     return rngs["dropout"]
   except (KeyError, AttributeError) as err:
+    if not required:
+      return None
     raise ValueError(
       "rngs has no 'dropout' (or 'default') stream, which a GRU with dropout > 0 needs; "
       "pass e.g. nnx.Rngs(0) or nnx.Rngs(params=0, dropout=1)"
@@ -47,11 +50,15 @@ class _TorchParams(nnx.Module):
   def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
     """Replaces every parameter from a torch-layout mapping, strictly like torch's
     ``load_state_dict(strict=True)``: missing, unexpected and wrongly shaped keys are all
-    reported in one error. Values are cast to each parameter's dtype, as torch copies."""
+    reported in one error. Values (JAX or NumPy arrays, torch tensors) are cast to each
+    parameter's dtype, as torch copies; complex values are rejected, as torch does."""
     current = self.state_dict()
     check_layout(state_dict, {k: v.shape for k, v in current.items()}, type(self).__name__)
+    new = as_params(state_dict)
     for name, old in current.items():
-      getattr(self, name)[...] = jnp.asarray(state_dict[name], old.dtype)
+      if jnp.issubdtype(new[name].dtype, jnp.complexfloating):
+        raise TypeError(f"state_dict[{name!r}] is complex ({new[name].dtype}); parameters are real")
+      getattr(self, name)[...] = new[name].astype(old.dtype)
 
 
 class GRU(_TorchParams):
@@ -70,8 +77,9 @@ class GRU(_TorchParams):
     dtype: compute dtype; None promotes the input and the parameters.
     param_dtype: storage dtype of the parameters.
     deterministic: disables dropout; ``model.eval()`` / ``model.train()`` set it.
-    rngs: ``params`` stream for initialisation (torch's U(-1/sqrt(H), 1/sqrt(H))); the
-      ``dropout`` stream (``default`` if absent) is kept for dropout when ``dropout > 0``.
+    rngs: ``params`` stream for initialisation (torch's U(-1/sqrt(H), 1/sqrt(H))); a fork of
+      the ``dropout`` stream (``default`` if absent) is kept for dropout, as ``nnx.Dropout``
+      does, so that ``model.dropout`` may also be raised after construction.
   """
 
   def __init__(
@@ -92,16 +100,20 @@ class GRU(_TorchParams):
     deterministic: bool = False,
     rngs: nnx.Rngs,
   ):
-    self.dropout = _policy.check_gru_args(input_size, hidden_size, num_layers, dropout, variant, dtype, param_dtype, impl, remat)
+    flags = dict(bias=bias, batch_first=batch_first, bidirectional=bidirectional, remat=remat, deterministic=deterministic)
+    self.dropout = _policy.check_gru_args(
+      input_size, hidden_size, num_layers, dropout, variant, dtype, param_dtype, impl, **flags
+    )
     self.impl, self.remat = impl, bool(remat)
     self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
     self.bias, self.batch_first, self.bidirectional = bool(bias), bool(batch_first), bool(bidirectional)
     self.variant, self.dtype, self.param_dtype = variant, dtype, param_dtype
-    self.deterministic = deterministic
+    self.deterministic = bool(deterministic)
     self._set_params(
       init_gru_params(rngs.params(), input_size, hidden_size, num_layers, self.bias, self.bidirectional, param_dtype)
     )
-    self.rngs = _dropout_stream(rngs).fork() if self.dropout > 0 else nnx.data(None)
+    stream = _dropout_stream(rngs, required=self.dropout > 0)
+    self.rngs = nnx.data(None) if stream is None else stream.fork()
 
   def __call__(
     self,
@@ -121,20 +133,21 @@ class GRU(_TorchParams):
       deterministic: overrides ``self.deterministic`` for this call.
       rngs: overrides the stored dropout stream for this call.
     """
-    params, (x, h0) = _policy.promote(self.state_dict(), (x, h0), self.dtype)
-    deterministic = self.deterministic if deterministic is None else deterministic
-    key = None
-    if self.dropout > 0 and not deterministic:
+    params, (x, h0) = _policy.promote(self.state_dict(), {"x": x, "h0": h0}, self.dtype)
+    deterministic = _validate.check_flag(self.deterministic if deterministic is None else deterministic, "deterministic")
+    dropout, key = _validate.check_dropout(self.dropout), None
+    if dropout > 0 and not deterministic:
       stream = self.rngs if rngs is None else rngs
       if stream is None:
         raise ValueError("dropout > 0 in training mode needs rngs: pass rngs to the constructor or the call")
       key = stream if isinstance(stream, jax.Array) else _dropout_stream(stream)()
-    return gru(params, x, h0, lengths=lengths, dropout_key=key, **_policy.gru_options(self))
+    dropout = dropout if key is not None else 0.0  # evaluation
+    return gru(params, x, h0, lengths=lengths, dropout=dropout, dropout_key=key, **_policy.gru_options(self))
 
   def set_view(self, deterministic: bool | None = None) -> None:
     """For ``nnx.view(model, deterministic=...)``."""
     if deterministic is not None:
-      self.deterministic = deterministic
+      self.deterministic = _validate.check_flag(deterministic, "deterministic")
 
 
 class GRUCell(_TorchParams, nnx.RNNCellBase):
@@ -162,7 +175,7 @@ class GRUCell(_TorchParams, nnx.RNNCellBase):
     carry_init: Any = None,
     rngs: nnx.Rngs,
   ):
-    _policy.check_gru_args(input_size, hidden_size, 1, 0.0, variant, dtype, param_dtype)
+    _policy.check_gru_args(input_size, hidden_size, 1, 0.0, variant, dtype, param_dtype, cell=True, bias=bias)
     self.input_size, self.hidden_size, self.bias = input_size, hidden_size, bool(bias)
     self.variant, self.dtype, self.param_dtype = variant, dtype, param_dtype
     self.carry_init = carry_init

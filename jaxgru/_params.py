@@ -18,6 +18,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from jaxgru._coerce import check_flag, to_array
+
 Params = Mapping[str, jax.Array]
 
 _KEY = re.compile(r"^(weight|bias)_(ih|hh)_l(\d+)(_reverse)?$")
@@ -49,6 +51,7 @@ def expected_shapes(
   input_size: int, hidden_size: int, num_layers: int, bias: bool, bidirectional: bool
 ) -> dict[str, tuple[int, ...]]:
   """Every key of torch's ``GRU.state_dict()`` with its shape, in torch's order."""
+  bias, bidirectional = check_flag(bias, "bias"), check_flag(bidirectional, "bidirectional")
   num_directions = 2 if bidirectional else 1
   shapes: dict[str, tuple[int, ...]] = {}
   for layer in range(num_layers):
@@ -64,6 +67,7 @@ def expected_shapes(
 
 def cell_shapes(input_size: int, hidden_size: int, bias: bool) -> dict[str, tuple[int, ...]]:
   """Every key of torch's ``GRUCell.state_dict()`` with its shape."""
+  bias = check_flag(bias, "bias")
   shapes = {"weight_ih": (3 * hidden_size, input_size), "weight_hh": (3 * hidden_size, hidden_size)}
   if bias:
     shapes |= {"bias_ih": (3 * hidden_size,), "bias_hh": (3 * hidden_size,)}
@@ -118,6 +122,17 @@ def _check_mapping(params: Any) -> None:
     raise TypeError(f"params keys must be strings, got {bad!r}")
 
 
+def as_params(params: Any) -> dict[str, jax.Array]:
+  """``params`` with every value a JAX array: NumPy arrays, JAX arrays and tensors of other
+  libraries (a torch ``state_dict()``, read through DLPack without importing torch)."""
+  _check_mapping(params)
+  arrays = {}
+  for key, value in params.items():
+    _shape_of(value, key)
+    arrays[key] = to_array(value, f"params[{key!r}]")
+  return arrays
+
+
 def gru_spec(params: Any) -> GRUSpec:
   """Reads a GRU's configuration from its torch-layout params, checking every key and shape.
 
@@ -138,10 +153,13 @@ def gru_spec(params: Any) -> GRUSpec:
     if key not in params:
       raise ValueError(f"params do not describe a GRU: missing key(s): {key}")
   w_ih, w_hh = _shape_of(params["weight_ih_l0"], "weight_ih_l0"), _shape_of(params["weight_hh_l0"], "weight_hh_l0")
-  if len(w_hh) != 2 or w_hh[0] != 3 * w_hh[1] or w_hh[1] < 1:
+  if len(w_hh) != 2 or w_hh[0] != 3 * w_hh[1]:
     raise ValueError(f"params['weight_hh_l0'] must have shape (3 * hidden_size, hidden_size), got {w_hh}")
   if len(w_ih) != 2:
     raise ValueError(f"params['weight_ih_l0'] must have shape (3 * hidden_size, input_size), got {w_ih}")
+  for name, size, key in (("hidden_size", w_hh[1], "weight_hh_l0"), ("input_size", w_ih[1], "weight_ih_l0")):
+    if size < 1:  # torch.nn.GRU rejects both at construction
+      raise ValueError(f"params['{key}'] has shape {params[key].shape}: {name} 0, but a torch.nn.GRU needs {name} >= 1")
   bias = any(k.startswith("bias_") for k in params)
   bidirectional = any(k.endswith("_reverse") for k in params)
   spec_shapes = expected_shapes(w_ih[1], w_hh[1], max(layers) + 1, bias, bidirectional)
@@ -157,7 +175,7 @@ def cell_spec(params: Any) -> GRUSpec:
     if key not in params:
       raise ValueError(f"params do not describe a torch.nn.GRUCell: missing key(s): {key}; got keys {sorted(params)}")
   w_ih, w_hh = _shape_of(params["weight_ih"], "weight_ih"), _shape_of(params["weight_hh"], "weight_hh")
-  if len(w_hh) != 2 or w_hh[0] != 3 * w_hh[1] or w_hh[1] < 1:
+  if len(w_hh) != 2 or w_hh[0] != 3 * w_hh[1]:  # hidden_size 0 is valid: torch's GRUCell(I, 0) gives (B, 0)
     raise ValueError(f"params['weight_hh'] must have shape (3 * hidden_size, hidden_size), got {w_hh}")
   if len(w_ih) != 2:
     raise ValueError(f"params['weight_ih'] must have shape (3 * hidden_size, input_size), got {w_ih}")
@@ -166,15 +184,16 @@ def cell_spec(params: Any) -> GRUSpec:
   return GRUSpec(w_ih[1], w_hh[1], 1, bias, False, _check_dtypes(params))
 
 
-def check_sizes(**sizes: Any) -> None:
-  """Raises unless every size is a positive Python int (``input_size=3, hidden_size=0`` -> error)."""
+def check_sizes(minimum: int = 1, **sizes: Any) -> None:
+  """Raises unless every size is a Python int >= ``minimum``: 1 for a GRU (torch rejects
+  ``nn.GRU(3, 0)``), 0 for a cell (torch's ``nn.GRUCell(3, 0)`` returns (B, 0))."""
   for name, value in sizes.items():
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-      raise ValueError(f"{name} must be a positive int, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+      raise ValueError(f"{name} must be {'a positive' if minimum == 1 else 'a non-negative'} int, got {value!r}")
 
 
 def _uniform_init(key: jax.Array, shapes: Mapping[str, tuple[int, ...]], hidden_size: int, dtype: Any) -> dict[str, jax.Array]:
-  bound = 1.0 / math.sqrt(hidden_size)
+  bound = 1.0 / math.sqrt(hidden_size) if hidden_size > 0 else 0.0  # torch's reset_parameters
   keys = jax.random.split(key, len(shapes))
   return {
     name: jax.random.uniform(k, shape, dtype, minval=-bound, maxval=bound)
@@ -208,7 +227,7 @@ def init_gru_cell_params(
   key: jax.Array, input_size: int, hidden_size: int, bias: bool = True, dtype: Any = jnp.float32
 ) -> dict[str, jax.Array]:
   """torch's initialisation of ``nn.GRUCell``: U(-1/sqrt(H), 1/sqrt(H)) for every parameter."""
-  check_sizes(input_size=input_size, hidden_size=hidden_size)
+  check_sizes(0, input_size=input_size, hidden_size=hidden_size)
   _check_float_dtype(dtype)
   return _uniform_init(key, cell_shapes(input_size, hidden_size, bias), hidden_size, dtype)
 

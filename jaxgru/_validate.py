@@ -14,6 +14,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxgru._coerce import check_flag as check_flag  # re-exported: the modules check their flags through here
+from jaxgru._coerce import to_array as as_array
 from jaxgru._params import GRUSpec
 
 VARIANTS = ("torch", "classic")
@@ -25,7 +27,7 @@ def check_variant(variant: Any) -> str:
   return variant
 
 
-IMPLS = ("auto", "fused", "reference")
+IMPLS = ("auto", "fused", "reference")  # every implementation behind gru(impl=...); tests run over this tuple
 
 
 def check_impl(impl: Any, variant: str) -> str:
@@ -36,28 +38,22 @@ def check_impl(impl: Any, variant: str) -> str:
   return impl
 
 
-def check_flag(value: Any, name: str) -> bool:
-  if not isinstance(value, (bool, np.bool_)):
-    raise TypeError(f"{name} must be a bool, got {value!r}")
-  return bool(value)
-
-
 def check_dropout(dropout: Any) -> float:
-  """``dropout`` must be a probability in [0, 1); a traced value is passed through unchecked."""
+  """``dropout`` must be a probability in [0, 1], as torch's (1 zeroes everything between layers);
+  a traced value is passed through unchecked."""
   if isinstance(dropout, jax.core.Tracer):
     return dropout
-  if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real) or not 0.0 <= float(dropout) < 1.0:
-    raise ValueError(f"dropout must be a float in [0, 1), got {dropout!r}")
+  if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real) or not 0.0 <= float(dropout) <= 1.0:
+    raise ValueError(f"dropout must be a float in [0, 1], got {dropout!r}")
   return float(dropout)
 
 
-def as_array(value: Any, name: str) -> jax.Array:
-  if isinstance(value, jax.Array):
-    return value
-  try:
-    return jnp.asarray(value)
-  except TypeError as err:
-    raise TypeError(f"{name} must be an array, got {type(value).__name__}") from err
+def check_dropout_key(dropout: Any, dropout_key: Any) -> None:
+  """Dropout needs randomness: like Flax's ``Dropout``, a rate that may be > 0 without a key is an error."""
+  if dropout_key is None and (isinstance(dropout, jax.core.Tracer) or dropout > 0):
+    raise ValueError(
+      f"dropout={dropout!r} needs randomness: pass dropout_key (a PRNG key) for training, or dropout=0.0 for evaluation"
+    )
 
 
 def check_input(x: Any, spec: GRUSpec, name: str = "x") -> jax.Array:

@@ -21,13 +21,13 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxgru import _policy
+from jaxgru import _policy, _validate
 from jaxgru._core import gru
 from jaxgru._params import cell_shapes, expected_shapes
 
 
 def _torch_uniform(hidden_size: int):
-  bound = 1.0 / math.sqrt(hidden_size)
+  bound = 1.0 / math.sqrt(hidden_size) if hidden_size > 0 else 0.0  # torch's reset_parameters
 
   def init(key: jax.Array, shape: tuple[int, ...], dtype: Any = jnp.float32) -> jax.Array:
     return jax.random.uniform(key, shape, dtype, minval=-bound, maxval=bound)
@@ -71,8 +71,12 @@ class GRU(nn.Module):
       self.dtype,
       self.param_dtype,
       self.impl,
-      self.remat,
+      bias=self.bias,
+      batch_first=self.batch_first,
+      bidirectional=self.bidirectional,
+      remat=self.remat,
     )
+    _validate.check_flag(self.deterministic, "deterministic", allow_none=True)
     super().__post_init__()
 
   @nn.compact
@@ -88,11 +92,13 @@ class GRU(nn.Module):
     shapes = expected_shapes(self.input_size, self.hidden_size, self.num_layers, self.bias, self.bidirectional)
     init = _torch_uniform(self.hidden_size)
     params = {name: self.param(name, init, shape, self.param_dtype) for name, shape in shapes.items()}
-    params, (x, h0) = _policy.promote(params, (x, h0), self.dtype)
+    params, (x, h0) = _policy.promote(params, {"x": x, "h0": h0}, self.dtype)
+    _validate.check_flag(deterministic, "deterministic", allow_none=True)
     key = None
     if self.dropout > 0 and not nn.merge_param("deterministic", self.deterministic, deterministic):
       key = self.make_rng("dropout")
-    return gru(params, x, h0, lengths=lengths, dropout_key=key, **_policy.gru_options(self))
+    dropout = self.dropout if key is not None else 0.0  # evaluation
+    return gru(params, x, h0, lengths=lengths, dropout=dropout, dropout_key=key, **_policy.gru_options(self))
 
 
 class GRUCell(nn.RNNCellBase):
@@ -111,7 +117,9 @@ class GRUCell(nn.RNNCellBase):
   carry_init: Any = nn.initializers.zeros_init()
 
   def __post_init__(self) -> None:
-    _policy.check_gru_args(self.input_size, self.hidden_size, 1, 0.0, self.variant, self.dtype, self.param_dtype)
+    _policy.check_gru_args(
+      self.input_size, self.hidden_size, 1, 0.0, self.variant, self.dtype, self.param_dtype, cell=True, bias=self.bias
+    )
     super().__post_init__()
 
   @nn.compact
