@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jaxgru import _cell, _fused, _validate
+from jaxgru import _cell, _fused, _pallas, _validate
 from jaxgru._params import GRUSpec, cell_spec, gru_spec, layer_key
 
 
@@ -108,7 +108,9 @@ def _stack(
     for direction in range(spec.num_directions):
       w = tuple(params.get(layer_key(k, layer, direction)) for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
       h = h0[layer * spec.num_directions + direction]
-      if fused:
+      if impl == "pallas":
+        out, h_last = _pallas.direction(layer_in, h, w, valid, direction == 1, remat)
+      elif fused:
         out, h_last = _fused.direction(layer_in, h, w, valid, direction == 1, remat)
       else:
         out, h_last = _scan_direction(layer_in, h, w, valid, direction == 1, remat, variant)

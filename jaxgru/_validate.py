@@ -25,7 +25,7 @@ def check_variant(variant: Any) -> str:
   return variant
 
 
-IMPLS = ("auto", "fused", "reference")
+IMPLS = ("auto", "fused", "reference", "pallas")
 
 
 def check_impl(impl: Any, variant: str) -> str:
@@ -33,6 +33,8 @@ def check_impl(impl: Any, variant: str) -> str:
     raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
   if impl == "fused" and variant != "torch":
     raise ValueError(f"impl='fused' implements variant='torch' only, got variant={variant!r}; use impl='auto' or 'reference'")
+  if impl == "pallas" and variant != "torch":
+    raise ValueError(f"impl='pallas' implements variant='torch' only, got variant={variant!r}; use impl='auto' or 'reference'")
   return impl
 
 

@@ -1,0 +1,155 @@
+r"""``impl="pallas"``: the whole time loop of one layer and direction in one Pallas kernel.
+
+The input projection ``gi = x W_ih^T + b_ih`` is one large product outside the kernel (JAX
+differentiates it); the recurrence runs in a ``pallas_call`` whose grid is (batch blocks, time
+blocks): a program owns whole rows of the batch, so programs never synchronise, and it walks
+its time blocks in order, the state carried in its ``h_last`` output block. ``W_hh`` (3, H, H)
+is one block, resident for the whole call. Forward, per step (torch's equations, gates r, z, n):
+
+.. math::
+
+  r &= \sigma(g_r + W_{hr} h + b_{hr}),\quad z = \sigma(g_z + W_{hz} h + b_{hz}) \\
+  n &= \tanh(g_n + r \odot (W_{hn} h + b_{hn})),\quad h' = n + z \odot (h - n)
+
+The backward kernel (a ``jax.custom_vjp``) has the same shape and walks time the other way,
+carrying only ``dh``:
+
+.. math::
+
+  g &= dh + do,\quad a_n = g (1 - z)(1 - n^2),\quad a_z = g (h - n) z (1 - z) \\
+  a_r &= a_n (W_{hn} h + b_{hn}) r (1 - r),\quad \tilde g_n = a_n r \\
+  dh_{prev} &= g z + a_r W_{hr} + a_z W_{hz} + \tilde g_n W_{hn}
+
+``a_r, a_z, a_n`` are the cotangents of the input gates; the ``W_hh`` gradient is one product
+per gate outside (``a^T h`` over time and batch). A step at or past a sequence's length leaves
+``h`` (and ``dh``) alone and outputs zero; x's padding is zeroed before the projection and the
+kernels select, never multiply, with the mask: NaN padding cannot leak in.
+
+Where it runs, decided per platform when XLA lowers the program (``lax.platform_dependent``):
+interpret mode on CPU (verification: any size, slow); Triton on CUDA and ROCm GPUs for float32
+with H a power of two in [16, 256]; Mosaic on TPU for float32 with H a multiple of 128 whose
+blocks fit :data:`TPU_VMEM_BYTES`. Elsewhere the same step functions run as a ``lax.scan``.
+Every product is float32 at full precision (``Precision.HIGHEST``: no TF32, no bfloat16 passes).
+
+Higher-order autodiff: the kernels' own derivatives are those of their plain-JAX twins
+(:func:`~jaxgru._pallas_kernel.forward_scan`, :func:`~jaxgru._pallas_kernel.backward_scan`), so
+``jax.grad`` of ``jax.grad`` runs the kernels for the first derivative and XLA scans beyond it.
+
+Axis legend: T time, B batch, I input size, H hidden size.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from jaxgru import _pallas_kernel as _k
+
+Weights = tuple[jax.Array, jax.Array, jax.Array | None, jax.Array | None]  # w_ih (3H, I), w_hh (3H, H), b_ih, b_hh (3H,)
+PLATFORMS = ("cpu", "cuda", "rocm", "tpu")
+TPU_VMEM_BYTES = 16 * 2**20  # TPU's default scoped VMEM limit (v4, v5e)
+_HIGHEST = lax.Precision.HIGHEST
+
+
+def plan(platform: str, steps: int, batch: int, hidden: int, dtype) -> _k.Plan | None:
+  """The kernels' blocks on ``platform``, or ``None`` where the plain-JAX scans run instead."""
+  if platform == "cpu":  # interpret mode: several time blocks, so that the carry across them is tested
+    return _k.Plan(platform, rows=8, steps=16, interpret=True)
+  if jnp.dtype(dtype) != jnp.float32:
+    return None
+  if platform in ("cuda", "rocm"):  # Triton: power-of-two values, dot sides >= 16; blocks stay in HBM
+    ok = 16 <= hidden <= 256 and hidden & (hidden - 1) == 0
+    return _k.Plan(platform, rows=16, steps=None) if ok else None
+  if platform == "tpu":
+    rows, k = min(_k.round_up(batch, 8), 64), 8
+    # double-buffered float32 blocks: 3 gate inputs and 6 outputs of (K, R, H), h0, h_last, W_hh, b_hh
+    vmem = 2 * 4 * (9 * k * rows * hidden + 2 * rows * hidden + 3 * hidden * hidden + 3 * hidden)
+    return _k.Plan(platform, rows=rows, steps=k) if hidden % 128 == 0 and vmem <= TPU_VMEM_BYTES else None
+  return None
+
+
+def _on_platforms(plans, kernel, reference, *args):
+  """``kernel(plan)(*args)`` on each platform with a plan, ``reference(*args)`` elsewhere."""
+  branches = {name: reference if p is None else kernel(p) for name, p in plans}
+  return lax.platform_dependent(*args, default=reference, **branches)
+
+
+def _twin(kernel, reference):
+  """``kernel``'s values with ``reference``'s derivatives (the same maths in plain JAX)."""
+  f = jax.custom_vjp(kernel)
+  f.defvjp(lambda *args: (kernel(*args), args), lambda args, ct: jax.vjp(reference, *args)[1](ct))
+  return f
+
+
+def _forward(reverse: bool, plans, save: bool):
+  reference = functools.partial(_k.forward_scan, reverse=reverse, save=save)
+  run = functools.partial(_on_platforms, plans, lambda p: _k.forward_kernel(p, reverse, save), reference)
+  return _twin(run, reference)
+
+
+def _backward(reverse: bool, plans):
+  reference = functools.partial(_k.backward_scan, reverse=reverse)
+  run = functools.partial(_on_platforms, plans, lambda p: _k.backward_kernel(p, reverse), reference)
+  return _twin(run, reference)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(7, 8))
+def _recurrence(gi_r, gi_z, gi_n, h0, w, b, lengths, reverse, plans):
+  """(T, B, H) x3, (B, H), (3, H, H), (3, 1, H), (B, 1) -> (T, B, H) output, (B, H) last state."""
+  return _forward(reverse, plans, False)(gi_r, gi_z, gi_n, h0, w, b, lengths)
+
+
+def _recurrence_fwd(gi_r, gi_z, gi_n, h0, w, b, lengths, reverse, plans):
+  out, h_last, *saved = _forward(reverse, plans, True)(gi_r, gi_z, gi_n, h0, w, b, lengths)
+  return (out, h_last), (saved, w, lengths)
+
+
+def _recurrence_bwd(reverse, plans, residuals, cotangents):
+  (hp, r, z, n, hn), w, lengths = residuals
+  d_out, d_last = cotangents
+  a_r, a_z, a_n, g_n, dh0 = _backward(reverse, plans)(d_out, d_last, hp, r, z, n, hn, w, lengths)
+  dw = jnp.stack([jnp.einsum("tbi,tbj->ij", a, hp, precision=_HIGHEST) for a in (a_r, a_z, g_n)])
+  db = jnp.stack([a.sum((0, 1)) for a in (a_r, a_z, g_n)])[:, None]
+  return a_r, a_z, a_n, dh0, dw, db, None
+
+
+_recurrence.defvjp(_recurrence_fwd, _recurrence_bwd)
+
+
+def direction(
+  x: jax.Array,
+  h0: jax.Array,
+  w: Weights,
+  valid: jax.Array | None,
+  reverse: bool,
+  remat: bool,
+  *,
+  cpu_blocks: tuple[int, int] | None = None,
+) -> tuple[jax.Array, jax.Array]:
+  """One direction of one layer, torch's equations: (T, B, I), (B, H) -> (T, B, H), (B, H).
+
+  Same contract as the reference scan: with ``valid`` (T, B, 1), steps past a sequence's end
+  keep the state and output zero; the reverse direction starts at each sequence's last step.
+  ``cpu_blocks`` = (rows, steps) overrides the interpret-mode blocks (tests).
+  """
+  if remat:
+    raise ValueError("remat=True is not supported by impl='pallas' (its kernels store the gates); use impl='fused'")
+  w_ih, w_hh, b_ih, b_hh = w
+  steps, batch, _ = x.shape
+  hidden = h0.shape[-1]
+  if valid is None:
+    lengths = jnp.full((batch, 1), steps, jnp.int32)
+  else:
+    lengths = jnp.sum(valid, axis=0, dtype=jnp.int32)
+    x = jnp.where(valid, x, jnp.zeros_like(x))
+  gi = jnp.einsum("tbi,gi->tbg", x, w_ih, precision=_HIGHEST)
+  gi = gi if b_ih is None else gi + b_ih
+  w3 = w_hh.reshape(3, hidden, hidden)
+  b3 = jnp.zeros((3, 1, hidden), x.dtype) if b_hh is None else b_hh.reshape(3, 1, hidden)
+  plans = tuple((p, plan(p, steps, batch, hidden, x.dtype)) for p in PLATFORMS)
+  if cpu_blocks is not None:
+    plans = (("cpu", _k.Plan("cpu", *cpu_blocks, interpret=True)), *plans[1:])
+  return _recurrence(*jnp.split(gi, 3, axis=-1), h0, w3, b3, lengths, reverse, plans)
