@@ -1,0 +1,197 @@
+"""impl="pallas": the kernels in Pallas interpret mode against the reference scan and torch, and
+lowered for CUDA, ROCm and TPU without a device (so that a kernel the lowering rejects fails here).
+
+Interpret mode is slow to trace: shapes stay small, and every case goes through a few shared
+jitted functions.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+from _helpers import compare_with_torch, random_torch
+
+import jaxgru
+from jaxgru import _core, _pallas
+
+I, H = 3, 4
+
+
+def _random_params(key, layers=1, bias=True, bidirectional=False, hidden=H, inputs=I, dtype=jnp.float64):
+  params = jaxgru.init_gru_params(key, inputs, hidden, layers, bias, bidirectional, dtype=dtype)
+  return {k: 0.5 * jax.random.normal(jax.random.fold_in(key, i), v.shape, v.dtype) for i, (k, v) in enumerate(params.items())}
+
+
+def _loss(out, h_n):
+  return jnp.sum(jnp.sin(out) * jnp.arange(1, out.shape[-1] + 1)) + jnp.sum(h_n * jnp.cos(h_n))
+
+
+@functools.partial(jax.jit, static_argnames="impl")
+def _value_and_grads(params, x, h0, lengths, *, impl):
+  def loss(p, x, h0):
+    return _loss(*jaxgru.gru(p, x, h0, lengths=lengths, impl=impl))
+
+  return jax.value_and_grad(loss, argnums=(0, 1, 2))(params, x, h0)
+
+
+def _assert_trees_close(got, want, tol):
+  for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+    np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize(
+  "steps, batch, layers, bidirectional, bias, lengths",
+  [
+    (37, 3, 2, True, True, [37, 1, 20]),  # 3 time blocks of 16 (the last padded), ragged, 2 layers, both directions
+    (16, 10, 1, False, True, None),  # 2 batch blocks of 8 (the last padded), one whole time block
+    (5, 2, 1, True, False, [2, 5]),  # no biases, one short block
+  ],
+)
+def test_matches_reference(x64, steps, batch, layers, bidirectional, bias, lengths):
+  """Outputs, h_n and every gradient (params, x, h0) within float64 rounding of the reference scan."""
+  keys = jax.random.split(jax.random.key(steps), 3)
+  params = _random_params(keys[0], layers, bias, bidirectional)
+  x = jax.random.normal(keys[1], (steps, batch, I), jnp.float64)
+  h0 = jax.random.normal(keys[2], (layers * (1 + bidirectional), batch, H), jnp.float64)
+  lengths = None if lengths is None else jnp.array(lengths)
+  want = _value_and_grads(params, x, h0, lengths, impl="reference")
+  got = _value_and_grads(params, x, h0, lengths, impl="pallas")
+  _assert_trees_close(got, want, 1e-11)
+
+
+@functools.partial(jax.jit, static_argnames=("reverse", "blocks"))
+def _direction_grads(x, h0, w, valid, *, reverse, blocks):
+  def loss(x, h0, w):
+    if blocks is None:
+      return _loss(*_core._scan_direction(x, h0, w, valid, reverse, False, "torch"))
+    return _loss(*_pallas.direction(x, h0, w, valid, reverse, False, cpu_blocks=blocks))
+
+  return jax.value_and_grad(loss, argnums=(0, 1, 2))(x, h0, w)
+
+
+@pytest.mark.parametrize("blocks", [(2, 3), (1, 1), (4, 64)])  # (rows, steps): many batch and time blocks; one of each
+@pytest.mark.parametrize("reverse", [False, True])
+def test_blocks_match_reference(x64, blocks, reverse):
+  """One direction under several block sizes: the carry crosses batch and time blocks intact."""
+  key = jax.random.key(1)
+  p = _random_params(key)
+  w = tuple(p[k + "_l0"] for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+  x = jax.random.normal(jax.random.fold_in(key, 7), (11, 5, I), jnp.float64)
+  h0 = jax.random.normal(jax.random.fold_in(key, 8), (5, H), jnp.float64)
+  valid = jnp.arange(11)[:, None, None] < jnp.array([11, 4, 1, 9, 6])[None, :, None]
+  want = _direction_grads(x, h0, w, valid, reverse=reverse, blocks=None)
+  got = _direction_grads(x, h0, w, valid, reverse=reverse, blocks=blocks)
+  _assert_trees_close(got, want, 1e-11)
+
+
+def test_matches_torch(precision):
+  """Against torch directly: 2 layers, both directions, several time blocks, ragged lengths."""
+  module = random_torch(torch.nn.GRU(I, H, 2, bidirectional=True), seed=3, dtype=precision.torch_dtype)
+  rng = np.random.default_rng(4)
+  x = rng.standard_normal((19, 4, I)).astype(precision.np_dtype)
+  h0 = rng.standard_normal((4, 4, H)).astype(precision.np_dtype)
+  compare_with_torch(module, x, h0, lengths=np.array([19, 16, 1, 7]), tol=precision.tol, impl="pallas")
+
+
+def test_nan_padding_stays_out():
+  """NaN in x past each length changes nothing: outputs, h_n and gradients equal zero padding's."""
+  params = _random_params(jax.random.key(2), bidirectional=True, dtype=jnp.float32)
+  x = jax.random.normal(jax.random.key(3), (6, 3, I))
+  lengths = jnp.array([6, 2, 4])
+  pad = jnp.arange(6)[:, None, None] >= lengths[None, :, None]
+  h0 = jnp.zeros((2, 3, H))
+  clean = _value_and_grads(params, jnp.where(pad, 0.0, x), h0, lengths, impl="pallas")
+  dirty = _value_and_grads(params, jnp.where(pad, jnp.nan, x), h0, lengths, impl="pallas")
+  assert all(np.isfinite(a).all() for a in jax.tree.leaves(dirty))
+  _assert_trees_close(dirty, clean, 0)
+
+
+def test_vmap_is_an_ensemble():
+  """vmap over stacked parameters and inputs equals one call per member."""
+  keys = jax.random.split(jax.random.key(5), 3)
+  stacked = jax.vmap(lambda k: _random_params(k, dtype=jnp.float32))(keys)
+  xs = jax.random.normal(jax.random.key(6), (3, 7, 2, I))
+  lengths = jnp.array([7, 3])
+
+  def run(p, x):
+    return jax.value_and_grad(lambda p: _loss(*jaxgru.gru(p, x, lengths=lengths, impl="pallas")))(p)
+
+  got = jax.jit(jax.vmap(run))(stacked, xs)
+  one = jax.jit(run)
+  for m in range(3):
+    member = jax.tree.map(lambda a, m=m: a[m], stacked)
+    _assert_trees_close(jax.tree.map(lambda a, m=m: a[m], got), one(member, xs[m]), 1e-6)
+
+
+def test_second_order_matches_reference(x64):
+  """grad of grad: the kernels give the first derivative, their plain-JAX twins the second."""
+  params = _random_params(jax.random.key(7), bidirectional=True)
+  x = jax.random.normal(jax.random.key(8), (5, 2, I), jnp.float64)
+  lengths = jnp.array([5, 3])
+
+  def outer(impl):
+    def loss(p):
+      return _loss(*jaxgru.gru(p, x, lengths=lengths, impl=impl))
+
+    return jax.jit(jax.grad(lambda p: sum(jnp.sum(g**2) for g in jax.tree.leaves(jax.grad(loss)(p)))))(params)
+
+  _assert_trees_close(outer("pallas"), outer("reference"), 1e-10)
+
+
+def test_rejects_remat_and_auto_never_picks_it():
+  params = _random_params(jax.random.key(0), dtype=jnp.float32)
+  x = jnp.ones((4, 2, I))
+  with pytest.raises(ValueError, match="remat=True is not supported by impl='pallas'"):
+    jaxgru.gru(params, x, impl="pallas", remat=True)
+  assert "pallas_call" not in str(jax.make_jaxpr(lambda p: jaxgru.gru(p, x))(params))
+  assert "pallas_call" in str(jax.make_jaxpr(lambda p: jaxgru.gru(p, x, impl="pallas"))(params))
+
+
+_TRITON = "__gpu$xla.gpu.triton"
+
+
+def _exported_kernels(platform, hidden, layers=1, steps=20, batch=5):
+  """The custom calls of a jitted forward+backward through a bidirectional ``gru(..., impl="pallas")``
+  lowered for ``platform``."""
+  params = _random_params(jax.random.key(0), layers, True, True, hidden, 16, jnp.float32)
+  x = jnp.ones((steps, batch, 16))
+  lengths = jnp.arange(batch) % steps + 1
+
+  def f(p, x):
+    return jax.value_and_grad(lambda p, x: _loss(*jaxgru.gru(p, x, lengths=lengths, impl="pallas")))(p, x)
+
+  checks = [jax.export.DisabledSafetyCheck.custom_call(_TRITON)]  # Triton's call has no serialization guarantee
+  exported = jax.export.export(jax.jit(f), platforms=[platform], disabled_checks=checks)(params, x)
+  return re.findall(r"custom_call @([\w$.]+)", exported.mlir_module())
+
+
+@pytest.mark.parametrize(
+  "platform, hidden, layers, kernel",
+  [("cuda", 128, 2, _TRITON), ("cuda", 16, 1, _TRITON), ("rocm", 64, 1, _TRITON), ("tpu", 256, 2, "tpu_custom_call")],
+)
+def test_lowers_for_devices(platform, hidden, layers, kernel):
+  """Lowered without a device: one forward and one backward kernel per layer and direction."""
+  assert _exported_kernels(platform, hidden, layers).count(kernel) == 4 * layers
+
+
+@pytest.mark.parametrize("platform, hidden", [("cuda", 24), ("tpu", 64)])
+def test_falls_back_outside_the_plans(platform, hidden):
+  """Sizes a kernel does not serve lower to the plain-JAX scans: no kernel at all."""
+  assert _pallas.plan(platform, 20, 5, hidden, jnp.float32) is None
+  assert not [c for c in _exported_kernels(platform, hidden, steps=3) if c in (_TRITON, "tpu_custom_call")]
+
+
+def test_plans():
+  assert _pallas.plan("cpu", 100, 3, 4, jnp.float64).interpret
+  assert _pallas.plan("cuda", 100, 3, 256, jnp.float32).steps is None  # the whole sequence in one program
+  assert _pallas.plan("cuda", 100, 3, 256, jnp.float64) is None
+  assert _pallas.plan("cuda", 100, 3, 512, jnp.float32) is None  # past the registers' bound
+  tpu = _pallas.plan("tpu", 100, 3, 512, jnp.float32)
+  assert (tpu.rows, tpu.steps) == (8, 8)
+  assert _pallas.plan("tpu", 100, 3, 2048, jnp.float32) is None  # W_hh alone outgrows VMEM
