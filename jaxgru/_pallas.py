@@ -63,12 +63,17 @@ def plan(platform: str, steps: int, batch: int, hidden: int, dtype) -> _k.Plan |
   if platform in ("cuda", "rocm"):  # Triton: power-of-two values, dot sides >= 16; blocks stay in HBM
     ok = 16 <= hidden <= 256 and hidden & (hidden - 1) == 0
     return _k.Plan(platform, rows=16, steps=None) if ok else None
-  if platform == "tpu":
-    rows, k = min(_k.round_up(batch, 8), 64), 8
-    # double-buffered float32 blocks: 3 gate inputs and 6 outputs of (K, R, H), h0, h_last, W_hh, b_hh
-    vmem = 2 * 4 * (9 * k * rows * hidden + 2 * rows * hidden + 3 * hidden * hidden + 3 * hidden)
-    return _k.Plan(platform, rows=rows, steps=k) if hidden % 128 == 0 and vmem <= TPU_VMEM_BYTES else None
+  if platform == "tpu" and hidden % 128 == 0:  # Mosaic: whole lanes
+    k = 8
+    for rows in (64, 32, 16, 8):  # the most rows whose blocks fit
+      if rows <= max(_k.round_up(batch, 8), 8) and _tpu_vmem_bytes(k, rows, hidden) <= TPU_VMEM_BYTES:
+        return _k.Plan(platform, rows=rows, steps=k)
   return None
+
+
+def _tpu_vmem_bytes(k: int, rows: int, hidden: int) -> int:
+  """Double-buffered float32 blocks: 3 gate inputs and 6 outputs of (K, R, H), h0, h_last, W_hh, b_hh."""
+  return 2 * 4 * (9 * k * rows * hidden + 2 * rows * hidden + 3 * hidden * hidden + 3 * hidden)
 
 
 def _on_platforms(plans, kernel, reference, *args):

@@ -192,6 +192,7 @@ def test_plans():
   assert _pallas.plan("cuda", 100, 3, 256, jnp.float32).steps is None  # the whole sequence in one program
   assert _pallas.plan("cuda", 100, 3, 256, jnp.float64) is None
   assert _pallas.plan("cuda", 100, 3, 512, jnp.float32) is None  # past the registers' bound
-  tpu = _pallas.plan("tpu", 100, 3, 512, jnp.float32)
-  assert (tpu.rows, tpu.steps) == (8, 8)
+  assert (_pallas.plan("tpu", 100, 3, 512, jnp.float32).rows, _pallas.plan("tpu", 100, 3, 128, jnp.float32).rows) == (8, 8)
+  assert _pallas.plan("tpu", 100, 200, 128, jnp.float32).rows == 64
+  assert _pallas.plan("tpu", 100, 200, 640, jnp.float32).rows == 16  # fewer rows, so that the blocks fit VMEM
   assert _pallas.plan("tpu", 100, 3, 2048, jnp.float32) is None  # W_hh alone outgrows VMEM
