@@ -27,9 +27,11 @@ kernels select, never multiply, with the mask: NaN padding cannot leak in.
 
 Where it runs, decided per platform when XLA lowers the program (``lax.platform_dependent``):
 interpret mode on CPU (verification: any size, slow); Triton on CUDA and ROCm GPUs for float32
-with H a power of two in [16, 256]; Mosaic on TPU for float32 with H a multiple of 128 whose
-blocks fit :data:`TPU_VMEM_BYTES`. Elsewhere the same step functions run as a ``lax.scan``.
-Every product is float32 at full precision (``Precision.HIGHEST``: no TF32, no bfloat16 passes).
+and bfloat16 with H a power of two in [16, 256]; Mosaic on TPU for float32 and bfloat16 with H
+a multiple of 128 whose blocks fit :data:`TPU_VMEM_BYTES`. Elsewhere the same step functions run
+as a ``lax.scan``. Products are at full precision (``Precision.HIGHEST``: no TF32 passes); with
+bfloat16 weights and input they take bfloat16 inputs, accumulate in float32, and the carry,
+gates and residuals stay float32.
 
 Higher-order autodiff: the kernels' own derivatives are those of their plain-JAX twins
 (:func:`~jaxgru._pallas_kernel.forward_scan`, :func:`~jaxgru._pallas_kernel.backward_scan`), so
@@ -58,7 +60,7 @@ def plan(platform: str, steps: int, batch: int, hidden: int, dtype) -> _k.Plan |
   """The kernels' blocks on ``platform``, or ``None`` where the plain-JAX scans run instead."""
   if platform == "cpu":  # interpret mode: several time blocks, so that the carry across them is tested
     return _k.Plan(platform, rows=8, steps=16, interpret=True)
-  if jnp.dtype(dtype) != jnp.float32:
+  if jnp.dtype(dtype) not in (jnp.float32, jnp.bfloat16):
     return None
   if platform in ("cuda", "rocm"):  # Triton: power-of-two values, dot sides >= 16; blocks stay in HBM
     ok = 16 <= hidden <= 256 and hidden & (hidden - 1) == 0
@@ -116,7 +118,7 @@ def _recurrence_bwd(reverse, plans, residuals, cotangents):
   (hp, r, z, n, hn), w, lengths = residuals
   d_out, d_last = cotangents
   a_r, a_z, a_n, g_n, dh0 = _backward(reverse, plans)(d_out, d_last, hp, r, z, n, hn, w, lengths)
-  dw = jnp.stack([jnp.einsum("tbi,tbj->ij", a, hp, precision=_HIGHEST) for a in (a_r, a_z, g_n)])
+  dw = jnp.stack([jnp.einsum("tbi,tbj->ij", a, hp, precision=_HIGHEST) for a in (a_r, a_z, g_n)]).astype(w.dtype)
   db = jnp.stack([a.sum((0, 1)) for a in (a_r, a_z, g_n)])[:, None]
   return a_r, a_z, a_n, dh0, dw, db, None
 
@@ -150,11 +152,13 @@ def direction(
   else:
     lengths = jnp.sum(valid, axis=0, dtype=jnp.int32)
     x = jnp.where(valid, x, jnp.zeros_like(x))
-  gi = jnp.einsum("tbi,gi->tbg", x, w_ih, precision=_HIGHEST)
-  gi = gi if b_ih is None else gi + b_ih
+  carry = jnp.float32 if x.dtype == jnp.bfloat16 else x.dtype  # bfloat16: float32 accumulation and carry
+  gi = jnp.einsum("tbi,gi->tbg", x, w_ih, precision=_HIGHEST, preferred_element_type=carry)
+  gi = gi if b_ih is None else gi + b_ih.astype(carry)
   w3 = w_hh.reshape(3, hidden, hidden)
-  b3 = jnp.zeros((3, 1, hidden), x.dtype) if b_hh is None else b_hh.reshape(3, 1, hidden)
+  b3 = jnp.zeros((3, 1, hidden), carry) if b_hh is None else b_hh.reshape(3, 1, hidden).astype(carry)
   plans = tuple((p, plan(p, steps, batch, hidden, x.dtype)) for p in PLATFORMS)
   if cpu_blocks is not None:
     plans = (("cpu", _k.Plan("cpu", *cpu_blocks, interpret=True)), *plans[1:])
-  return _recurrence(*jnp.split(gi, 3, axis=-1), h0, w3, b3, lengths, reverse, plans)
+  out, h_last = _recurrence(*jnp.split(gi, 3, axis=-1), h0.astype(carry), w3, b3, lengths, reverse, plans)
+  return out.astype(x.dtype), h_last.astype(x.dtype)

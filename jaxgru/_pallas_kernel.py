@@ -39,7 +39,9 @@ def round_up(n: int, k: int) -> int:
 
 
 def _dot(a: jax.Array, w: jax.Array, dims) -> jax.Array:
-  return lax.dot_general(a, w, dims, precision=lax.Precision.HIGHEST, preferred_element_type=a.dtype)
+  """``a`` (the carry's dtype) times ``w``, rounded to ``w``'s dtype first (bfloat16 weights:
+  bfloat16 inputs), accumulated in ``a``'s dtype at full precision."""
+  return lax.dot_general(a.astype(w.dtype), w, dims, precision=lax.Precision.HIGHEST, preferred_element_type=a.dtype)
 
 
 def forward_step(h, gi, w, b, valid):
