@@ -109,7 +109,7 @@ def _stack(
       w = tuple(params.get(layer_key(k, layer, direction)) for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
       h = h0[layer * spec.num_directions + direction]
       if impl == "pallas":
-        out, h_last = _pallas.direction(layer_in, h, w, valid, direction == 1, remat)
+        out, h_last = _pallas.direction(layer_in, h, w, valid, direction == 1, remat, variant)
       elif fused:
         out, h_last = _fused.direction(layer_in, h, w, valid, direction == 1, remat)
       else:
@@ -159,7 +159,9 @@ def gru(
       ``jax.custom_vjp``; torch variant only); ``"reference"``: a plain ``lax.scan``
       differentiated by JAX; ``"auto"`` (default): fused for the torch variant, and the
       reference wherever forward-mode autodiff (``jax.jvp``, ``jax.jacfwd``) meets it
-      directly. Both give the same numbers up to float rounding.
+      directly. Both give the same numbers up to float rounding. ``"pallas"``: the time loop
+      in one Pallas kernel per layer and direction, for GPUs and TPUs, interpreted on the CPU
+      (README, "Pallas kernel (GPU/TPU)"); ``"auto"`` never picks it.
     remat: keep only each step's state for the backward pass and recompute the gates
       (rematerialisation): memory for long sequences bounded by the input and output.
 

@@ -4,15 +4,16 @@ The input projection ``gi = x W_ih^T + b_ih`` is one large product outside the k
 differentiates it); the recurrence runs in a ``pallas_call`` whose grid is (batch blocks, time
 blocks): a program owns whole rows of the batch, so programs never synchronise, and it walks
 its time blocks in order, the state carried in its ``h_last`` output block. ``W_hh`` (3, H, H)
-is one block, resident for the whole call. Forward, per step (torch's equations, gates r, z, n):
+is one block, resident for the whole call. Forward, per step, ``variant="torch"`` (gates r, z, n):
 
 .. math::
 
   r &= \sigma(g_r + W_{hr} h + b_{hr}),\quad z = \sigma(g_z + W_{hz} h + b_{hz}) \\
   n &= \tanh(g_n + r \odot (W_{hn} h + b_{hn})),\quad h' = n + z \odot (h - n)
 
-The backward kernel (a ``jax.custom_vjp``) has the same shape and walks time the other way,
-carrying only ``dh``:
+and ``variant="classic"``: r and z alike, :math:`c = \tanh(g_n + W_{hn} (r \odot h) + b_{hn})`,
+:math:`h' = h + z \odot (c - h)`. The backward kernel (a ``jax.custom_vjp``) has the same shape
+and walks time the other way, carrying only ``dh``; torch's variant:
 
 .. math::
 
@@ -20,8 +21,9 @@ carrying only ``dh``:
   a_r &= a_n (W_{hn} h + b_{hn}) r (1 - r),\quad \tilde g_n = a_n r \\
   dh_{prev} &= g z + a_r W_{hr} + a_z W_{hz} + \tilde g_n W_{hn}
 
-``a_r, a_z, a_n`` are the cotangents of the input gates; the ``W_hh`` gradient is one product
-per gate outside (``a^T h`` over time and batch). A step at or past a sequence's length leaves
+(the classic one in :func:`~jaxgru._pallas_kernel.backward_step`). ``a_r, a_z, a_n`` are the
+cotangents of the input gates; the ``W_hh`` gradient is one product per gate outside (``a^T h``
+over time and batch). A step at or past a sequence's length leaves
 ``h`` (and ``dh``) alone and outputs zero; x's padding is zeroed before the projection and the
 kernels select, never multiply, with the mask: NaN padding cannot leak in.
 
@@ -91,36 +93,43 @@ def _twin(kernel, reference):
   return f
 
 
-def _forward(reverse: bool, plans, save: bool):
-  reference = functools.partial(_k.forward_scan, reverse=reverse, save=save)
-  run = functools.partial(_on_platforms, plans, lambda p: _k.forward_kernel(p, reverse, save), reference)
+def _forward(reverse: bool, plans, save: bool, variant: str):
+  reference = functools.partial(_k.forward_scan, reverse=reverse, save=save, variant=variant)
+  run = functools.partial(_on_platforms, plans, lambda p: _k.forward_kernel(p, reverse, save, variant), reference)
   return _twin(run, reference)
 
 
-def _backward(reverse: bool, plans):
-  reference = functools.partial(_k.backward_scan, reverse=reverse)
-  run = functools.partial(_on_platforms, plans, lambda p: _k.backward_kernel(p, reverse), reference)
+def _backward(reverse: bool, plans, variant: str):
+  reference = functools.partial(_k.backward_scan, reverse=reverse, variant=variant)
+  run = functools.partial(_on_platforms, plans, lambda p: _k.backward_kernel(p, reverse, variant), reference)
   return _twin(run, reference)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(7, 8))
-def _recurrence(gi_r, gi_z, gi_n, h0, w, b, lengths, reverse, plans):
+@functools.partial(jax.custom_vjp, nondiff_argnums=(7, 8, 9))
+def _recurrence(gi_r, gi_z, gi_n, h0, w, b, lengths, reverse, plans, variant):
   """(T, B, H) x3, (B, H), (3, H, H), (3, 1, H), (B, 1) -> (T, B, H) output, (B, H) last state."""
-  return _forward(reverse, plans, False)(gi_r, gi_z, gi_n, h0, w, b, lengths)
+  return _forward(reverse, plans, False, variant)(gi_r, gi_z, gi_n, h0, w, b, lengths)
 
 
-def _recurrence_fwd(gi_r, gi_z, gi_n, h0, w, b, lengths, reverse, plans):
-  out, h_last, *saved = _forward(reverse, plans, True)(gi_r, gi_z, gi_n, h0, w, b, lengths)
+def _recurrence_fwd(gi_r, gi_z, gi_n, h0, w, b, lengths, reverse, plans, variant):
+  out, h_last, *saved = _forward(reverse, plans, True, variant)(gi_r, gi_z, gi_n, h0, w, b, lengths)
   return (out, h_last), (saved, w, lengths)
 
 
-def _recurrence_bwd(reverse, plans, residuals, cotangents):
-  (hp, r, z, n, hn), w, lengths = residuals
+def _recurrence_bwd(reverse, plans, variant, residuals, cotangents):
+  saved, w, lengths = residuals
   d_out, d_last = cotangents
-  a_r, a_z, a_n, g_n, dh0 = _backward(reverse, plans)(d_out, d_last, hp, r, z, n, hn, w, lengths)
-  dw = jnp.stack([jnp.einsum("tbi,tbj->ij", a, hp, precision=_HIGHEST) for a in (a_r, a_z, g_n)]).astype(w.dtype)
-  db = jnp.stack([a.sum((0, 1)) for a in (a_r, a_z, g_n)])[:, None]
-  return a_r, a_z, a_n, dh0, dw, db, None
+  *cts, dh0 = _backward(reverse, plans, variant)(d_out, d_last, w, lengths, *saved)
+  hp, r = saved[:2]
+  if variant == "torch":  # W_hn multiplies h: its cotangent is g_n = a_n r
+    a_r, a_z, a_n, u_n = cts
+    v_n = hp
+  else:  # W_hn multiplies r h: its cotangent is a_c
+    a_r, a_z, a_n = cts
+    u_n, v_n = a_n, r * hp
+  dw = jnp.stack([jnp.einsum("tbi,tbj->ij", u, v, precision=_HIGHEST) for u, v in ((a_r, hp), (a_z, hp), (u_n, v_n))])
+  db = jnp.stack([a.sum((0, 1)) for a in (a_r, a_z, u_n)])[:, None]
+  return a_r, a_z, a_n, dh0, dw.astype(w.dtype), db, None
 
 
 _recurrence.defvjp(_recurrence_fwd, _recurrence_bwd)
@@ -133,10 +142,11 @@ def direction(
   valid: jax.Array | None,
   reverse: bool,
   remat: bool,
+  variant: str = "torch",
   *,
   cpu_blocks: tuple[int, int] | None = None,
 ) -> tuple[jax.Array, jax.Array]:
-  """One direction of one layer, torch's equations: (T, B, I), (B, H) -> (T, B, H), (B, H).
+  """One direction of one layer, either variant: (T, B, I), (B, H) -> (T, B, H), (B, H).
 
   Same contract as the reference scan: with ``valid`` (T, B, 1), steps past a sequence's end
   keep the state and output zero; the reverse direction starts at each sequence's last step.
@@ -160,5 +170,5 @@ def direction(
   plans = tuple((p, plan(p, steps, batch, hidden, x.dtype)) for p in PLATFORMS)
   if cpu_blocks is not None:
     plans = (("cpu", _k.Plan("cpu", *cpu_blocks, interpret=True)), *plans[1:])
-  out, h_last = _recurrence(*jnp.split(gi, 3, axis=-1), h0.astype(carry), w3, b3, lengths, reverse, plans)
+  out, h_last = _recurrence(*jnp.split(gi, 3, axis=-1), h0.astype(carry), w3, b3, lengths, reverse, plans, variant)
   return out.astype(x.dtype), h_last.astype(x.dtype)

@@ -1,9 +1,10 @@
 r"""The Pallas kernels of ``impl="pallas"`` and their plain-JAX twins (see :mod:`jaxgru._pallas`).
 
-One step forward and one step back are written once (:func:`forward_step`,
-:func:`backward_step`) and run three ways: inside a ``pallas_call`` time loop (:func:`forward_kernel` and :func:`backward_kernel`),
-inside a ``lax.scan`` (:func:`forward_scan`, :func:`backward_scan`: the reference the kernels are
-tested against, the fallback, and the derivatives for higher-order autodiff).
+One step forward and one step back are written once (:func:`forward_step`, :func:`backward_step`)
+and run two ways: inside a ``pallas_call`` time loop (:func:`forward_kernel`,
+:func:`backward_kernel`) and inside a ``lax.scan`` (:func:`forward_scan`, :func:`backward_scan`:
+the reference the kernels are tested against, the fallback where no kernel serves, and the
+derivatives for higher-order autodiff).
 
 Axis legend: T time, B batch, H hidden size; K steps per time block, R rows per batch block.
 """
@@ -44,35 +45,55 @@ def _dot(a: jax.Array, w: jax.Array, dims) -> jax.Array:
   return lax.dot_general(a.astype(w.dtype), w, dims, precision=lax.Precision.HIGHEST, preferred_element_type=a.dtype)
 
 
-def forward_step(h, gi, w, b, valid):
+def forward_step(h, gi, w, b, valid, variant: str = "torch"):
   """One step: ``h`` (R, H), ``gi`` three (R, H), ``w`` (3, H, H), ``b`` (3, 1, H), ``valid`` (R, 1).
 
-  Returns ``(h_next, (out, h, r, z, n, W_hn h + b_hn))``: the output and the backward's residuals.
+  Returns ``(h_next, (out, *residuals))``: the output and what the backward step needs,
+  ``(h, r, z, n, W_hn h + b_hn)`` for torch's variant, ``(h, r, z, c)`` for the classic one.
   """
-  hn = _dot(h, w[2], _CONTRACT_IN) + b[2]
   r = jax.nn.sigmoid(gi[0] + _dot(h, w[0], _CONTRACT_IN) + b[0])
   z = jax.nn.sigmoid(gi[1] + _dot(h, w[1], _CONTRACT_IN) + b[1])
-  n = jnp.tanh(gi[2] + r * hn)
-  h_new = n + z * (h - n)
-  return jnp.where(valid, h_new, h), (jnp.where(valid, h_new, jnp.zeros_like(h)), h, r, z, n, hn)
+  if variant == "torch":  # n = tanh(g_n + r (W_hn h + b_hn)), h' = n + z (h - n)
+    hn = _dot(h, w[2], _CONTRACT_IN) + b[2]
+    n = jnp.tanh(gi[2] + r * hn)
+    h_new, saved = n + z * (h - n), (h, r, z, n, hn)
+  else:  # c = tanh(g_n + W_hn (r h) + b_hn), h' = h + z (c - h)
+    c = jnp.tanh(gi[2] + _dot(r * h, w[2], _CONTRACT_IN) + b[2])
+    h_new, saved = h + z * (c - h), (h, r, z, c)
+  return jnp.where(valid, h_new, h), (jnp.where(valid, h_new, jnp.zeros_like(h)), *saved)
 
 
-def backward_step(dh, seq, w, valid):
-  """One step back: ``dh`` (R, H); ``seq`` = (do, h, r, z, n, hn), each (R, H); ``w`` (3, H, H).
+def backward_step(dh, seq, w, valid, variant: str = "torch"):
+  """One step back: ``dh`` (R, H); ``seq`` = (do, *residuals), each (R, H); ``w`` (3, H, H).
 
-  Returns ``(dh_prev, (a_r, a_z, a_n, g_n))``: the cotangents of the three input gates and of
-  ``W_hn h + b_hn``, zero where the step did not happen.
+  Returns ``(dh_prev, cotangents)``, zero where the step did not happen: torch's variant
+  ``(a_r, a_z, a_n, g_n)``, the input gates' and ``W_hn h + b_hn``'s; classic ``(a_r, a_z, a_c)``,
+  the input gates' (``a_c`` is also the cotangent of ``W_hn (r h) + b_hn``).
   """
-  do, hp, r, z, n, hn = seq
+  do, hp, r, z = seq[:4]
   zero = jnp.zeros_like(dh)
   g = jnp.where(valid, dh + do, zero)
-  a_n = g * (1 - z) * (1 - n * n)
-  a_z = g * (hp - n) * z * (1 - z)
-  a_r = a_n * hn * r * (1 - r)
-  g_n = a_n * r
-  a_r, a_z, a_n, g_n = (jnp.where(valid, a, zero) for a in (a_r, a_z, a_n, g_n))
-  dh_prev = g * z + _dot(a_r, w[0], _CONTRACT_OUT) + _dot(a_z, w[1], _CONTRACT_OUT) + _dot(g_n, w[2], _CONTRACT_OUT)
-  return jnp.where(valid, dh_prev, dh), (a_r, a_z, a_n, g_n)
+  if variant == "torch":
+    n, hn = seq[4:]
+    a_n = g * (1 - z) * (1 - n * n)
+    a_z = g * (hp - n) * z * (1 - z)
+    a_r = a_n * hn * r * (1 - r)
+    cts = tuple(jnp.where(valid, a, zero) for a in (a_r, a_z, a_n, a_n * r))
+    dh_prev = g * z + _dot(cts[0], w[0], _CONTRACT_OUT) + _dot(cts[1], w[1], _CONTRACT_OUT) + _dot(cts[3], w[2], _CONTRACT_OUT)
+  else:  # a_c = g z (1 - c^2), q = a_c W_hn, a_z = g (c - h) z (1 - z), a_r = q h r (1 - r)
+    (c,) = seq[4:]
+    a_c = jnp.where(valid, g * z * (1 - c * c), zero)
+    q = _dot(a_c, w[2], _CONTRACT_OUT)  # d / d (r h)
+    a_z = g * (c - hp) * z * (1 - z)
+    a_r = q * hp * r * (1 - r)
+    cts = tuple(jnp.where(valid, a, zero) for a in (a_r, a_z)) + (a_c,)
+    dh_prev = g * (1 - z) + q * r + _dot(cts[0], w[0], _CONTRACT_OUT) + _dot(cts[1], w[1], _CONTRACT_OUT)
+  return jnp.where(valid, dh_prev, dh), cts
+
+
+def residual_count(variant: str) -> int:
+  """How many (T, B, H) residuals the forward saves: (h, r, z, n, hn) or (h, r, z, c)."""
+  return 5 if variant == "torch" else 4
 
 
 # ---- the plain-JAX twins: the reference, the fallback and the derivatives ------------------------
@@ -84,20 +105,20 @@ def _scan(step, carry, seqs, lengths, reverse):
   return lax.scan(lambda c, xs: step(c, xs[1:], xs[0] < lengths), carry, (t, *seqs), reverse=reverse)
 
 
-def forward_scan(gi_r, gi_z, gi_n, h0, w, b, lengths, *, reverse: bool, save: bool):
-  """(T, B, H) gates, (B, H), (3, H, H), (3, 1, H), (B, 1) -> ``(out, h_last[, hp, r, z, n, hn])``."""
+def forward_scan(gi_r, gi_z, gi_n, h0, w, b, lengths, *, reverse: bool, save: bool, variant: str):
+  """(T, B, H) gates, (B, H), (3, H, H), (3, 1, H), (B, 1) -> ``(out, h_last, *residuals)``."""
 
   def step(h, gi, valid):
-    h, ys = forward_step(h, gi, w, b, valid)
-    return h, ys if save else ys[0]
+    h, ys = forward_step(h, gi, w, b, valid, variant)
+    return h, ys if save else ys[:1]
 
   h_last, ys = _scan(step, h0, (gi_r, gi_z, gi_n), lengths, reverse)
-  return (ys[0], h_last, *ys[1:]) if save else (ys, h_last)
+  return (ys[0], h_last, *ys[1:])
 
 
-def backward_scan(d_out, d_last, hp, r, z, n, hn, w, lengths, *, reverse: bool):
-  """The forward's residuals and cotangents -> ``(a_r, a_z, a_n, g_n, dh0)``; time the other way."""
-  dh0, ys = _scan(lambda dh, seq, valid: backward_step(dh, seq, w, valid), d_last, (d_out, hp, r, z, n, hn), lengths, not reverse)
+def backward_scan(d_out, d_last, w, lengths, *saved, reverse: bool, variant: str):
+  """The forward's cotangents and residuals -> ``(*cotangents, dh0)``, time the other way."""
+  dh0, ys = _scan(lambda dh, seq, valid: backward_step(dh, seq, w, valid, variant), d_last, (d_out, *saved), lengths, not reverse)
   return (*ys, dh0)
 
 
@@ -125,8 +146,15 @@ def _loop_kernel(step, n_seq: int, n_const: int, steps: int, blocks: int, revers
         ref[i] = y
       return carry
 
-    carry = jnp.where(j == 0, init_ref[...], carry_ref[...])  # a select: the unwritten block is never read
-    carry_ref[...] = lax.fori_loop(0, steps, body, carry)
+    if blocks == 1:  # the whole sequence in one block (GPU): nothing carried between blocks
+      carry_ref[...] = lax.fori_loop(0, steps, body, init_ref[...])
+      return
+
+    @pl.when(j == 0)
+    def _():
+      carry_ref[...] = init_ref[...]
+
+    carry_ref[...] = lax.fori_loop(0, steps, body, carry_ref[...])
 
   return kernel
 
@@ -162,28 +190,24 @@ def _pallas(step, p: Plan, reverse: bool, n_out: int, lengths, init, seqs, const
   return (*(a[:steps, :batch] for a in outs[:-1]), outs[-1][:batch])
 
 
-def _forward_kernel_step(save: bool):
+def forward_kernel(p: Plan, reverse: bool, save: bool, variant: str):
   def step(h, gi, consts, valid):
-    h, ys = forward_step(h, gi, *consts, valid)
+    h, ys = forward_step(h, gi, *consts, valid, variant)
     return h, ys if save else ys[:1]
 
-  return step
-
-
-def _backward_kernel_step(dh, seq, consts, valid):
-  return backward_step(dh, seq, consts[0], valid)
-
-
-def forward_kernel(p: Plan, reverse: bool, save: bool):
   def run(gi_r, gi_z, gi_n, h0, w, b, lengths):
-    outs = _pallas(_forward_kernel_step(save), p, reverse, 6 if save else 1, lengths, h0, (gi_r, gi_z, gi_n), (w, b))
+    n_out = 1 + residual_count(variant) if save else 1
+    outs = _pallas(step, p, reverse, n_out, lengths, h0, (gi_r, gi_z, gi_n), (w, b))
     return (outs[0], outs[-1], *outs[1:-1])
 
   return run
 
 
-def backward_kernel(p: Plan, reverse: bool):
-  def run(d_out, d_last, hp, r, z, n, hn, w, lengths):
-    return _pallas(_backward_kernel_step, p, not reverse, 4, lengths, d_last, (d_out, hp, r, z, n, hn), (w,))
+def backward_kernel(p: Plan, reverse: bool, variant: str):
+  def step(dh, seq, consts, valid):
+    return backward_step(dh, seq, consts[0], valid, variant)
+
+  def run(d_out, d_last, w, lengths, *saved):
+    return _pallas(step, p, not reverse, 4 if variant == "torch" else 3, lengths, d_last, (d_out, *saved), (w,))
 
   return run

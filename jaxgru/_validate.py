@@ -33,8 +33,6 @@ def check_impl(impl: Any, variant: str) -> str:
     raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
   if impl == "fused" and variant != "torch":
     raise ValueError(f"impl='fused' implements variant='torch' only, got variant={variant!r}; use impl='auto' or 'reference'")
-  if impl == "pallas" and variant != "torch":
-    raise ValueError(f"impl='pallas' implements variant='torch' only, got variant={variant!r}; use impl='auto' or 'reference'")
   return impl
 
 

@@ -44,7 +44,6 @@ def _without(key):
     (dict(variant="cho"), ValueError, r"variant must be one of \('torch', 'classic'\), got 'cho'"),
     (dict(impl="cudnn"), ValueError, r"impl must be one of \('auto', 'fused', 'reference', 'pallas'\), got 'cudnn'"),
     (dict(impl="fused", variant="classic"), ValueError, r"impl='fused' implements variant='torch' only"),
-    (dict(impl="pallas", variant="classic"), ValueError, r"impl='pallas' implements variant='torch' only"),
     (dict(remat="yes"), TypeError, r"remat must be a bool, got 'yes'"),
     (dict(params=[1, 2]), TypeError, r"params must be a mapping"),
     (dict(params={"w": jnp.ones(3)}), ValueError, r"no key of the form weight_ih_l0"),

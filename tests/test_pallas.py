@@ -32,10 +32,10 @@ def _loss(out, h_n):
   return jnp.sum(jnp.sin(out) * jnp.arange(1, out.shape[-1] + 1)) + jnp.sum(h_n * jnp.cos(h_n))
 
 
-@functools.partial(jax.jit, static_argnames="impl")
-def _value_and_grads(params, x, h0, lengths, *, impl):
+@functools.partial(jax.jit, static_argnames=("impl", "variant"))
+def _value_and_grads(params, x, h0, lengths, *, impl, variant="torch"):
   def loss(p, x, h0):
-    return _loss(*jaxgru.gru(p, x, h0, lengths=lengths, impl=impl))
+    return _loss(*jaxgru.gru(p, x, h0, lengths=lengths, impl=impl, variant=variant))
 
   return jax.value_and_grad(loss, argnums=(0, 1, 2))(params, x, h0)
 
@@ -46,38 +46,40 @@ def _assert_trees_close(got, want, tol):
 
 
 @pytest.mark.parametrize(
-  "steps, batch, layers, bidirectional, bias, lengths",
+  "steps, batch, layers, bidirectional, bias, lengths, variant",
   [
-    (37, 3, 2, True, True, [37, 1, 20]),  # 3 time blocks of 16 (the last padded), ragged, 2 layers, both directions
-    (16, 10, 1, False, True, None),  # 2 batch blocks of 8 (the last padded), one whole time block
-    (5, 2, 1, True, False, [2, 5]),  # no biases, one short block
+    (37, 3, 2, True, True, [37, 1, 20], "torch"),  # 3 time blocks of 16 (the last padded), ragged, 2 layers, both directions
+    (16, 10, 1, False, True, None, "torch"),  # 2 batch blocks of 8 (the last padded), one whole time block
+    (5, 2, 1, True, False, [2, 5], "torch"),  # no biases, one short block
+    (19, 10, 2, True, True, [19, 4, 1, 16, 17, 2, 3, 5, 8, 9], "classic"),  # "reset before": 2 x 2 blocks
   ],
 )
-def test_matches_reference(x64, steps, batch, layers, bidirectional, bias, lengths):
+def test_matches_reference(x64, steps, batch, layers, bidirectional, bias, lengths, variant):
   """Outputs, h_n and every gradient (params, x, h0) within float64 rounding of the reference scan."""
   keys = jax.random.split(jax.random.key(steps), 3)
   params = _random_params(keys[0], layers, bias, bidirectional)
   x = jax.random.normal(keys[1], (steps, batch, I), jnp.float64)
   h0 = jax.random.normal(keys[2], (layers * (1 + bidirectional), batch, H), jnp.float64)
   lengths = None if lengths is None else jnp.array(lengths)
-  want = _value_and_grads(params, x, h0, lengths, impl="reference")
-  got = _value_and_grads(params, x, h0, lengths, impl="pallas")
+  want = _value_and_grads(params, x, h0, lengths, impl="reference", variant=variant)
+  got = _value_and_grads(params, x, h0, lengths, impl="pallas", variant=variant)
   _assert_trees_close(got, want, 1e-11)
 
 
-@functools.partial(jax.jit, static_argnames=("reverse", "blocks"))
-def _direction_grads(x, h0, w, valid, *, reverse, blocks):
+@functools.partial(jax.jit, static_argnames=("reverse", "blocks", "variant"))
+def _direction_grads(x, h0, w, valid, *, reverse, blocks, variant):
   def loss(x, h0, w):
     if blocks is None:
-      return _loss(*_core._scan_direction(x, h0, w, valid, reverse, False, "torch"))
-    return _loss(*_pallas.direction(x, h0, w, valid, reverse, False, cpu_blocks=blocks))
+      return _loss(*_core._scan_direction(x, h0, w, valid, reverse, False, variant))
+    return _loss(*_pallas.direction(x, h0, w, valid, reverse, False, variant, cpu_blocks=blocks))
 
   return jax.value_and_grad(loss, argnums=(0, 1, 2))(x, h0, w)
 
 
-@pytest.mark.parametrize("blocks", [(2, 3), (1, 1), (4, 64)])  # (rows, steps): many batch and time blocks; one of each
+# (rows, steps): many batch and time blocks; one of each
+@pytest.mark.parametrize("blocks, variant", [((2, 3), "torch"), ((1, 1), "torch"), ((4, 64), "torch"), ((2, 3), "classic")])
 @pytest.mark.parametrize("reverse", [False, True])
-def test_blocks_match_reference(x64, blocks, reverse):
+def test_blocks_match_reference(x64, blocks, variant, reverse):
   """One direction under several block sizes: the carry crosses batch and time blocks intact."""
   key = jax.random.key(1)
   p = _random_params(key)
@@ -85,8 +87,8 @@ def test_blocks_match_reference(x64, blocks, reverse):
   x = jax.random.normal(jax.random.fold_in(key, 7), (11, 5, I), jnp.float64)
   h0 = jax.random.normal(jax.random.fold_in(key, 8), (5, H), jnp.float64)
   valid = jnp.arange(11)[:, None, None] < jnp.array([11, 4, 1, 9, 6])[None, :, None]
-  want = _direction_grads(x, h0, w, valid, reverse=reverse, blocks=None)
-  got = _direction_grads(x, h0, w, valid, reverse=reverse, blocks=blocks)
+  want = _direction_grads(x, h0, w, valid, reverse=reverse, blocks=None, variant=variant)
+  got = _direction_grads(x, h0, w, valid, reverse=reverse, blocks=blocks, variant=variant)
   _assert_trees_close(got, want, 1e-11)
 
 
@@ -129,7 +131,8 @@ def test_vmap_is_an_ensemble():
     _assert_trees_close(jax.tree.map(lambda a, m=m: a[m], got), one(member, xs[m]), 1e-6)
 
 
-def test_second_order_matches_reference(x64):
+@pytest.mark.parametrize("variant", ["torch", "classic"])
+def test_second_order_matches_reference(x64, variant):
   """grad of grad: the kernels give the first derivative, their plain-JAX twins the second."""
   params = _random_params(jax.random.key(7), bidirectional=True)
   x = jax.random.normal(jax.random.key(8), (5, 2, I), jnp.float64)
@@ -137,7 +140,7 @@ def test_second_order_matches_reference(x64):
 
   def outer(impl):
     def loss(p):
-      return _loss(*jaxgru.gru(p, x, lengths=lengths, impl=impl))
+      return _loss(*jaxgru.gru(p, x, lengths=lengths, impl=impl, variant=variant))
 
     return jax.jit(jax.grad(lambda p: sum(jnp.sum(g**2) for g in jax.tree.leaves(jax.grad(loss)(p)))))(params)
 
@@ -176,7 +179,7 @@ def test_rejects_remat_and_auto_never_picks_it():
 _TRITON = "__gpu$xla.gpu.triton"
 
 
-def _exported_kernels(platform, hidden, layers=1, steps=20, batch=5, dtype=jnp.float32):
+def _exported_kernels(platform, hidden, layers=1, steps=20, batch=5, dtype=jnp.float32, variant="torch"):
   """The custom calls of a jitted forward+backward through a bidirectional ``gru(..., impl="pallas")``
   lowered for ``platform``."""
   params = _random_params(jax.random.key(0), layers, True, True, hidden, 16, dtype)
@@ -184,7 +187,7 @@ def _exported_kernels(platform, hidden, layers=1, steps=20, batch=5, dtype=jnp.f
   lengths = jnp.arange(batch) % steps + 1
 
   def f(p, x):
-    return jax.value_and_grad(lambda p, x: _loss(*jaxgru.gru(p, x, lengths=lengths, impl="pallas")))(p, x)
+    return jax.value_and_grad(lambda p, x: _loss(*jaxgru.gru(p, x, lengths=lengths, impl="pallas", variant=variant)))(p, x)
 
   checks = [jax.export.DisabledSafetyCheck.custom_call(_TRITON)]  # Triton's call has no serialization guarantee
   exported = jax.export.export(jax.jit(f), platforms=[platform], disabled_checks=checks)(params, x)
@@ -192,18 +195,19 @@ def _exported_kernels(platform, hidden, layers=1, steps=20, batch=5, dtype=jnp.f
 
 
 @pytest.mark.parametrize(
-  "platform, hidden, layers, dtype, kernel",
+  "platform, hidden, layers, dtype, variant, kernel",
   [
-    ("cuda", 128, 2, jnp.float32, _TRITON),
-    ("cuda", 16, 1, jnp.bfloat16, _TRITON),
-    ("rocm", 64, 1, jnp.float32, _TRITON),
-    ("tpu", 256, 2, jnp.float32, "tpu_custom_call"),
-    ("tpu", 128, 1, jnp.bfloat16, "tpu_custom_call"),
+    ("cuda", 128, 2, jnp.float32, "torch", _TRITON),
+    ("cuda", 16, 1, jnp.bfloat16, "torch", _TRITON),
+    ("cuda", 32, 1, jnp.float32, "classic", _TRITON),
+    ("rocm", 64, 1, jnp.float32, "torch", _TRITON),
+    ("tpu", 256, 2, jnp.float32, "torch", "tpu_custom_call"),
+    ("tpu", 128, 1, jnp.bfloat16, "classic", "tpu_custom_call"),
   ],
 )
-def test_lowers_for_devices(platform, hidden, layers, dtype, kernel):
+def test_lowers_for_devices(platform, hidden, layers, dtype, variant, kernel):
   """Lowered without a device: one forward and one backward kernel per layer and direction."""
-  assert _exported_kernels(platform, hidden, layers, dtype=dtype).count(kernel) == 4 * layers
+  assert _exported_kernels(platform, hidden, layers, dtype=dtype, variant=variant).count(kernel) == 4 * layers
 
 
 @pytest.mark.parametrize("platform, hidden", [("cuda", 24), ("tpu", 64)])
