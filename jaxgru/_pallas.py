@@ -167,7 +167,7 @@ def direction(
   gi = gi if b_ih is None else gi + b_ih.astype(carry)
   w3 = w_hh.reshape(3, hidden, hidden)
   b3 = jnp.zeros((3, 1, hidden), carry) if b_hh is None else b_hh.reshape(3, 1, hidden).astype(carry)
-  plans = tuple((p, plan(p, steps, batch, hidden, x.dtype)) for p in PLATFORMS)
+  plans = tuple((p, plan(p, steps, batch, hidden, x.dtype) if batch else None) for p in PLATFORMS)  # B = 0: the scans
   if cpu_blocks is not None:
     plans = (("cpu", _k.Plan("cpu", *cpu_blocks, interpret=True)), *plans[1:])
   out, h_last = _recurrence(*jnp.split(gi, 3, axis=-1), h0.astype(carry), w3, b3, lengths, reverse, plans, variant)

@@ -17,8 +17,6 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 from jax.experimental import pallas as pl
-from jax.experimental.pallas import tpu as pltpu
-from jax.experimental.pallas import triton as pltriton
 
 _CONTRACT_IN = (((1,), (1,)), ((), ()))  # h (R, H) . W (H_out, H_in) -> (R, H_out): h W^T
 _CONTRACT_OUT = (((1,), (0,)), ((), ()))  # a (R, H_out) . W (H_out, H_in) -> (R, H_in): a W
@@ -160,9 +158,15 @@ def _loop_kernel(step, n_seq: int, n_const: int, steps: int, blocks: int, revers
 
 
 def _compiler_params(p: Plan):
+  """Mosaic's for TPU; Triton's for GPUs (without them jax 0.10 lowers for CUDA through Mosaic
+  GPU, which cannot lower this kernel). Imported here: they cost ``import jaxgru`` 0.3 s."""
   if p.platform == "tpu":
+    from jax.experimental.pallas import tpu as pltpu
+
     return pltpu.CompilerParams(dimension_semantics=("parallel", "arbitrary"))
   if p.platform in ("cuda", "rocm"):
+    from jax.experimental.pallas import triton as pltriton
+
     return pltriton.CompilerParams(num_warps=4, num_stages=1)
   return None
 

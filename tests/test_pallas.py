@@ -167,6 +167,13 @@ def test_bfloat16_carries_float32():
   assert errors["pallas"] < 2e-2 and errors["pallas"] < errors["reference"] / 3, errors
 
 
+def test_empty_batch_like_reference():
+  params = _random_params(jax.random.key(0), bidirectional=True, dtype=jnp.float32)
+  x = jnp.ones((3, 0, I))
+  for got, want in zip(jaxgru.gru(params, x, impl="pallas"), jaxgru.gru(params, x, impl="reference"), strict=True):
+    assert got.shape == want.shape and got.shape[1] == 0
+
+
 def test_rejects_remat_and_auto_never_picks_it():
   params = _random_params(jax.random.key(0), dtype=jnp.float32)
   x = jnp.ones((4, 2, I))
