@@ -135,6 +135,19 @@ def _recurrence_bwd(reverse, plans, variant, residuals, cotangents):
 _recurrence.defvjp(_recurrence_fwd, _recurrence_bwd)
 
 
+def _per_shard(run, x: jax.Array):
+  """Under an explicit-sharding mesh, ``run`` per shard of the batch (``jax.shard_map``): Pallas
+  refs cannot carry sharding types, and a block owns whole rows anyway. Else ``run`` itself."""
+  sharding = jax.typeof(x).sharding
+  mesh = getattr(sharding, "mesh", None)
+  if mesh is None or jax.sharding.AxisType.Explicit not in getattr(mesh, "axis_types", ()):
+    return run
+  spec = tuple(getattr(sharding, "spec", ())) + (None,) * 3
+  P = jax.sharding.PartitionSpec
+  seq, row = P(None, spec[1], None), P(spec[1], None)
+  return jax.shard_map(run, mesh=mesh, in_specs=(seq, seq, seq, row, P(), P(), row), out_specs=(seq, row), check_vma=False)
+
+
 def direction(
   x: jax.Array,
   h0: jax.Array,
@@ -170,5 +183,7 @@ def direction(
   plans = tuple((p, plan(p, steps, batch, hidden, x.dtype) if batch else None) for p in PLATFORMS)  # B = 0: the scans
   if cpu_blocks is not None:
     plans = (("cpu", _k.Plan("cpu", *cpu_blocks, interpret=True)), *plans[1:])
-  out, h_last = _recurrence(*jnp.split(gi, 3, axis=-1), h0.astype(carry), w3, b3, lengths, reverse, plans, variant)
+  run = functools.partial(_recurrence, reverse=reverse, plans=plans, variant=variant)
+  run = _per_shard(run, x)
+  out, h_last = run(*jnp.split(gi, 3, axis=-1), h0.astype(carry), w3, b3, lengths)
   return out.astype(x.dtype), h_last.astype(x.dtype)
