@@ -8,7 +8,11 @@ jitted functions.
 from __future__ import annotations
 
 import functools
+import os
+import pathlib
 import re
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -172,6 +176,34 @@ def test_empty_batch_like_reference():
   x = jnp.ones((3, 0, I))
   for got, want in zip(jaxgru.gru(params, x, impl="pallas"), jaxgru.gru(params, x, impl="reference"), strict=True):
     assert got.shape == want.shape and got.shape[1] == 0
+
+
+_TWO_DEVICES = """
+import jax, jax.numpy as jnp, numpy as np
+from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
+import jaxgru
+params = {k: v + 0.1 for k, v in jaxgru.init_gru_params(jax.random.key(0), 3, 4, bidirectional=True).items()}
+x, lengths = jax.random.normal(jax.random.key(1), (5, 4, 3)), jnp.array([5, 2, 4, 1])
+def loss(p, x, lengths, impl):
+  out, h_n = jaxgru.gru(p, x, lengths=lengths, impl=impl)
+  return jnp.sum(out**2) + jnp.sum(h_n * jnp.arange(2.0)[:, None, None])
+want = jax.grad(loss)(params, x, lengths, "reference")
+mesh = jax.make_mesh((2,), ("data",), axis_types=(AxisType.Explicit,))
+with jax.set_mesh(mesh), jax.default_matmul_precision("highest"):
+  x = jax.device_put(x, NamedSharding(mesh, P(None, "data")))
+  lengths = jax.device_put(lengths, NamedSharding(mesh, P("data")))
+  got = jax.jit(jax.grad(loss), static_argnums=3)(params, x, lengths, "pallas")
+for k in params:
+  np.testing.assert_allclose(got[k], want[k], rtol=1e-5, atol=1e-5)
+"""
+
+
+def test_two_devices_sum_the_weight_gradients():
+  """An explicit 2-device mesh (forced CPU devices, in a fresh process): each device runs its own
+  rows and the weight gradients are summed across them, as the reference computes them whole."""
+  env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"}
+  root = pathlib.Path(__file__).parent.parent
+  subprocess.run([sys.executable, "-c", _TWO_DEVICES], check=True, env=env, cwd=root, timeout=600)
 
 
 def test_rejects_remat_and_auto_never_picks_it():
