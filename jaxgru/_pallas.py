@@ -4,7 +4,9 @@ The input projection ``gi = x W_ih^T + b_ih`` is one large product outside the k
 differentiates it); the recurrence runs in a ``pallas_call`` whose grid is (batch blocks, time
 blocks): a program owns whole rows of the batch, so programs never synchronise, and it walks
 its time blocks in order, the state carried in its ``h_last`` output block. ``W_hh`` (3, H, H)
-is one block, resident for the whole call. Forward, per step, ``variant="torch"`` (gates r, z, n):
+is one block: on TPU it is copied to VMEM once and stays there for the whole call; on GPU (Triton
+blocks are views of HBM) each step reads it again, through the caches. Forward, per step,
+``variant="torch"`` (gates r, z, n):
 
 .. math::
 
