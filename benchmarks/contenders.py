@@ -2,6 +2,8 @@
 
 - ``torch``: ``torch.nn.GRU`` (cuDNN when the suite runs on a GPU), ``torch.optim.Adam``.
 - ``jaxgru``: the functional core :func:`jaxgru.gru`, jitted, on the torch model's weights.
+- ``jaxgru_pallas``: the same with ``impl="pallas"`` (the Pallas kernels); GPU only: on the CPU it
+  would time Pallas' interpreter, so the suite leaves it out there (:data:`DEVICE_ONLY`).
 - ``jaxgru_nnx``: the NNX module :class:`jaxgru.GRU`, split once and merged inside the jitted function.
 - ``flax``: Flax's own ``nnx.RNN(nnx.GRUCell)`` per layer (``nnx.Bidirectional`` when bidirectional),
   the JAX baseline users have today, split and merged the same way.
@@ -26,7 +28,8 @@ from flax import nnx
 import jaxgru
 from benchmarks.shapes import Shape
 
-CONTENDERS = ("torch", "jaxgru", "jaxgru_nnx", "flax")
+CONTENDERS = ("torch", "jaxgru", "jaxgru_nnx", "flax", "jaxgru_pallas")
+DEVICE_ONLY = ("jaxgru_pallas",)  # skipped when the suite runs on the CPU
 LEARNING_RATE = 1e-3
 
 
@@ -97,11 +100,12 @@ def jax_fns(kind: str, shape: Shape, x: jax.Array, cot: jax.Array, torch_state: 
         out = layer(out, initial_carry=(zeros, zeros) if shape.bidirectional else zeros)
       return out
 
-  elif kind == "jaxgru":
+  elif kind in ("jaxgru", "jaxgru_pallas"):
     params = {k: jnp.asarray(v) for k, v in torch_state.items()}
+    impl = "pallas" if kind == "jaxgru_pallas" else "auto"
 
     def apply(p, x):
-      return jaxgru.gru(p, x)[0]
+      return jaxgru.gru(p, x, impl=impl)[0]
 
   elif kind == "jaxgru_nnx":  # the NNX module, split once, merged inside the compiled function
     model = jaxgru.GRU(shape.input_size, shape.hidden_size, shape.num_layers, bidirectional=shape.bidirectional, rngs=nnx.Rngs(0))

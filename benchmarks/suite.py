@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from benchmarks import machine
-from benchmarks.contenders import CONTENDERS, TorchGRU, jax_call, jax_fns, max_relative_error
+from benchmarks.contenders import CONTENDERS, DEVICE_ONLY, TorchGRU, jax_call, jax_fns, max_relative_error
 from benchmarks.report import chart, markdown, ratio, write
 from benchmarks.shapes import DEFAULT_SHAPES, MODES, Shape, elementwise_flops, flops, matmul_flops, parse_shape
 
@@ -71,7 +71,10 @@ def run_cell(
   calls: dict[str, Callable[[], Any]] = {}
   compile_s: dict[str, float] = {}
   checks: dict[str, float] = {}
+  checked: dict[str, tuple[Any, tuple]] = {}
   for kind in contenders:
+    if kind in DEVICE_ONLY and device == "cpu":
+      continue
     if kind == "torch":
       calls[kind] = reference.calls[mode]
       continue
@@ -80,8 +83,8 @@ def run_cell(
     compiled = fn.lower(*fn_args).compile()
     compile_s[kind] = time.perf_counter() - start
     calls[kind] = jax_call(compiled, fn_args, mode)
-    if kind == "jaxgru":
-      checked = compiled, fn_args
+    if kind in ("jaxgru", "jaxgru_pallas"):
+      checked[kind] = compiled, fn_args
   first_ms: dict[str, float] = {}
   for kind, call in calls.items():  # warm-up; the first call (after compiling, for JAX) is kept apart
     for i in range(args.warmup):
@@ -89,13 +92,15 @@ def run_cell(
       call()
       if i == 0:
         first_ms[kind] = (time.perf_counter() - start) * 1e3
-  if "jaxgru" in calls and mode == "forward":  # the numbers being timed, against torch's
-    got = np.asarray(checked[0](*checked[1]))
-    checks["max_abs_error_vs_torch"] = float(np.max(np.abs(got - reference.forward().cpu().numpy())))
-  if "jaxgru" in calls and mode == "fwd+bwd":
-    grads, grad_x = checked[0](*checked[1])
-    want, want_x = reference.gradients()
-    checks["max_rel_grad_error_vs_torch"] = max_relative_error({**grads, "input": grad_x}, {**want, "input": want_x})
+  for kind, (compiled, fn_args) in checked.items():  # the numbers being timed, against torch's
+    prefix = "pallas_" if kind == "jaxgru_pallas" else ""
+    if mode == "forward":
+      got = np.asarray(compiled(*fn_args))
+      checks[prefix + "max_abs_error_vs_torch"] = float(np.max(np.abs(got - reference.forward().cpu().numpy())))
+    if mode == "fwd+bwd":
+      grads, grad_x = compiled(*fn_args)
+      want, want_x = reference.gradients()
+      checks[prefix + "max_rel_grad_error_vs_torch"] = max_relative_error({**grads, "input": grad_x}, {**want, "input": want_x})
   order = list(calls)
   times: dict[str, list[float]] = {k: [] for k in order}
   deadline = time.perf_counter() + args.budget

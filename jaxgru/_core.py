@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jaxgru import _cell, _fused, _validate
+from jaxgru import _cell, _fused, _pallas, _validate
 from jaxgru._params import GRUSpec, as_params, cell_spec, gru_spec, layer_key
 
 
@@ -112,7 +112,9 @@ def _stack(
     for direction in range(spec.num_directions):
       w = tuple(params.get(layer_key(k, layer, direction)) for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
       h = h0[layer * spec.num_directions + direction]
-      if fused:
+      if impl == "pallas":
+        out, h_last = _pallas.direction(layer_in, h, w, valid, direction == 1, remat, variant)
+      elif fused:
         out, h_last = _fused.direction(layer_in, h, w, valid, direction == 1, remat)
       else:
         out, h_last = _scan_direction(layer_in, h, w, valid, direction == 1, remat, variant)
@@ -164,7 +166,9 @@ def gru(
       ``jax.custom_vjp``; torch variant only); ``"reference"``: a plain ``lax.scan``
       differentiated by JAX; ``"auto"`` (default): fused for the torch variant, and the
       reference wherever forward-mode autodiff (``jax.jvp``, ``jax.jacfwd``) meets it
-      directly. Both give the same numbers up to float rounding.
+      directly. Both give the same numbers up to float rounding. ``"pallas"``: the time loop
+      in one Pallas kernel per layer and direction, for GPUs and TPUs, interpreted on the CPU
+      (README, "Pallas kernel (GPU/TPU)"); ``"auto"`` never picks it.
     remat: keep only each step's state for the backward pass and recompute the gates
       (rematerialisation): memory for long sequences bounded by the input and output.
 

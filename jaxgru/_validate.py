@@ -27,7 +27,7 @@ def check_variant(variant: Any) -> str:
   return variant
 
 
-IMPLS = ("auto", "fused", "reference")  # every implementation behind gru(impl=...); tests run over this tuple
+IMPLS = ("auto", "fused", "reference", "pallas")  # every implementation behind gru(impl=...); tests run over this tuple
 
 
 def check_impl(impl: Any, variant: str) -> str:

@@ -95,7 +95,7 @@ def test_auto_impl_falls_back_to_reference_under_forward_mode(x64):
   np.testing.assert_allclose(jac, jax.jacrev(lambda x: jaxgru.gru(params, x)[1])(x), atol=1e-12)
 
 
-@pytest.mark.parametrize("impl", ["fused", "reference"])
+@pytest.mark.parametrize("impl", ["fused", "reference", "pallas"])
 def test_explicit_sharding_mesh(impl):
   """jax.make_mesh's explicit axes: a batch-sharded x, with dropout, lengths and the default h0."""
   from jax.sharding import AxisType, NamedSharding
