@@ -63,7 +63,7 @@ def _import_keras():
 
 keras = _import_keras()
 
-from parity import _arrays, convert  # noqa: E402  (after keras, whose backend is chosen above)
+from parity import _arrays, _inputs, convert  # noqa: E402  (after keras, whose backend is chosen above)
 
 KerasLayers = Any  # a keras.layers.GRU or Bidirectional, a sequence of them, or a keras.Sequential
 
@@ -300,8 +300,15 @@ def run_keras(layers: KerasLayers, x: Any, h0: Any = None, lengths: Any = None) 
     ``(output, h_n)``: (B, T, D*H) and (L*D, B, H), NumPy arrays.
   """
   layers = _layers(layers)
-  x = keras.ops.convert_to_tensor(np.asarray(x))
-  mask = None if lengths is None else np.arange(x.shape[1])[None, :] < np.asarray(lengths)[:, None]
+  first = layers[0].forward_layer if isinstance(layers[0], keras.layers.Bidirectional) else layers[0]
+  states = sum(2 if isinstance(layer, keras.layers.Bidirectional) else 1 for layer in layers)
+  units = getattr(first, "units", None)
+  input_size = first.cell.kernel.shape[0] if isinstance(first, keras.layers.GRU) and first.built else None
+  x, h0, lengths = _inputs.check_sequence_inputs(
+    x, h0, lengths, batch_first=True, states=states, hidden=units, input_size=input_size
+  )
+  mask = None if lengths is None else np.arange(x.shape[1])[None, :] < lengths[:, None]
+  x = keras.ops.convert_to_tensor(x)
   finals, start = [], 0
   for layer in layers:
     dirs = 2 if isinstance(layer, keras.layers.Bidirectional) else 1

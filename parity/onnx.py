@@ -41,7 +41,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from parity import _arrays, convert, files
+from parity import _arrays, _inputs, convert, files
 
 OPSET = 17  # the default: GRU-14 (the current GRU), read by ONNX Runtime 1.13 and later
 MIN_OPSET = 14
@@ -205,29 +205,45 @@ def to_onnx(
 
 
 def run_onnx(
-  model: str | os.PathLike | onnx.ModelProto, x: Any, h0: Any = None, lengths: Any = None
+  model: str | os.PathLike | onnx.ModelProto, x: Any, h0: Any = None, lengths: Any = None, *, batch_first: bool | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
   """``(output, h_n)`` of a :func:`to_onnx` model, run by ONNX Runtime on the CPU.
 
-  ``h0`` and ``lengths`` are passed when the model has those inputs (``h0`` zeros when None).
+  Any model with an input ``input`` (and optionally ``h0``, ``lengths``) and outputs ``output``
+  and ``h_n`` runs, e.g. ``torch.onnx.export(gru, ..., input_names=["input", "h0"],
+  output_names=["output", "h_n"])``. ``h0`` and ``lengths`` are passed when the model has those
+  inputs (``h0`` zeros when None). ``batch_first``: whether ``x`` is (B, T, I); when None, read
+  from the model (its input's first axis named ``batch``, as :func:`to_onnx` writes it).
   """
   import onnxruntime as ort
 
   data = model.SerializeToString() if isinstance(model, onnx.ModelProto) else pathlib.Path(model).read_bytes()
   session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
-  x = np.asarray(x)
-  feeds = {"input": x}
   names = {i.name: i for i in session.get_inputs()}
+  outputs = {o.name: o for o in session.get_outputs()}
+  if "input" not in names or {"output", "h_n"} - set(outputs):
+    raise ValueError(
+      f"expected a to_onnx model (input 'input', outputs 'output', 'h_n'), got inputs {list(names)}, outputs {list(outputs)}"
+    )
+  states, hidden = (d if isinstance(d, int) else None for d in outputs["h_n"].shape[::2])
+  if batch_first is None:
+    batch_first = names["input"].shape[0] == "batch"
+  input_size = names["input"].shape[2] if isinstance(names["input"].shape[2], int) else None
+  x, h0, lengths = _inputs.check_sequence_inputs(
+    x, h0, lengths, batch_first=batch_first, states=states, hidden=hidden, input_size=input_size
+  )
+  feeds = {"input": x}
+  batch = x.shape[0] if batch_first else x.shape[1]
   if "h0" in names:
-    batch = x.shape[0] if names["input"].shape[0] == "batch" else x.shape[1]
-    shape = [d if isinstance(d, int) else batch for d in names["h0"].shape]
-    feeds["h0"] = np.zeros(shape, x.dtype) if h0 is None else np.asarray(h0, x.dtype)
+    if h0 is None and (states is None or hidden is None):
+      raise ValueError("the model's h0 input has no fixed (L*D, B, H) shape: pass h0")
+    feeds["h0"] = np.zeros((states, batch, hidden), x.dtype) if h0 is None else h0.astype(x.dtype)
   elif h0 is not None:
     raise ValueError("h0 was given but the model has no h0 input (export it with h0=True)")
   if "lengths" in names:
     if lengths is None:
       raise ValueError("the model has a lengths input: pass lengths (B,) in [1, T]")
-    feeds["lengths"] = np.asarray(lengths, np.int32)
+    feeds["lengths"] = lengths.astype(np.int32)
   elif lengths is not None:
     raise ValueError("lengths was given but the model has no lengths input (export it with lengths=True)")
   output, h_n = session.run(["output", "h_n"], feeds)
@@ -317,6 +333,8 @@ def onnx_to_params(model: str | os.PathLike | onnx.ModelProto, *, variant: str =
   for layer, node in enumerate(nodes):
     attrs, (w, r, b) = _read_node(node, stored)
     dirs, hidden = attrs["dirs"], r.shape[-1]
+    if attrs.get("hidden_size", hidden) != hidden:
+      raise ValueError(f"{attrs['name']} has hidden_size={attrs['hidden_size']} but its R holds {hidden} (shape {r.shape})")
     if attrs["linear_before_reset"] != int(variant == "torch"):
       want = "classic" if variant == "torch" else "torch"
       raise ValueError(f"{attrs['name']} has linear_before_reset={attrs['linear_before_reset']}: read it with variant={want!r}")

@@ -206,3 +206,16 @@ def test_type_errors():
   layer = pk.to_keras(random_params(1, False, True, np.float32), return_state=False)
   with pytest.raises(ValueError, match="return_state=True"):
     pk.run_keras(layer, np.zeros((B, T, I), np.float32))
+
+
+def test_run_keras_checks_its_inputs():
+  layers = pk.to_keras(random_params(2, True, True, np.float32))
+  x = np.zeros((B, T, I), np.float32)
+  with pytest.raises(ValueError, match=r"x must be 3-D \(B, T, I\)"):
+    pk.run_keras(layers, x[0])
+  with pytest.raises(ValueError, match="input size 3"):
+    pk.run_keras(layers, np.zeros((B, T, I + 1), np.float32))
+  with pytest.raises(ValueError, match=r"h0 must have shape \(L\*D, B, H\) = \(4, 3, 4\)"):
+    pk.run_keras(layers, x, np.zeros((2, B, H), np.float32))
+  with pytest.raises(ValueError, match=r"lengths must lie in \[1, T=5\]"):
+    pk.run_keras(layers, x, lengths=np.array([5, 0, 1]))

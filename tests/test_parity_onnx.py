@@ -112,7 +112,8 @@ def test_import_what_torch_exports(num_layers, bidirectional, bias):
   state = module.state_dict()
   assert params.keys() == state.keys() and all(np.array_equal(params[k], v.numpy()) for k, v in state.items())
   with jax.default_matmul_precision("highest"):  # ONNX Runtime runs torch's own export
-    assert_close(po.run_onnx(exported, x, h0), jaxgru.gru(params, x, h0, batch_first=True), "torch's export")
+    got = po.run_onnx(exported, x, h0, batch_first=True)
+    assert_close(got, jaxgru.gru(params, x, h0, batch_first=True), "torch's export")
 
 
 def gru_model(node_attrs=None, b=True, inputs=None, w_from_node=False, extra_nodes=()):
@@ -150,6 +151,7 @@ def test_import_reads_constant_nodes_and_missing_bias():
   "model, message",
   [
     (gru_model({"clip": 3.0}), "clip=3.0"),
+    (gru_model({"hidden_size": H + 1}), "hidden_size=5 but its R holds 4"),
     (gru_model({"activations": ["Sigmoid", "Relu"]}), r"activations=\['Sigmoid', 'Relu'\]"),
     (gru_model({"activation_alpha": [1.0]}), "activation_alpha"),
     (gru_model({"direction": "reverse"}), "direction='reverse'"),
@@ -193,3 +195,21 @@ def test_export_refusals_and_atomic_write(tmp_path):
     po.run_onnx(po.model_proto(params, lengths=True), np.zeros((T, B, I), np.float32))
   with pytest.raises(ValueError, match="no lengths input"):
     po.run_onnx(path, np.zeros((T, B, I), np.float32), lengths=LENGTHS)
+
+
+@pytest.mark.parametrize(
+  "kwargs, error, message",
+  [
+    (dict(x=np.zeros((T, I), np.float32)), ValueError, r"x must be 3-D \(T, B, I\)"),
+    (dict(x=np.zeros((T, B, I + 1), np.float32)), ValueError, "input size 3"),
+    (dict(h0=np.zeros((1, B + 1, H), np.float32)), ValueError, r"h0 must have shape \(L\*D, B, H\) = \(1, 3, 4\)"),
+    (dict(lengths=np.array([6, 0, 7])), ValueError, r"lengths must lie in \[1, T=6\], got \[0, 7\]"),
+    (dict(lengths=np.array([1.0, 2.0, 3.0])), TypeError, "lengths must be an integer array"),
+    (dict(lengths=np.array([1, 2])), ValueError, r"lengths must have shape \(B,\) = \(3,\)"),
+  ],
+)
+def test_run_onnx_checks_its_inputs(kwargs, error, message):
+  model = po.model_proto(random_params(1, False), lengths=True)
+  args = dict(x=np.zeros((T, B, I), np.float32), h0=None, lengths=LENGTHS) | kwargs
+  with pytest.raises(error, match=message):
+    po.run_onnx(model, **args)
