@@ -111,7 +111,8 @@ def model_proto(
     helper.make_tensor_value_info("output", elem, [*time_batch, dirs * hidden]),
     helper.make_tensor_value_info("h_n", elem, [spec.num_layers * dirs, "batch", hidden]),
   ]
-  nodes, inits = [], [numpy_helper.from_array(np.array([0, 0, -1], np.int64), "flat_directions"), _ints("axis0", [0])]
+  nodes, inits = [], [numpy_helper.from_array(np.array([0, 0, -1], np.int64), "flat_directions")]
+  inits += [_ints("axis0", [0])] if h0 else []
   x = "input"
   if batch_first:
     nodes.append(helper.make_node("Transpose", ["input"], ["input_tbi"], perm=[1, 0, 2]))
