@@ -96,6 +96,7 @@ def test_suite_writes_json_markdown_and_chart(tmp_path, capsys):
 
 def test_onnxruntime_is_skipped_with_a_note_when_missing(monkeypatch, tmp_path, capsys):
   monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if it were not installed
+  monkeypatch.setattr(suite.machine, "peak_gflops", lambda device: (1.0, "not measured"))
   argv = ["--shape", "4x2x2x3", "--modes", "forward", "--repeats", "1", "--max-repeats", "1", "--budget", "0"]
   assert suite.main(argv + ["--parts", "grid", "--contenders", "torch", "jaxgru", "onnxruntime", "--out", str(tmp_path)]) == 0
   assert "note: onnxruntime skipped" in capsys.readouterr().out
