@@ -14,6 +14,8 @@ import pytest
 import torch
 from _helpers import random_torch
 from flax import nnx
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import jaxgru
 import parity
@@ -213,3 +215,25 @@ def test_run_onnx_checks_its_inputs(kwargs, error, message):
   args = dict(x=np.zeros((T, B, I), np.float32), h0=None, lengths=LENGTHS) | kwargs
   with pytest.raises(error, match=message):
     po.run_onnx(model, **args)
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+  layers=st.integers(1, 3),
+  bidirectional=st.booleans(),
+  bias=st.booleans(),
+  sizes=st.tuples(st.integers(1, 5), st.integers(1, 5)),
+  variant=st.sampled_from(["torch", "classic"]),
+  dtype=st.sampled_from([np.float16, np.float32]),
+  batch_first=st.booleans(),
+)
+def test_any_gru_round_trips_through_onnx_bit_for_bit(layers, bidirectional, bias, sizes, variant, dtype, batch_first):
+  input_size, hidden = sizes
+  shapes = jaxgru.expected_shapes(input_size, hidden, layers, bias, bidirectional)
+  rng = np.random.default_rng(layers * 7 + hidden)
+  params = {k: jnp.asarray(rng.uniform(-2, 2, s).astype(dtype)) for k, s in shapes.items()}
+  model = po.model_proto(params, variant=variant, batch_first=batch_first, lengths=bias)
+  assert sum(n.op_type == "GRU" for n in model.graph.node) == layers
+  back = po.onnx_to_params(model, variant=variant)
+  assert back.keys() == params.keys()
+  assert all(back[k].dtype == dtype and np.array_equal(back[k], v) for k, v in params.items())
