@@ -89,8 +89,11 @@ def model_proto(
   variant = _variant(variant, found_variant)
   if batch_first is None:
     batch_first = bool(getattr(source, "batch_first", False))
-  if not isinstance(opset, int) or isinstance(opset, bool) or opset < MIN_OPSET:
-    raise ValueError(f"opset must be an integer >= {MIN_OPSET} (the GRU operator's version 14), got {opset!r}")
+  newest = onnx.defs.onnx_opset_version()
+  if not isinstance(opset, int) or isinstance(opset, bool) or not MIN_OPSET <= opset <= newest:
+    raise ValueError(
+      f"opset must be an integer in [{MIN_OPSET}, {newest}] (the GRU operator's version 14 up to this onnx's newest), got {opset!r}"
+    )
   if convert.is_cell(params):
     raise ValueError("params are a GRUCell's (weight_ih, ...): ONNX's GRU operator runs sequences; pass a GRU's params")
   convert.check_values(params, "params")
@@ -141,8 +144,9 @@ def model_proto(
     nodes.append(helper.make_node("Transpose", [x], ["output"], perm=[1, 0, 2]))
   nodes.append(helper.make_node("Concat", finals, ["h_n"], axis=0))
   graph = helper.make_graph(nodes, f"jaxgru_{variant}", inputs, outputs, inits)
-  model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="jaxgru parity")
-  model.ir_version = min(model.ir_version, 8)  # readable by older runtimes; opset 17 needs no newer IR
+  opsets = [helper.make_opsetid("", opset)]
+  model = helper.make_model(graph, opset_imports=opsets, producer_name="jaxgru parity")
+  model.ir_version = helper.find_min_ir_version_for(opsets)  # the oldest IR the opset allows: older runtimes read it
   onnx.checker.check_model(model, full_check=True)
   return model
 

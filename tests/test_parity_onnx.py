@@ -185,7 +185,7 @@ def test_export_refusals_and_atomic_write(tmp_path):
   params = random_params(1, False)
   path = po.to_onnx(params, tmp_path / "gru.onnx")
   before = path.read_bytes()
-  with pytest.raises(ValueError, match="opset must be an integer >= 14"):
+  with pytest.raises(ValueError, match=r"opset must be an integer in \[14, "):
     po.to_onnx(random_params(2, True), path, opset=13)
   assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["gru.onnx"]
   with pytest.raises(ValueError, match="GRUCell's"):
