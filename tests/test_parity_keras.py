@@ -5,6 +5,7 @@ refusals where Keras computes something torch has no twin for."""
 from __future__ import annotations
 
 import os
+import pathlib
 import subprocess
 import sys
 
@@ -26,7 +27,8 @@ LENGTHS = np.array([5, 2, 1])
 def test_keras_runs_on_jax_and_the_backend_variable_does_not_leak():
   env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
   code = "import os, parity.keras as pk; print(pk.keras.backend.backend(), 'KERAS_BACKEND' in os.environ)"
-  out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True, cwd=os.getcwd())
+  root = pathlib.Path(__file__).parent.parent
+  out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True, cwd=root)
   assert out.stdout.split() == ["jax", "False"]
 
 
