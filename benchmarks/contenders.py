@@ -7,6 +7,9 @@
 - ``jaxgru_nnx``: the NNX module :class:`jaxgru.GRU`, split once and merged inside the jitted function.
 - ``flax``: Flax's own ``nnx.RNN(nnx.GRUCell)`` per layer (``nnx.Bidirectional`` when bidirectional),
   the JAX baseline users have today, split and merged the same way.
+- ``onnxruntime``: ONNX Runtime's CPU GRU kernel (a fused C++ GRU, weights prepacked when the
+  session is made) on an ONNX model of ``GRU`` operators (:mod:`parity.onnx`) holding the torch
+  model's weights; ``forward`` only, on the CPU only (the ``onnx`` extra).
 
 Modes: ``forward`` (torch under ``no_grad``); ``fwd+bwd``, the gradient of ``sum(output * cot)``
 with respect to the parameters and the input for a fixed random cotangent; ``train``, one step of
@@ -28,8 +31,9 @@ from flax import nnx
 import jaxgru
 from benchmarks.shapes import Shape
 
-CONTENDERS = ("torch", "jaxgru", "jaxgru_nnx", "flax", "jaxgru_pallas")
+CONTENDERS = ("torch", "jaxgru", "jaxgru_nnx", "flax", "jaxgru_pallas", "onnxruntime")
 DEVICE_ONLY = ("jaxgru_pallas",)  # skipped when the suite runs on the CPU
+FORWARD_ONLY = ("onnxruntime",)  # inference engines: no gradients, no training step
 LEARNING_RATE = 1e-3
 
 
@@ -72,6 +76,36 @@ class TorchGRU:
     torch.nn.functional.mse_loss(self.model(self.x)[0], self.cot).backward()
     self.opt.step()
     self.sync()
+
+
+class OnnxRuntimeGRU:
+  """ONNX Runtime's CPU GRU on the torch model's weights: ``forward`` only, ``x`` (T, B, I) float32.
+
+  The session is made here (it prepacks the weights); ONNX Runtime picks its own thread count.
+  """
+
+  def __init__(self, x: np.ndarray, torch_state: dict[str, np.ndarray]):
+    import onnxruntime as ort
+
+    from parity import onnx as parity_onnx
+
+    model = parity_onnx.model_proto(torch_state, h0=False)
+    self.session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    self.feeds = {"input": x}
+
+  def forward(self) -> np.ndarray:
+    return self.session.run(["output"], self.feeds)[0]
+
+
+def onnxruntime_missing() -> str | None:
+  """Why the ``onnxruntime`` contender cannot run here, or None when it can."""
+  try:
+    import onnxruntime  # noqa: F401
+
+    from parity import onnx  # noqa: F401
+  except ImportError as err:
+    return f"onnxruntime skipped: {err} (install the onnx extra)"
+  return None
 
 
 def flax_model(shape: Shape) -> list[nnx.Module]:

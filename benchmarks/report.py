@@ -66,7 +66,8 @@ def markdown(report: dict[str, Any]) -> str:
     lines += [
       "",
       "Fraction of the measured peak each contender reaches (GFLOP counted: matrix products plus elementwise, "
-      "`benchmarks/shapes.py`), JAX compile times in seconds, and how far the timed jaxgru is from torch "
+      "`benchmarks/shapes.py`), JAX compile times in seconds (onnxruntime: making the session, which prepacks "
+      "the weights), and how far the timed jaxgru is from torch "
       "(forward: largest absolute difference of the output; fwd+bwd: largest difference of any gradient, "
       "relative to that gradient's largest entry):",
       "",

@@ -1,4 +1,4 @@
-"""jaxgru against torch.nn.GRU and Flax's nnx.RNN(nnx.GRUCell), side by side, in one process.
+"""jaxgru against torch.nn.GRU, Flax's nnx.RNN(nnx.GRUCell) and ONNX Runtime's GRU, side by side, in one process.
 
 Run ``python -m benchmarks`` (``--help`` for the grid, modes, contenders and repeats). For every
 shape and mode each JAX contender is compiled apart (compile time reported), every contender is
@@ -29,13 +29,24 @@ import numpy as np
 import torch
 
 from benchmarks import machine
-from benchmarks.contenders import CONTENDERS, DEVICE_ONLY, TorchGRU, jax_call, jax_fns, max_relative_error
+from benchmarks.contenders import (
+  CONTENDERS,
+  DEVICE_ONLY,
+  FORWARD_ONLY,
+  OnnxRuntimeGRU,
+  TorchGRU,
+  jax_call,
+  jax_fns,
+  max_relative_error,
+  onnxruntime_missing,
+)
 from benchmarks.report import chart, markdown, ratio, write
 from benchmarks.shapes import DEFAULT_SHAPES, MODES, Shape, elementwise_flops, flops, matmul_flops, parse_shape
 
 __all__ = [
   "CONTENDERS",
   "DEFAULT_SHAPES",
+  "FORWARD_ONLY",
   "MODES",
   "PARTS",
   "Shape",
@@ -78,6 +89,14 @@ def run_cell(
     if kind == "torch":
       calls[kind] = reference.calls[mode]
       continue
+    if kind in FORWARD_ONLY:
+      if mode != "forward" or device != "cpu":
+        continue
+      start = time.perf_counter()
+      engine = OnnxRuntimeGRU(x, reference.state_dict())
+      compile_s[kind] = time.perf_counter() - start  # the session: graph optimisation and weight prepacking
+      calls[kind] = engine.forward
+      continue
     fn, fn_args = jax_fns(kind, shape, jnp.asarray(x), jnp.asarray(cot), reference.state_dict())[mode]
     start = time.perf_counter()
     compiled = fn.lower(*fn_args).compile()
@@ -101,6 +120,9 @@ def run_cell(
       grads, grad_x = compiled(*fn_args)
       want, want_x = reference.gradients()
       checks[prefix + "max_rel_grad_error_vs_torch"] = max_relative_error({**grads, "input": grad_x}, {**want, "input": want_x})
+  if "onnxruntime" in calls:  # the engine timed computes torch's numbers too
+    want = reference.forward().cpu().numpy()
+    checks["onnxruntime_max_abs_error_vs_torch"] = float(np.max(np.abs(calls["onnxruntime"]() - want)))
   order = list(calls)
   times: dict[str, list[float]] = {k: [] for k in order}
   deadline = time.perf_counter() + args.budget
@@ -267,6 +289,10 @@ def main(argv: list[str] | None = None) -> int:
   args = cli.parse_args(argv)
   _check_out(cli, args.out)
   shapes, parts = _resolve(args)
+  full = not args.shape and not args.add_shape and set(args.modes) == set(MODES) and set(args.contenders) == set(CONTENDERS)
+  if "onnxruntime" in args.contenders and (missing := onnxruntime_missing()):
+    print(f"note: {missing}", flush=True)
+    args.contenders = [k for k in args.contenders if k != "onnxruntime"]
   if args.torch_threads:
     torch.set_num_threads(args.torch_threads)
   device = _device(args.device)
@@ -275,7 +301,6 @@ def main(argv: list[str] | None = None) -> int:
   torch.backends.cudnn.allow_tf32 = tf32
   precision = "tensorfloat32" if tf32 else "highest"
   name = args.name or device + ("-tf32" if tf32 else "")
-  full = not args.shape and not args.add_shape and set(args.modes) == set(MODES) and set(args.contenders) == set(CONTENDERS)
   if not args.name and args.quick:
     name += "-quick"
   elif not args.name and not (full and parts == list(PARTS)):
@@ -291,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
         cell = run_cell(shape, mode, tuple(args.contenders), args, device, peak)
         report["cells"].append(cell)
         line = " ".join(f"{k}={v['median_ms']:.2f}ms" for k, v in cell["results"].items())
-        ratios = " ".join(f"{k}/jaxgru={v:.2f}x" for k in ("torch", "flax") if (v := ratio(cell, k)) is not None)
+        ratios = " ".join(f"{k}/jaxgru={v:.2f}x" for k in ("torch", "flax", "onnxruntime") if (v := ratio(cell, k)) is not None)
         print(f"{str(shape):>22} {mode:>8}  {line}  {ratios}", flush=True)
     if "seed" in parts:
       report["seed_task"] = _seed_task(device)

@@ -6,6 +6,7 @@
 - :func:`load_tensors` / :func:`save_tensors` / :func:`tied_names`: a whole model's state dict, tied weights too.
 - :func:`compare` / :func:`assert_close`: outputs, states and every gradient, torch vs JAX.
 - :mod:`parity.other_jax`: weights to and from Flax's, Equinox's and Haiku's GRU cells.
+- :mod:`parity.keras`, :mod:`parity.onnx`: Keras 3 GRU layers and ONNX ``GRU`` operators (ONNX Runtime).
 - ``python -m parity``: the sweep on this machine's devices.
 
 Imports torch; :mod:`jaxgru` never does.
@@ -18,10 +19,11 @@ from parity.report import Report, assert_close, compare
 
 
 def __getattr__(name: str):
-  if name == "other_jax":  # imported on first use: it needs equinox (the `others` extra) for Equinox's cell
+  # imported on first use: other_jax needs equinox (the `others` extra), keras and onnx their extras
+  if name in ("other_jax", "keras", "onnx"):
     import importlib
 
-    return importlib.import_module("parity.other_jax")
+    return importlib.import_module(f"parity.{name}")
   raise AttributeError(f"module 'parity' has no attribute {name!r}")
 
 

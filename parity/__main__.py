@@ -12,6 +12,11 @@ Devices: the CPU always; a GPU as well when both torch (CUDA) and JAX see one.
 Sweeps: the default covers every pair of settings of layers (1, 2), bidirectional, bias and
 batch_first (6 GRU configurations, plus GRUCell with and without bias); ``--full`` runs their
 whole product (16); ``--quick`` two GRUs and a cell.
+
+Other frameworks (:mod:`parity.frameworks`): every GRU configuration of the sweep also goes to
+Keras 3 layers and to an ONNX model, run by Keras (JAX backend) and ONNX Runtime (CPU) against
+torch, float32, with and without lengths; a framework whose package is missing is skipped with a
+note, and ``--no-frameworks`` skips both.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ import numpy as np
 import torch
 
 import parity
-from parity import _argtypes
+from parity import _argtypes, frameworks
 from parity import report as _report
 
 I, H, T, B = 3, 5, 6, 4
@@ -177,6 +182,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   parser.add_argument("--cpu-only", action="store_true", help="skip a GPU even when there is one")
   parser.add_argument("--seed", type=_argtypes.seed, default=0, help="weights, inputs and cotangents, in [0, 2**32) (default 0)")
   parser.add_argument("--verbose", action="store_true", help="also print every run's full report")
+  parser.add_argument("--no-frameworks", action="store_true", help="skip Keras and ONNX Runtime (the other frameworks)")
   args = parser.parse_args(argv)
   configs = sweep("quick" if args.quick else "full" if args.full else "default")
   found, note = devices(args.cpu_only)
@@ -192,6 +198,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(note)
   with jax.enable_x64(True):
     rows = run(configs, found, args.seed)
+  if not args.no_frameworks:
+    framework_rows, notes = frameworks.run(configs, _inputs, LENGTHS, args.seed)
+    rows += framework_rows
+    for note in notes:
+      print(note)
   print(table(rows))
   failed = [r for r in rows if not r["ok"]]
   if args.verbose or failed:

@@ -77,22 +77,35 @@ def test_suite_writes_json_markdown_and_chart(tmp_path, capsys):
   assert not (tmp_path / "cpu.json").exists()  # a custom grid never replaces the default run's report
   saved = json.loads((tmp_path / "cpu-custom.json").read_text())
   assert [c["mode"] for c in saved["cells"]] == list(suite.MODES)
-  for cell in saved["cells"]:
-    assert set(cell["results"]) == set(suite.CONTENDERS) - {"jaxgru_pallas"}  # a GPU-only contender
+  for cell in saved["cells"]:  # ONNX Runtime, an inference engine, runs forward only; pallas is GPU-only
+    forward_only = set() if cell["mode"] == "forward" else set(suite.FORWARD_ONLY)
+    assert set(cell["results"]) == set(suite.CONTENDERS) - forward_only - {"jaxgru_pallas"}
     assert cell["gflop"] == suite.flops(suite.parse_shape("6x3x2x4xL2xbi"), cell["mode"]) / 1e9
     for r in cell["results"].values():
       assert r["median_ms"] > 0 and r["min_ms"] <= r["median_ms"] and r["iqr_ms"] >= 0 and r["repeats"] == 1
       assert r["fraction_of_peak"] > 0
     assert cell["results"]["torch"]["compile_s"] is None and cell["results"]["jaxgru"]["compile_s"] > 0
   assert saved["cells"][0]["max_abs_error_vs_torch"] < 1e-5  # the timed jaxgru computes torch's numbers ...
+  assert saved["cells"][0]["onnxruntime_max_abs_error_vs_torch"] < 1e-5  # ... and so does ONNX Runtime's GRU ...
   assert saved["cells"][1]["max_rel_grad_error_vs_torch"] < 1e-4  # ... and its gradients
   assert saved["machine"]["cores"] >= 1 and "jax " in saved["machine"]["versions"] and saved["peak_gflops"] > 0
   table = (tmp_path / "cpu-custom.md").read_text()
   assert "| 6x3x2x4xL2xbi | fwd+bwd |" in table and "torch/jaxgru" in table and "flax/jaxgru" in table
+  assert "onnxruntime ms" in table and "onnxruntime compile s" in table
   assert "matmul precision highest" in table and "% peak" in table and "Load average" in table
   assert matplotlib.image.imread(tmp_path / "cpu-custom.png").ndim == 3
   assert "wrote" in capsys.readouterr().out
   assert not list(tmp_path.glob("*.tmp*"))
+
+
+def test_onnxruntime_is_skipped_with_a_note_when_missing(monkeypatch, tmp_path, capsys):
+  monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if it were not installed
+  monkeypatch.setattr(suite.machine, "peak_gflops", lambda device: (1.0, "not measured"))
+  argv = ["--shape", "4x2x2x3", "--modes", "forward", "--repeats", "1", "--max-repeats", "1", "--budget", "0"]
+  assert suite.main(argv + ["--parts", "grid", "--contenders", "torch", "jaxgru", "onnxruntime", "--out", str(tmp_path)]) == 0
+  assert "note: onnxruntime skipped" in capsys.readouterr().out
+  (cell,) = json.loads((tmp_path / "cpu-custom.json").read_text())["cells"]
+  assert set(cell["results"]) == {"torch", "jaxgru"}
 
 
 def test_report_names_and_parts():

@@ -11,13 +11,18 @@ import torch
 
 import parity
 from parity import __main__ as cli
+from parity import frameworks
 
 ROOT = pathlib.Path(__file__).parent.parent
 
 
 def test_quick_sweep_runs_as_a_program():
   done = subprocess.run(
-    [sys.executable, "-m", "parity", "--quick", "--cpu-only"], cwd=ROOT, capture_output=True, text=True, timeout=300
+    [sys.executable, "-m", "parity", "--quick", "--cpu-only", "--no-frameworks"],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=300,
   )
   assert done.returncode == 0, done.stdout + done.stderr
   out = done.stdout
@@ -27,6 +32,28 @@ def test_quick_sweep_runs_as_a_program():
   assert sum(" float64 " in line for line in rows) == 5 and sum(" float32 " in line for line in rows) == 5
   assert sum(line.split()[-7] == "yes" for line in rows) == 4  # the lengths column: 2 GRUs x 2 dtypes
   assert "10 of 10 runs within tolerance" in out
+
+
+def test_the_sweep_runs_keras_and_onnx_runtime_against_torch(monkeypatch, capsys):
+  pytest.importorskip("parity.keras", reason="needs the keras extra")
+  pytest.importorskip("parity.onnx", reason="needs the onnx extra")
+  monkeypatch.setattr(
+    cli, "sweep", lambda name: [cli.Config(num_layers=2, bidirectional=True, batch_first=True), cli.Config(cell=True)]
+  )
+  monkeypatch.setattr(cli, "run", lambda *args: [])  # torch against jaxgru: tested above
+  assert cli.main(["--cpu-only"]) == 0
+  out = capsys.readouterr().out
+  for name in ("Keras", "ONNX Runtime"):
+    rows = [line for line in out.splitlines() if f" {name}: GRU L=2 bi batch_first " in line]
+    assert len(rows) == 2 and all(" float32 " in row and row.endswith("yes") for row in rows), out
+  assert "4 of 4 runs within tolerance" in out  # the cell has no twin in either framework
+
+
+def test_a_missing_framework_is_skipped_with_a_note(monkeypatch):
+  monkeypatch.setitem(sys.modules, "parity.onnx", None)  # as if onnx were not installed
+  found, notes = frameworks.available()
+  assert "ONNX Runtime" not in found and len(notes) == 1
+  assert notes[0].startswith("note: ONNX Runtime skipped") and "install the onnx extra" in notes[0]
 
 
 def test_sweeps_cover_every_pair_of_settings():

@@ -1,0 +1,102 @@
+"""The other frameworks in ``python -m parity``'s sweep: Keras 3 and ONNX Runtime against torch.
+
+Each GRU configuration of the sweep goes from torch to ``jaxgru`` (:func:`parity.from_torch`),
+on to Keras layers (:func:`parity.keras.to_keras`) and to an ONNX model
+(:func:`parity.onnx.model_proto`), and each runs in its own framework (Keras on the JAX backend,
+ONNX Runtime's CPU kernel) against torch's own forward pass: ``output`` and ``h_n``, float32 (the
+dtype both run), with and without ``lengths`` (a Keras mask, ONNX's ``sequence_lens``). A
+framework whose package is missing is skipped with a note.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import numpy as np
+import torch
+
+import parity
+from parity.report import TOLERANCES, Report, _row
+
+FRAMEWORKS = {"Keras": "parity.keras", "ONNX Runtime": "parity.onnx"}
+
+
+def _keras(module: Any, jax_module: Any, x: np.ndarray, h0: np.ndarray | None, lengths: np.ndarray | None):
+  from parity import keras as pk
+
+  xb = x if module.batch_first else np.swapaxes(x, 0, 1)  # Keras is batch-first
+  out, h_n = pk.run_keras(pk.to_keras(jax_module), xb, h0, lengths)
+  return (out if module.batch_first else np.swapaxes(out, 0, 1)), h_n
+
+
+def _onnx(module: Any, jax_module: Any, x: np.ndarray, h0: np.ndarray | None, lengths: np.ndarray | None):
+  from parity import onnx as po
+
+  model = po.model_proto(jax_module, h0=h0 is not None, lengths=lengths is not None)
+  return po.run_onnx(model, x, h0, lengths)
+
+
+RUNNERS: dict[str, Callable] = {"Keras": _keras, "ONNX Runtime": _onnx}
+
+
+def available() -> tuple[list[str], list[str]]:
+  """The frameworks whose packages import, and a note for each that does not."""
+  found, notes = [], []
+  for name, module in FRAMEWORKS.items():
+    try:
+      importlib.import_module(module)
+    except ImportError as err:
+      notes.append(f"note: {name} skipped ({err}); install the {module.split('.')[1]} extra")
+    else:
+      found.append(name)
+  return found, notes
+
+
+def run(configs: Sequence[Any], inputs: Callable, lengths: np.ndarray, seed: int = 0) -> tuple[list[dict], list[str]]:
+  """One row per framework, GRU configuration and lengths setting, as ``python -m parity``'s.
+
+  ``configs`` are the sweep's (cells are skipped: neither framework has a lone cell here);
+  ``inputs(config, dtype, seed, with_h0)`` draws ``x`` and ``h0`` as the sweep does.
+  """
+  found, notes = available()
+  rows = []
+  for name in found:
+    for index, config in enumerate(configs):
+      if config.cell:
+        continue
+      for with_lengths in (False, True):
+        with_h0 = (index + with_lengths) % 2 == 1
+        module = config.torch_module(torch.float32, seed + index).eval()
+        jax_module = parity.from_torch(module)
+        x, h0 = inputs(config, np.float32, seed + index, with_h0)
+        used = lengths if with_lengths else None
+        want = parity.run_torch(module, x, h0, lengths=used)
+        with jax.default_matmul_precision("highest"):
+          got = RUNNERS[name](module, jax_module, x, h0, used)
+        report = Report(
+          tuple(_row(q, g, want[q]) for q, g in zip(("output", "h_n"), got, strict=True)),
+          TOLERANCES["float32"],
+          "torch float32 cpu",
+          f"{name} float32 cpu",
+        )
+        worst = report.worst()
+        rows.append(
+          dict(
+            device="cpu",
+            config=f"{name}: {config}",
+            dtype="float32",
+            lengths="yes" if with_lengths else "-",
+            h0="yes" if with_h0 else "-",
+            quantities=len(report.rows),
+            worst=worst.name,
+            max_abs=worst.max_abs,
+            scale=max(1.0, worst.reference),
+            tol=report.tol,
+            ok=report.ok,
+            report=report,
+          )
+        )
+  return rows, notes

@@ -1,0 +1,322 @@
+r"""Weights between ``jaxgru`` and Keras 3's ``keras.layers.GRU`` (alone, stacked, ``Bidirectional``).
+
+Keras's GRU orders its gates (z, r, h), keeps ``kernel`` (I, 3U) and ``recurrent_kernel``
+(U, 3U) transposed against torch, and mixes the state as :math:`h' = z \odot h + (1 - z) \odot \tilde h`:
+
+- ``reset_after=True`` (Keras's default) is torch's GRU, ``variant="torch"``: ``bias`` (2, 3U)
+  holds the input and the recurrent bias, :math:`\tilde h = \tanh(W_h x + b_{ih} + r \odot (U_h h + b_{hh}))`.
+  Both directions are exact, every bias kept apart.
+- ``reset_after=False`` is the "reset before" GRU, ``variant="classic"``,
+  :math:`\tilde h = \tanh(W_h x + b_h + U_h (r \odot h))`, with one ``bias`` (3U,). ``jaxgru``'s
+  classic GRU keeps ``(1 - z) * h``, so Keras's z is ``jaxgru``'s with its pre-activation
+  negated (:math:`1 - \sigma(a) = \sigma(-a)`): z's weights and bias change sign on the way.
+  Keras has one bias per gate where ``jaxgru`` has two: into ``jaxgru`` it goes to ``bias_ih``
+  (``bias_hh`` zero); out of it ``bias_ih + bias_hh`` is folded into one (rounded once; the
+  same forward function, but training then differs: see :mod:`parity.other_jax`).
+
+A torch GRU layer is one ``keras.layers.GRU`` (one direction) or a
+``keras.layers.Bidirectional`` of two (``merge_mode="concat"``: the directions side by side,
+as torch), and ``num_layers`` is a list of them, or a ``keras.Sequential`` holding them.
+Keras's ``dropout`` and ``recurrent_dropout`` (variational masks, one per sequence, on the
+inputs and the state) have no torch twin, and torch's dropout between layers no Keras GRU
+argument: they are refused, and not carried over. So are activations other than (sigmoid,
+tanh), ``stateful`` layers, and other ``merge_mode``\ s.
+
+Masking: a Keras ``mask`` (B, T) that is True on each sequence's first ``length`` steps is
+``jaxgru``'s ``lengths``. The final states then agree; a lone Keras GRU (without
+``zero_output_for_mask=True``, which :func:`to_keras` sets) repeats its last output over the
+padding where ``jaxgru`` and torch output zeros.
+
+``go_backwards=True`` on a lone layer keeps the same weights and runs the GRU over the
+sequence from its end: its output, in the order it was computed, is
+``jaxgru.gru(params, x[:, ::-1], batch_first=True)``'s. torch has no such GRU, so only
+:func:`keras_to_params` and :func:`to_keras` (``go_backwards=True``) take it.
+
+Keras is imported with ``KERAS_BACKEND=jax`` unless it is already imported or the variable is
+set (the conversions themselves run on any backend). Needs the ``keras`` extra.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import jax
+import numpy as np
+from flax import nnx
+
+
+def _import_keras():
+  if "keras" in sys.modules or "KERAS_BACKEND" in os.environ:
+    import keras
+
+    return keras
+  os.environ["KERAS_BACKEND"] = "jax"  # read once, when keras is first imported; not left behind
+  try:
+    import keras
+  finally:
+    del os.environ["KERAS_BACKEND"]
+  return keras
+
+
+keras = _import_keras()
+
+from parity import _arrays, _inputs, convert  # noqa: E402  (after keras, whose backend is chosen above)
+
+KerasLayers = Any  # a keras.layers.GRU or Bidirectional, a sequence of them, or a keras.Sequential
+
+
+def _rzn_to_zrh(a: np.ndarray, hidden: int) -> np.ndarray:
+  """Gate blocks along axis 0, torch's (r, z, n) -> Keras's (z, r, h); its own inverse."""
+  return np.concatenate([a[hidden : 2 * hidden], a[:hidden], a[2 * hidden :]])
+
+
+def _negate_z(a: np.ndarray, hidden: int, variant: str) -> np.ndarray:
+  """torch order (r, z, n): Keras's ``reset_after=False`` z is ``1 - z`` of ``jaxgru``'s classic GRU."""
+  if variant == "torch":
+    return a
+  a = a.copy()
+  a[hidden : 2 * hidden] *= -1
+  return a
+
+
+def _layers(source: KerasLayers) -> list[Any]:
+  if isinstance(source, keras.Sequential):
+    source = [layer for layer in source.layers if not isinstance(layer, keras.layers.InputLayer)]
+  elif isinstance(source, keras.layers.GRU | keras.layers.Bidirectional):
+    source = [source]
+  if not isinstance(source, Sequence) or not source:
+    raise TypeError(
+      "expected a keras.layers.GRU or Bidirectional(GRU), a non-empty list of them or a keras.Sequential of them, "
+      f"got {type(source).__name__}"
+    )
+  return list(source)
+
+
+def _is(fn: Any, name: str) -> bool:
+  """Whether a Keras activation is ``tanh`` or ``sigmoid`` (Keras's, its op, or JAX's own)."""
+  known = {"tanh": (keras.activations.tanh, keras.ops.tanh, jax.numpy.tanh, jax.nn.tanh)}
+  known["sigmoid"] = (keras.activations.sigmoid, keras.ops.sigmoid, jax.nn.sigmoid)
+  return any(fn is f for f in known[name])
+
+
+def _check_gru(layer: Any, where: str) -> dict[str, Any]:
+  if not isinstance(layer, keras.layers.GRU):
+    raise TypeError(f"{where} must be a keras.layers.GRU or Bidirectional(GRU), got {type(layer).__name__}")
+  config = layer.get_config()
+  problems = []
+  if not (_is(layer.cell.activation, "tanh") and _is(layer.cell.recurrent_activation, "sigmoid")):
+    problems.append(
+      f"activation={config['activation']!r}, recurrent_activation={config['recurrent_activation']!r} (only tanh, sigmoid map)"
+    )
+  for key in ("dropout", "recurrent_dropout"):
+    if config[key]:
+      problems.append(f"{key}={config[key]} (torch's GRU has no variational {key}; it would be lost)")
+  if config["stateful"]:
+    problems.append("stateful=True (its state carries over between calls; jaxgru takes h0 instead)")
+  if problems:
+    raise ValueError(f"{where} ({layer.name}) cannot map to jaxgru: " + "; ".join(problems))
+  if not layer.built:
+    raise ValueError(f"{where} ({layer.name}) has no weights yet: build it (call it once, or layer.build(input_shape))")
+  return config
+
+
+def _to_torch_order(a: np.ndarray, hidden: int, variant: str) -> np.ndarray:
+  """(3U, ...) Keras gate blocks (z, r, h) -> torch's (r, z, n), z negated for ``classic``."""
+  return _negate_z(_rzn_to_zrh(a, hidden), hidden, variant)
+
+
+def _gru_arrays(layer: Any, variant: str) -> dict[str, np.ndarray]:
+  """One Keras GRU's weights as torch's ``weight_ih`` ... (bias keys only with ``use_bias``)."""
+  cell = layer.cell
+  hidden = cell.units
+  numpy = lambda v: np.asarray(keras.ops.convert_to_numpy(v.value))
+  get = lambda a: _to_torch_order(a, hidden, variant)
+  out = {"weight_ih": get(numpy(cell.kernel).T), "weight_hh": get(numpy(cell.recurrent_kernel).T)}
+  if cell.use_bias:
+    bias = numpy(cell.bias)
+    if cell.reset_after:
+      out["bias_ih"], out["bias_hh"] = get(bias[0]), get(bias[1])
+    else:
+      out["bias_ih"] = get(bias)
+      out["bias_hh"] = np.zeros_like(out["bias_ih"])
+  return out
+
+
+def keras_to_params(source: KerasLayers, *, variant: str = "torch") -> dict[str, jax.Array]:
+  """Keras GRU layers as ``jaxgru`` params, one torch layer per Keras layer.
+
+  Args:
+    source: a built ``keras.layers.GRU``, a ``keras.layers.Bidirectional`` of two, a list of
+      such layers (a stack: all with the same ``units``, ``use_bias``, ``reset_after`` and
+      number of directions) or a ``keras.Sequential`` of them.
+    variant: ``"torch"`` reads ``reset_after=True`` layers, ``"classic"`` ``reset_after=False``
+      ones (z negated, the bias to ``bias_ih``, ``bias_hh`` zero).
+
+  Returns:
+    ``{"weight_ih_l0": ..., ...}`` in the layers' dtype.
+
+  Raises:
+    TypeError: not a GRU, a Bidirectional of GRUs, or a list of them.
+    ValueError: what does not map (listed in the module docstring), a ``reset_after`` that is
+      not the ``variant``'s, layers that do not stack, or ``go_backwards`` on a layer that is
+      not the only one.
+  """
+  if variant not in ("torch", "classic"):
+    raise ValueError(f"variant must be 'torch' or 'classic', got {variant!r}")
+  layers = _layers(source)
+  params: dict[str, np.ndarray] = {}
+  first = None
+  for index, layer in enumerate(layers):
+    where = f"layer {index}"
+    if isinstance(layer, keras.layers.Bidirectional):
+      if layer.merge_mode != "concat":
+        raise ValueError(
+          f"{where} ({layer.name}) has merge_mode={layer.merge_mode!r}: torch concatenates the directions ('concat')"
+        )
+      halves = sorted([layer.forward_layer, layer.backward_layer], key=lambda half: half.go_backwards)  # torch's order
+    else:
+      halves = [layer]
+    configs = [_check_gru(half, where) for half in halves]
+    keys = ("units", "use_bias", "reset_after")
+    if len(configs) == 2 and any(configs[0][k] != configs[1][k] for k in keys):
+      raise ValueError(
+        f"{where} ({layer.name}): its two directions differ in {keys}: {[{k: c[k] for k in keys} for c in configs]}"
+      )
+    config = configs[0]
+    if len(halves) == 1 and config["go_backwards"] and len(layers) > 1:
+      raise ValueError(
+        f"{where} ({layer.name}) has go_backwards=True: only a lone one-direction layer may (torch has no such layer)"
+      )
+    if config["reset_after"] != (variant == "torch"):
+      want = "torch" if config["reset_after"] else "classic"
+      raise ValueError(f"{where} ({layer.name}) has reset_after={config['reset_after']}: read it with variant={want!r}")
+    shape = (config["units"], config["use_bias"], len(halves))
+    input_size = halves[0].cell.kernel.shape[0]
+    if first is None:
+      first = shape
+    elif shape != first or input_size != first[0] * first[2]:
+      raise ValueError(
+        f"{where} ({layer.name}) does not stack on the layers before it as a torch GRU layer: (units, use_bias, directions) "
+        f"{shape} against {first}, and its input size must be {first[0] * first[2]}, got {input_size}"
+      )
+    for half, suffix in zip(halves, ("", "_reverse"), strict=False):
+      for name, array in _gru_arrays(half, variant).items():
+        params[f"{name}_l{index}{suffix}"] = array
+  return convert.state_dict_to_params(params)
+
+
+def from_keras(source: KerasLayers, *, rngs: nnx.Rngs | None = None) -> Any:
+  """Keras GRU layers as a :class:`jaxgru.GRU` (``batch_first=True``, like Keras; eval mode).
+
+  ``variant`` follows ``reset_after``; see :func:`keras_to_params` for what is accepted.
+  """
+  layers = _layers(source)
+  first = layers[0].forward_layer if isinstance(layers[0], keras.layers.Bidirectional) else layers[0]
+  if isinstance(first, keras.layers.GRU) and first.go_backwards:
+    raise ValueError(
+      f"{first.name} has go_backwards=True: jaxgru.GRU has no such layer. Take its weights with keras_to_params and run "
+      "jaxgru.gru(params, x[:, ::-1], batch_first=True)"
+    )
+  variant = "torch" if not isinstance(first, keras.layers.GRU) or first.reset_after else "classic"
+  params = keras_to_params(layers, variant=variant)
+  return convert.module_from_params(params, batch_first=True, variant=variant, training=False, rngs=rngs)
+
+
+def to_keras(
+  source: Any,
+  variables: Mapping[str, Any] | None = None,
+  *,
+  variant: str | None = None,
+  go_backwards: bool = False,
+  return_state: bool = True,
+  zero_output_for_mask: bool = True,
+) -> list[Any]:
+  """A ``jaxgru`` GRU as built Keras layers holding its weights, one per torch layer.
+
+  Each is a ``keras.layers.GRU`` (``Bidirectional(..., merge_mode="concat")`` for two
+  directions) with ``return_sequences=True``, in the parameters' dtype; ``reset_after`` is
+  ``variant == "torch"``. Chain them (see :func:`run_keras`), or with ``return_state=False``
+  put them in a ``keras.Sequential``. Dropout between layers is not carried over.
+
+  Args:
+    source: a :class:`jaxgru.GRU`, a ``jaxgru.linen.GRU`` with ``variables``, a torch
+      ``nn.GRU``, Linen variables or a GRU's params.
+    variables: a Linen module's variables.
+    variant: for params, which GRU they are (a module's own when None, else ``"torch"``).
+    go_backwards: a lone one-direction layer that reads the sequence from its end.
+    return_state: the layers also return their final state(s).
+    zero_output_for_mask: zero outputs past each sequence's mask, as torch and ``jaxgru``.
+  """
+  params, found = convert.params_and_variant(source, variables)
+  if variant is not None and variant not in ("torch", "classic"):
+    raise ValueError(f"variant must be 'torch' or 'classic', got {variant!r}")
+  if variant is not None and found is not None and variant != found:
+    raise ValueError(f"variant={variant!r} but the module has variant={found!r}")
+  variant = variant or found or "torch"
+  if convert.is_cell(params):
+    raise ValueError("params are a GRUCell's (weight_ih, ...): pass a GRU's (weight_ih_l0, ...)")
+  convert.check_values(params, "params")
+  arrays = {k: _arrays.array_to_numpy(v, f"params[{k!r}]") for k, v in params.items()}
+  spec = convert.spec_of(arrays)
+  if go_backwards and (spec.num_layers > 1 or spec.bidirectional):
+    raise ValueError("go_backwards=True needs a one-layer, one-direction GRU (Keras's backward layer alone)")
+  hidden, dtype = spec.hidden_size, spec.dtype.name
+  layers = []
+  for layer in range(spec.num_layers):
+    inputs = spec.input_size if layer == 0 else hidden * spec.num_directions
+    options = dict(use_bias=spec.bias, reset_after=variant == "torch", return_sequences=True, return_state=return_state)
+    options |= dict(zero_output_for_mask=zero_output_for_mask, dtype=dtype)
+    if spec.bidirectional:  # Bidirectional rebuilds its layers from their configs: set the weights after
+      made = keras.layers.Bidirectional(keras.layers.GRU(hidden, **options), merge_mode="concat", dtype=dtype)
+      halves = [made.forward_layer, made.backward_layer]
+    else:
+      made = keras.layers.GRU(hidden, go_backwards=go_backwards, **options)
+      halves = [made]
+    made.build((None, None, inputs))
+    for half, suffix in zip(halves, ("", "_reverse"), strict=False):
+      get = lambda kind, s=suffix, l=layer: _rzn_to_zrh(_negate_z(arrays[f"{kind}_l{l}{s}"], hidden, variant), hidden)
+      weights = [get("weight_ih").T, get("weight_hh").T]
+      if spec.bias and variant == "torch":
+        weights.append(np.stack([get("bias_ih"), get("bias_hh")]))
+      elif spec.bias:  # one bias per gate: the two folded, rounded once
+        weights.append((get("bias_ih").astype(np.float64) + get("bias_hh")).astype(spec.dtype))
+      half.set_weights(weights)
+    layers.append(made)
+  return layers
+
+
+def run_keras(layers: KerasLayers, x: Any, h0: Any = None, lengths: Any = None) -> tuple[np.ndarray, np.ndarray]:
+  """Keras layers from :func:`to_keras` (``return_state=True``) chained as one torch GRU.
+
+  Args:
+    x: (B, T, I), batch first like Keras.
+    h0: (L*D, B, H) as ``jaxgru`` and torch lay it out, or None (zeros).
+    lengths: (B,) sequence lengths, passed to Keras as the mask ``t < length``.
+
+  Returns:
+    ``(output, h_n)``: (B, T, D*H) and (L*D, B, H), NumPy arrays.
+  """
+  layers = _layers(layers)
+  first = layers[0].forward_layer if isinstance(layers[0], keras.layers.Bidirectional) else layers[0]
+  states = sum(2 if isinstance(layer, keras.layers.Bidirectional) else 1 for layer in layers)
+  units = getattr(first, "units", None)
+  input_size = first.cell.kernel.shape[0] if isinstance(first, keras.layers.GRU) and first.built else None
+  x, h0, lengths = _inputs.check_sequence_inputs(
+    x, h0, lengths, batch_first=True, states=states, hidden=units, input_size=input_size
+  )
+  mask = None if lengths is None else np.arange(x.shape[1])[None, :] < lengths[:, None]
+  x = keras.ops.convert_to_tensor(x)
+  finals, start = [], 0
+  for layer in layers:
+    dirs = 2 if isinstance(layer, keras.layers.Bidirectional) else 1
+    kwargs = {} if h0 is None else {"initial_state": [np.asarray(h0[start + d]) for d in range(dirs)]}
+    result = layer(x, mask=mask, **kwargs)
+    if not isinstance(result, list | tuple) or len(result) != 1 + dirs:
+      raise ValueError(f"{layer.name} must return its output and final state(s): build it with return_state=True")
+    x, states = result[0], result[1:]
+    finals += [np.asarray(keras.ops.convert_to_numpy(s)) for s in states]
+    start += dirs
+  return np.asarray(keras.ops.convert_to_numpy(x)), np.stack(finals)

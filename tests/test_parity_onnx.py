@@ -1,0 +1,239 @@
+"""parity.onnx against ONNX Runtime's own GRU kernel and torch: export (NNX, Linen, params; torch
+and classic variants; batch_first, h0, packed lengths), import of what ``torch.onnx.export``
+writes, bit-exact round trips, atomic writes and the refusals."""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+from _helpers import random_torch
+from flax import nnx
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import jaxgru
+import parity
+from parity.report import TOLERANCES, _row
+
+onnx = pytest.importorskip("onnx", reason="needs the onnx extra")
+pytest.importorskip("onnxruntime", reason="needs the onnx extra")
+from onnx import helper  # noqa: E402
+
+from parity import onnx as po  # noqa: E402
+
+I, H, T, B = 3, 4, 6, 3
+LENGTHS = np.array([6, 2, 1])  # unsorted, a full sequence and a length-1 one
+TOL = TOLERANCES["float32"]
+
+
+def assert_close(got, want, what):
+  for name, g, w in zip(("output", "h_n"), got, want, strict=True):
+    row = _row(name, np.asarray(g), np.asarray(w))
+    assert row.ok(TOL), f"{what} {name}: max abs {row.max_abs:.2e} past {TOL:g}"
+
+
+def inputs(batch_first: bool, layers_x_dirs: int, seed: int = 0):
+  rng = np.random.default_rng(seed)
+  x = rng.standard_normal((B, T, I) if batch_first else (T, B, I)).astype(np.float32)
+  return x, rng.standard_normal((layers_x_dirs, B, H)).astype(np.float32)
+
+
+@pytest.mark.parametrize(
+  "num_layers, bidirectional, bias, batch_first",
+  [(1, False, True, False), (2, True, True, True), (2, False, False, False), (1, True, False, True)],
+)
+def test_export_runs_in_onnx_runtime_as_torch_and_jaxgru(num_layers, bidirectional, bias, batch_first, tmp_path):
+  gru = torch.nn.GRU(I, H, num_layers, bias=bias, batch_first=batch_first, bidirectional=bidirectional)
+  module = random_torch(gru, seed=num_layers, dtype=torch.float32).eval()
+  model = parity.from_torch(module)
+  x, h0 = inputs(batch_first, num_layers * (1 + bidirectional))
+  with jax.default_matmul_precision("highest"):
+    for lengths in (None, LENGTHS):
+      path = po.to_onnx(model, tmp_path / "gru.onnx", lengths=lengths is not None)
+      got = po.run_onnx(path, x, h0, lengths)
+      assert_close(got, model(x, h0, lengths=lengths), "ONNX Runtime vs jaxgru")
+      want = parity.run_torch(module, x, h0, lengths=lengths)
+      assert_close(got, (want["output"], want["h_n"]), "ONNX Runtime vs torch")
+  nodes = [n for n in onnx.load(path).graph.node if n.op_type == "GRU"]
+  assert len(nodes) == num_layers and onnx.load(path).opset_import[0].version == po.OPSET
+
+
+def random_params(num_layers, bidirectional, bias=True, seed=0, dtype=np.float32):
+  rng = np.random.default_rng(seed)
+  shapes = jaxgru.expected_shapes(I, H, num_layers, bias, bidirectional)
+  return {k: jnp.asarray(rng.uniform(-0.6, 0.6, s).astype(dtype)) for k, s in shapes.items()}
+
+
+def test_classic_variant_and_linen_module():
+  params = random_params(2, True, seed=1)
+  x, h0 = inputs(False, 4)
+  with jax.default_matmul_precision("highest"):
+    model = po.model_proto(params, variant="classic", lengths=True)
+    assert {helper.get_attribute_value(a) for n in model.graph.node for a in n.attribute if a.name == "linear_before_reset"} == {
+      0
+    }
+    want = jaxgru.gru(params, x, h0, lengths=LENGTHS, variant="classic")
+    assert_close(po.run_onnx(model, x, h0, LENGTHS), want, "classic")
+    linen = jaxgru.linen.GRU(I, H, num_layers=2, bidirectional=True, batch_first=True)
+    variables = {"params": params}
+    xb = np.swapaxes(x, 0, 1)
+    got = po.run_onnx(po.model_proto(linen, variables, h0=False), xb)
+    assert_close(got, linen.apply(variables, xb), "Linen")
+
+
+@pytest.mark.parametrize("variant", ["torch", "classic"])
+def test_round_trip_is_bit_exact(variant):
+  params = random_params(2, True, seed=2)
+  back = po.onnx_to_params(po.model_proto(params, variant=variant), variant=variant)
+  assert back.keys() == params.keys() and all(np.array_equal(back[k], v) for k, v in params.items())
+
+
+def torch_export(module, x, h0=None):
+  f = io.BytesIO()
+  args = (torch.from_numpy(x),) if h0 is None else (torch.from_numpy(x), torch.from_numpy(h0))
+  names = ["input", "h0"][: len(args)]
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer warnings
+    torch.onnx.export(module, args, f, dynamo=False, input_names=names, output_names=["output", "h_n"])
+  return onnx.load_from_string(f.getvalue())
+
+
+@pytest.mark.parametrize("num_layers, bidirectional, bias", [(2, True, True), (1, False, False)])
+def test_import_what_torch_exports(num_layers, bidirectional, bias):
+  gru = torch.nn.GRU(I, H, num_layers, bias=bias, batch_first=True, bidirectional=bidirectional)
+  module = random_torch(gru, seed=3, dtype=torch.float32).eval()
+  x, h0 = inputs(True, num_layers * (1 + bidirectional))
+  exported = torch_export(module, x, h0)
+  params = po.onnx_to_params(exported)
+  state = module.state_dict()
+  assert params.keys() == state.keys() and all(np.array_equal(params[k], v.numpy()) for k, v in state.items())
+  with jax.default_matmul_precision("highest"):  # ONNX Runtime runs torch's own export
+    got = po.run_onnx(exported, x, h0, batch_first=True)
+    assert_close(got, jaxgru.gru(params, x, h0, batch_first=True), "torch's export")
+
+
+def gru_model(node_attrs=None, b=True, inputs=None, w_from_node=False, extra_nodes=()):
+  """A one-node GRU model made by hand, to feed the importer what it must refuse."""
+  rng = np.random.default_rng(0)
+  inits = [
+    onnx.numpy_helper.from_array(rng.standard_normal((1, 3 * H, I)).astype(np.float32), "W"),
+    onnx.numpy_helper.from_array(rng.standard_normal((1, 3 * H, H)).astype(np.float32), "R"),
+  ]
+  if b:
+    inits.append(onnx.numpy_helper.from_array(rng.standard_normal((1, 6 * H)).astype(np.float32), "B"))
+  nodes = list(extra_nodes)
+  if w_from_node:
+    nodes.append(helper.make_node("Identity", ["W"], ["W2"]))
+  attrs = dict(hidden_size=H, linear_before_reset=1) | (node_attrs or {})
+  names = inputs or ["x", "W2" if w_from_node else "W", "R", "B" if b else ""]
+  nodes.append(helper.make_node("GRU", names, ["Y", "Y_h"], name="g", **attrs))
+  x = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [T, B, I])
+  y = helper.make_tensor_value_info("Y_h", onnx.TensorProto.FLOAT, None)
+  return helper.make_model(helper.make_graph(nodes, "g", [x], [y], inits))
+
+
+def test_import_reads_constant_nodes_and_missing_bias():
+  base = gru_model(b=False)
+  w = base.graph.initializer[0]
+  node = helper.make_node("Constant", [], ["W"], value=w)
+  model = gru_model(b=False, extra_nodes=[node])
+  del model.graph.initializer[0]
+  params = po.onnx_to_params(model)
+  assert set(params) == {"weight_ih_l0", "weight_hh_l0"}
+  assert np.array_equal(params["weight_ih_l0"][:H], onnx.numpy_helper.to_array(w)[0, H : 2 * H])  # r: ONNX's second block
+
+
+@pytest.mark.parametrize(
+  "model, message",
+  [
+    (gru_model({"clip": 3.0}), "clip=3.0"),
+    (gru_model({"hidden_size": H + 1}), "hidden_size=5 but its R holds 4"),
+    (gru_model({"activations": ["Sigmoid", "Relu"]}), r"activations=\['Sigmoid', 'Relu'\]"),
+    (gru_model({"activation_alpha": [1.0]}), "activation_alpha"),
+    (gru_model({"direction": "reverse"}), "direction='reverse'"),
+    (gru_model({"linear_before_reset": 0}), "read it with variant='classic'"),
+    (gru_model(w_from_node=True), "computed while the model runs"),
+    (
+      helper.make_model(helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "e", [], [])),
+      r"no GRU node \(its operators: Relu\)",
+    ),
+  ],
+)
+def test_import_refusals(model, message):
+  with pytest.raises(ValueError, match=message):
+    po.onnx_to_params(model)
+
+
+def test_import_refuses_nodes_that_do_not_stack():
+  one = gru_model()
+  two = gru_model()
+  node = two.graph.node[-1]
+  node.name = "g2"
+  node.input[0], node.output[0], node.output[1] = "Y", "Y2", "Y_h2"
+  one.graph.node.append(node)  # input size I, but the first layer gives H
+  with pytest.raises(ValueError, match="does not stack"):
+    po.onnx_to_params(one)
+
+
+def test_export_refusals_and_atomic_write(tmp_path):
+  params = random_params(1, False)
+  path = po.to_onnx(params, tmp_path / "gru.onnx")
+  before = path.read_bytes()
+  with pytest.raises(ValueError, match=r"opset must be an integer in \[14, "):
+    po.to_onnx(random_params(2, True), path, opset=13)
+  assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["gru.onnx"]
+  with pytest.raises(ValueError, match="GRUCell's"):
+    po.model_proto(jaxgru.init_gru_cell_params(jax.random.key(0), I, H))
+  classic = jaxgru.GRU(I, H, variant="classic", rngs=nnx.Rngs(0))
+  with pytest.raises(ValueError, match="variant='torch' but the module has variant='classic'"):
+    po.model_proto(classic, variant="torch")
+  with pytest.raises(ValueError, match="pass lengths"):
+    po.run_onnx(po.model_proto(params, lengths=True), np.zeros((T, B, I), np.float32))
+  with pytest.raises(ValueError, match="no lengths input"):
+    po.run_onnx(path, np.zeros((T, B, I), np.float32), lengths=LENGTHS)
+
+
+@pytest.mark.parametrize(
+  "kwargs, error, message",
+  [
+    (dict(x=np.zeros((T, I), np.float32)), ValueError, r"x must be 3-D \(T, B, I\)"),
+    (dict(x=np.zeros((T, B, I + 1), np.float32)), ValueError, "input size 3"),
+    (dict(h0=np.zeros((1, B + 1, H), np.float32)), ValueError, r"h0 must have shape \(L\*D, B, H\) = \(1, 3, 4\)"),
+    (dict(lengths=np.array([6, 0, 7])), ValueError, r"lengths must lie in \[1, T=6\], got \[0, 7\]"),
+    (dict(lengths=np.array([1.0, 2.0, 3.0])), TypeError, "lengths must be an integer array"),
+    (dict(lengths=np.array([1, 2])), ValueError, r"lengths must have shape \(B,\) = \(3,\)"),
+  ],
+)
+def test_run_onnx_checks_its_inputs(kwargs, error, message):
+  model = po.model_proto(random_params(1, False), lengths=True)
+  args = dict(x=np.zeros((T, B, I), np.float32), h0=None, lengths=LENGTHS) | kwargs
+  with pytest.raises(error, match=message):
+    po.run_onnx(model, **args)
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+  layers=st.integers(1, 3),
+  bidirectional=st.booleans(),
+  bias=st.booleans(),
+  sizes=st.tuples(st.integers(1, 5), st.integers(1, 5)),
+  variant=st.sampled_from(["torch", "classic"]),
+  dtype=st.sampled_from([np.float16, np.float32]),
+  batch_first=st.booleans(),
+)
+def test_any_gru_round_trips_through_onnx_bit_for_bit(layers, bidirectional, bias, sizes, variant, dtype, batch_first):
+  input_size, hidden = sizes
+  shapes = jaxgru.expected_shapes(input_size, hidden, layers, bias, bidirectional)
+  rng = np.random.default_rng(layers * 7 + hidden)
+  params = {k: jnp.asarray(rng.uniform(-2, 2, s).astype(dtype)) for k, s in shapes.items()}
+  model = po.model_proto(params, variant=variant, batch_first=batch_first, lengths=bias)
+  assert sum(n.op_type == "GRU" for n in model.graph.node) == layers
+  back = po.onnx_to_params(model, variant=variant)
+  assert back.keys() == params.keys()
+  assert all(back[k].dtype == dtype and np.array_equal(back[k], v) for k, v in params.items())
