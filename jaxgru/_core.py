@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jaxgru import _cell, _fused, _validate
+from jaxgru import _cell, _fused, _native, _validate
 from jaxgru._params import GRUSpec, cell_spec, gru_spec, layer_key
 
 
@@ -101,6 +101,8 @@ def _stack(
 ) -> tuple[jax.Array, jax.Array]:
   """All layers, time-major: (T, B, I), (L*D, B, H) -> (T, B, D*H), (L*D, B, H)."""
   fused = impl == "fused" or (impl == "auto" and variant == "torch")
+  if impl == "native":
+    _native.require(x)
   finals = []
   layer_in = x
   for layer in range(spec.num_layers):
@@ -108,7 +110,9 @@ def _stack(
     for direction in range(spec.num_directions):
       w = tuple(params.get(layer_key(k, layer, direction)) for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
       h = h0[layer * spec.num_directions + direction]
-      if fused:
+      if impl == "native":
+        out, h_last = _native.direction(layer_in, h, w, valid, direction == 1, remat)
+      elif fused:
         out, h_last = _fused.direction(layer_in, h, w, valid, direction == 1, remat)
       else:
         out, h_last = _scan_direction(layer_in, h, w, valid, direction == 1, remat, variant)

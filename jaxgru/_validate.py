@@ -25,14 +25,14 @@ def check_variant(variant: Any) -> str:
   return variant
 
 
-IMPLS = ("auto", "fused", "reference")
+IMPLS = ("auto", "fused", "reference", "native")
 
 
 def check_impl(impl: Any, variant: str) -> str:
   if impl not in IMPLS:
     raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
-  if impl == "fused" and variant != "torch":
-    raise ValueError(f"impl='fused' implements variant='torch' only, got variant={variant!r}; use impl='auto' or 'reference'")
+  if impl in ("fused", "native") and variant != "torch":
+    raise ValueError(f"impl={impl!r} implements variant='torch' only, got variant={variant!r}; use impl='auto' or 'reference'")
   return impl
 
 

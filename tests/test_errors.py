@@ -42,7 +42,7 @@ def _without(key):
     (dict(dropout=-0.1), ValueError, r"dropout must be a float in \[0, 1\)"),
     (dict(dropout="0.5"), ValueError, r"dropout must be a float"),
     (dict(variant="cho"), ValueError, r"variant must be one of \('torch', 'classic'\), got 'cho'"),
-    (dict(impl="cudnn"), ValueError, r"impl must be one of \('auto', 'fused', 'reference'\), got 'cudnn'"),
+    (dict(impl="cudnn"), ValueError, r"impl must be one of \('auto', 'fused', 'reference', 'native'\), got 'cudnn'"),
     (dict(impl="fused", variant="classic"), ValueError, r"impl='fused' implements variant='torch' only"),
     (dict(remat="yes"), TypeError, r"remat must be a bool, got 'yes'"),
     (dict(params=[1, 2]), TypeError, r"params must be a mapping"),

@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-from _helpers import compare_with_torch, random_torch
+from _helpers import compare_with_torch, needs_native, random_torch
 
 I, H, T, B = 3, 5, 6, 4
 
@@ -57,7 +57,7 @@ LENGTHS = {
 }
 
 
-@pytest.mark.parametrize("impl", ["fused", "reference"])
+@pytest.mark.parametrize("impl", ["fused", "reference", pytest.param("native", marks=needs_native)])
 @pytest.mark.parametrize("case", CASES, ids=str)
 def test_gru_matches_torch(case: Case, impl, precision):
   module = torch.nn.GRU(I, H, case.layers, bias=case.bias, batch_first=case.batch_first, bidirectional=case.bidirectional)

@@ -1,0 +1,411 @@
+// One layer and direction of torch's GRU on the CPU, forward and backward, as XLA FFI handlers.
+//
+// Axis legend: T time, B batch, I input size, H hidden size, K steps per chunk, P batch parts.
+// Every buffer is row-major; gates are stacked (r, z, n) along 3H like torch's weights.
+//
+// Forward, per step t and batch row b (torch's equations):
+//   r  = sigma(W_ir x + b_ir + W_hr h + b_hr)
+//   z  = sigma(W_iz x + b_iz + W_hz h + b_hz)
+//   hn = W_hn h + b_hn
+//   n  = tanh(W_in x + b_in + r * hn)
+//   h' = (1 - z) * n + z * h              (h' = h where the step is masked out)
+// Backward, with g = dL/dh' (the carried dh plus this step's output cotangent):
+//   a_n = g (1 - z) (1 - n^2)     a_z = g (h - n) z (1 - z)     a_r = a_n hn r (1 - r)
+//   dh  = g z + [a_r, a_z, a_n r] W_hh                 (dh = g where the step is masked out)
+//   dx  = [a_r, a_z, a_n] W_ih
+//   dW_ih += [a_r, a_z, a_n]^T x    dW_hh += [a_r, a_z, a_n r]^T h    db = the same rows summed
+//
+// The batch rows of a sequence never meet, so the batch is cut into P parts that run the whole
+// time loop on their own (no barrier per step) on XLA's intra-op thread pool; the weight
+// gradients are summed over parts at the end. Within a part, time runs in chunks of K steps: the
+// chunk's input projection (and in the backward pass its weight gradients) is one product over
+// K * rows, the recurrent product one per step. Products go to a cblas ?gemm whose address the
+// Python side hands over (jaxgru/_native.py): the BLAS is chosen at run time, not at build time.
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <thread>
+#include <type_traits>
+#include <vector>
+
+#include "xla/ffi/api/ffi.h"
+
+namespace ffi = xla::ffi;
+
+namespace {
+
+// cblas ?gemm (row-major = 101, no transpose = 111, transpose = 112).
+using Sgemm = void (*)(int, int, int, int, int, int, float, const float*, int, const float*, int, float, float*, int);
+using Dgemm = void (*)(int, int, int, int, int, int, double, const double*, int, const double*, int, double, double*, int);
+Sgemm sgemm = nullptr;
+Dgemm dgemm = nullptr;
+constexpr int kChunk = 16;    // K
+constexpr int kMinRows = 8;   // the fewest batch rows worth a thread of their own
+
+// C (m, n) = alpha op(A) op(B) + beta C, row-major.
+template <typename T>
+void Gemm(bool ta, bool tb, int m, int n, int k, const T* a, int lda, const T* b, int ldb, T beta, T* c, int ldc) {
+  if (m == 0 || n == 0) return;
+  if (k == 0) {
+    for (int i = 0; i < m; ++i)
+      for (int j = 0; j < n; ++j) c[i * ldc + j] = beta == T(0) ? T(0) : beta * c[i * ldc + j];
+    return;
+  }
+  if constexpr (std::is_same_v<T, float>) {
+    sgemm(101, ta ? 112 : 111, tb ? 112 : 111, m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc);
+  } else {
+    dgemm(101, ta ? 112 : 111, tb ? 112 : 111, m, n, k, 1.0, a, lda, b, ldb, beta, c, ldc);
+  }
+}
+
+// exp(x) to about one ulp, branch-free so that the gate loops vectorise: x = n ln2 + r with
+// |r| <= ln2 / 2, exp(r) by its Taylor series (degree 7 for float, 13 for double), 2^n built in
+// the exponent bits. NaN stays NaN; the clamp keeps 2^n a normal number.
+template <typename T>
+inline T Exp(T x) {
+  using U = std::conditional_t<std::is_same_v<T, float>, uint32_t, uint64_t>;
+  constexpr bool f32 = std::is_same_v<T, float>;
+  constexpr T lo = f32 ? T(-87.0) : T(-708.0), hi = f32 ? T(88.0) : T(709.0);
+  constexpr T magic = f32 ? T(12582912.0) : T(6755399441055744.0);  // 1.5 * 2^(mantissa bits)
+  constexpr T ln2_hi = f32 ? T(0.693145751953125) : T(0.6931471803691238);
+  constexpr T ln2_lo = f32 ? T(1.428606765330187e-06) : T(1.9082149292705877e-10);
+  x = x < lo ? lo : (x > hi ? hi : x);
+  T shifted = x * T(1.4426950408889634) + magic;  // round(x / ln2) sits in the low mantissa bits
+  T n = shifted - magic;
+  T r = (x - n * ln2_hi) - n * ln2_lo;
+  constexpr int degree = f32 ? 7 : 13;
+  T p = T(1);
+  for (int k = degree; k >= 1; --k) p = T(1) + p * r / T(k);
+  U bits;
+  std::memcpy(&bits, &shifted, sizeof bits);
+  constexpr int shift = f32 ? 23 : 52;
+  constexpr U bias = f32 ? 127 : 1023;
+  U scale_bits = (bits + bias) << shift;  // the magic number's own bits shift out
+  T scale;
+  std::memcpy(&scale, &scale_bits, sizeof scale);
+  return p * scale;
+}
+
+template <typename T>
+inline T Sigmoid(T x) {
+  return T(1) / (T(1) + Exp(-x));
+}
+
+template <typename T>
+inline T Tanh(T x) {
+  return T(2) / (T(1) + Exp(T(-2) * x)) - T(1);
+}
+
+// Runs fn(part) for part in [0, parts) on the calling thread and XLA's pool. Parts are claimed
+// from a counter, so the caller never waits for a task that has not started: no deadlock when
+// the pool is busy (or is the caller), and a task that starts late finds nothing left to do.
+template <typename F>
+void ParallelFor(ffi::ThreadPool& pool, int parts, F fn) {
+  if (parts <= 1) {
+    if (parts == 1) fn(0);
+    return;
+  }
+  struct State {
+    std::atomic<int> next{0}, done{0};
+  };
+  auto state = std::make_shared<State>();
+  auto work = [state, parts, fn] {
+    for (int p; (p = state->next.fetch_add(1)) < parts;) {
+      fn(p);
+      state->done.fetch_add(1, std::memory_order_release);
+    }
+  };
+  for (int i = 1; i < parts; ++i) pool.Schedule(decltype(work)(work));
+  work();
+  while (state->done.load(std::memory_order_acquire) < parts) std::this_thread::yield();
+}
+
+int Parts(ffi::ThreadPool& pool, int64_t batch) {
+  int64_t threads = std::max<int64_t>(1, pool.num_threads());
+  return static_cast<int>(std::clamp<int64_t>(batch / kMinRows, 1, threads));
+}
+
+struct Dims {
+  int64_t T, B, I, H;
+};
+
+// The buffers one part works on; every pointer is at row 0 of the whole batch.
+template <typename T>
+struct Layer {
+  Dims d;
+  const T *x, *h0, *w_ih, *w_hh, *b_ih, *b_hh;
+  const bool* valid;  // (T, B)
+};
+
+// Gathers rows [b0, b0 + rows) of steps [t0, t0 + k) of src (T, B, cols) into dst (k * rows, cols),
+// zeroing masked-out rows (their x may be NaN padding). With src == nullptr, step -1 is h0.
+template <typename T>
+void Gather(const T* src, const T* h0, const bool* valid, const Dims& d, int64_t cols, int64_t t0, int k, int64_t b0, int rows,
+            T* dst) {
+  for (int s = 0; s < k; ++s) {
+    for (int i = 0; i < rows; ++i) {
+      int64_t t = t0 + s, b = b0 + i;
+      T* out = dst + (int64_t(s) * rows + i) * cols;
+      const T* in = t < 0 ? h0 + b * cols : src + (t * d.B + b) * cols;
+      if (valid != nullptr && !valid[t * d.B + b]) {
+        std::fill(out, out + cols, T(0));
+      } else {
+        std::copy(in, in + cols, out);
+      }
+    }
+  }
+}
+
+// One step's gates for `rows` rows from gi (rows, 3H) = W_ih x and gh (rows, 3H) = W_hh h (no biases
+// yet): writes (r, z, n, hn) into gates (rows, 4H) and h' into h_new (rows, H).
+#if defined(__x86_64__) && defined(__linux__) && defined(__GNUC__) && !defined(__clang__)
+#define JAXGRU_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))  // vector width picked at load
+#else
+#define JAXGRU_CLONES
+#endif
+
+template <typename T>
+JAXGRU_CLONES void Gates(const T* gi, const T* gh, const T* b_ih,
+                                                                         const T* b_hh, const T* h, int rows, int64_t H,
+                                                                         T* gates, T* h_new) {
+  for (int i = 0; i < rows; ++i) {
+    const T *gi_r = gi + i * 3 * H, *gi_z = gi_r + H, *gi_n = gi_z + H;
+    const T *gh_r = gh + i * 3 * H, *gh_z = gh_r + H, *gh_n = gh_z + H;
+    T *r = gates + i * 4 * H, *z = r + H, *n = z + H, *hn = n + H;
+    const T* hp = h + i * H;
+    T* out = h_new + i * H;
+    for (int64_t j = 0; j < H; ++j) {
+      r[j] = Sigmoid(gi_r[j] + b_ih[j] + gh_r[j] + b_hh[j]);
+      z[j] = Sigmoid(gi_z[j] + b_ih[H + j] + gh_z[j] + b_hh[H + j]);
+      hn[j] = gh_n[j] + b_hh[2 * H + j];
+      n[j] = Tanh(gi_n[j] + b_ih[2 * H + j] + r[j] * hn[j]);
+      out[j] = (T(1) - z[j]) * n[j] + z[j] * hp[j];
+    }
+  }
+}
+
+// Forward for batch rows [b0, b0 + rows): out (T, B, H) zero where masked, h_last (B, H), and when
+// saving, states (T, B, H) (the carried state after each step) and gates (T, B, 4H) = (r, z, n, hn).
+template <typename T>
+void ForwardPart(const Layer<T>& L, int64_t b0, int rows, T* out, T* h_last, T* states, T* saved) {
+  const int64_t H = L.d.H, I = L.d.I, B = L.d.B;
+  std::vector<T> xk(kChunk * rows * I), gi(kChunk * rows * 3 * H), gh(rows * 3 * H), gates(rows * 4 * H);
+  std::vector<T> h(L.h0 + b0 * H, L.h0 + (b0 + rows) * H), h_new(rows * H);
+  for (int64_t t0 = 0; t0 < L.d.T; t0 += kChunk) {
+    int k = static_cast<int>(std::min<int64_t>(kChunk, L.d.T - t0));
+    Gather(L.x, L.h0, L.valid, L.d, I, t0, k, b0, rows, xk.data());
+    Gemm<T>(false, true, k * rows, 3 * H, I, xk.data(), I, L.w_ih, I, T(0), gi.data(), 3 * H);  // (K rows, 3H)
+    for (int s = 0; s < k; ++s) {
+      int64_t t = t0 + s;
+      Gemm<T>(false, true, rows, 3 * H, H, h.data(), H, L.w_hh, H, T(0), gh.data(), 3 * H);
+      Gates(gi.data() + int64_t(s) * rows * 3 * H, gh.data(), L.b_ih, L.b_hh, h.data(), rows, H, gates.data(), h_new.data());
+      for (int i = 0; i < rows; ++i) {
+        int64_t row = t * B + b0 + i;
+        bool ok = L.valid[row];
+        T* hi = h.data() + i * H;
+        if (ok) std::copy(h_new.data() + i * H, h_new.data() + (i + 1) * H, hi);
+        if (ok) {
+          std::copy(hi, hi + H, out + row * H);
+        } else {
+          std::fill(out + row * H, out + (row + 1) * H, T(0));
+        }
+        if (states != nullptr) std::copy(hi, hi + H, states + row * H);
+        if (saved != nullptr) {
+          T* dst = saved + row * 4 * H;
+          if (ok) {
+            std::copy(gates.data() + i * 4 * H, gates.data() + (i + 1) * 4 * H, dst);
+          } else {
+            std::fill(dst, dst + 4 * H, T(0));
+          }
+        }
+      }
+    }
+  }
+  std::copy(h.begin(), h.end(), h_last + b0 * H);
+}
+
+// Backward for batch rows [b0, b0 + rows): dx (T, B, I), dh0 (B, H), and this part's weight
+// gradients dw_ih (3H, I), dw_hh (3H, H), db_ih, db_hh (3H,), overwritten. saved == nullptr
+// (remat): the gates again from the states, one chunk at a time.
+template <typename T>
+void BackwardPart(const Layer<T>& L, const T* states, const T* saved, const T* d_out, const T* d_last, int64_t b0, int rows,
+                  T* dx, T* dh0, T* dw_ih, T* dw_hh, T* db_ih, T* db_hh) {
+  const int64_t H = L.d.H, I = L.d.I, B = L.d.B, G = 3 * H;
+  std::vector<T> xk(kChunk * rows * I), hp(kChunk * rows * H), a_i(kChunk * rows * G), a_h(kChunk * rows * G),
+    dxk(kChunk * rows * I), gates, gi, gh;
+  if (saved == nullptr) {
+    gates.resize(kChunk * rows * 4 * H), gi.resize(kChunk * rows * G), gh.resize(kChunk * rows * G);
+  }
+  std::vector<T> dh(d_last + b0 * H, d_last + (b0 + rows) * H);
+  std::vector<T> scratch_h(rows * H);
+  std::fill(dw_ih, dw_ih + G * I, T(0));
+  std::fill(dw_hh, dw_hh + G * H, T(0));
+  std::fill(db_ih, db_ih + G, T(0));
+  std::fill(db_hh, db_hh + G, T(0));
+  int64_t chunks = (L.d.T + kChunk - 1) / kChunk;
+  for (int64_t c = chunks - 1; c >= 0; --c) {
+    int64_t t0 = c * kChunk;
+    int k = static_cast<int>(std::min<int64_t>(kChunk, L.d.T - t0));
+    Gather(L.x, L.h0, L.valid, L.d, I, t0, k, b0, rows, xk.data());
+    Gather(states, L.h0, static_cast<const bool*>(nullptr), L.d, H, t0 - 1, k, b0, rows, hp.data());  // h before each step
+    if (saved == nullptr) {
+      Gemm<T>(false, true, k * rows, G, I, xk.data(), I, L.w_ih, I, T(0), gi.data(), G);
+      Gemm<T>(false, true, k * rows, G, H, hp.data(), H, L.w_hh, H, T(0), gh.data(), G);
+      for (int s = 0; s < k; ++s) {
+        int64_t off = int64_t(s) * rows;
+        Gates(gi.data() + off * G, gh.data() + off * G, L.b_ih, L.b_hh, hp.data() + off * H, rows, H,
+              gates.data() + off * 4 * H, scratch_h.data());
+      }
+    }
+    for (int s = k - 1; s >= 0; --s) {
+      int64_t t = t0 + s;
+      for (int i = 0; i < rows; ++i) {
+        int64_t row = t * B + b0 + i, local = int64_t(s) * rows + i;
+        const T* gt = saved != nullptr ? saved + row * 4 * H : gates.data() + local * 4 * H;
+        const T *r = gt, *z = r + H, *n = z + H, *hn = n + H, *h = hp.data() + local * H, *g_out = d_out + row * H;
+        T *ar = a_i.data() + local * G, *az = ar + H, *an = az + H, *hr = a_h.data() + local * G, *hz = hr + H, *gn = hz + H;
+        T* dhi = dh.data() + i * H;
+        if (!L.valid[row]) {  // a skipped step passes dh through and sees no gradient
+          std::fill(ar, ar + G, T(0));
+          std::fill(hr, hr + G, T(0));
+          continue;
+        }
+        for (int64_t j = 0; j < H; ++j) {
+          T g = dhi[j] + g_out[j];
+          an[j] = g * (T(1) - z[j]) * (T(1) - n[j] * n[j]);
+          az[j] = g * (h[j] - n[j]) * z[j] * (T(1) - z[j]);
+          ar[j] = an[j] * hn[j] * r[j] * (T(1) - r[j]);
+          hr[j] = ar[j], hz[j] = az[j], gn[j] = an[j] * r[j];
+          dhi[j] = g * z[j];
+        }
+      }
+      // dh += [a_r, a_z, a_n r] W_hh: (rows, 3H) x (3H, H); masked rows add zero.
+      Gemm<T>(false, false, rows, H, G, a_h.data() + int64_t(s) * rows * G, G, L.w_hh, H, T(1), dh.data(), H);
+    }
+    int m = k * rows;
+    Gemm<T>(true, false, G, I, m, a_i.data(), G, xk.data(), I, T(1), dw_ih, I);
+    Gemm<T>(true, false, G, H, m, a_h.data(), G, hp.data(), H, T(1), dw_hh, H);
+    Gemm<T>(false, false, m, I, G, a_i.data(), G, L.w_ih, I, T(0), dxk.data(), I);
+    for (int q = 0; q < m; ++q) {
+      for (int64_t j = 0; j < G; ++j) db_ih[j] += a_i[q * G + j], db_hh[j] += a_h[q * G + j];
+      int64_t t = t0 + q / rows, b = b0 + q % rows;
+      std::copy(dxk.data() + int64_t(q) * I, dxk.data() + int64_t(q + 1) * I, dx + (t * B + b) * I);
+    }
+  }
+  std::copy(dh.begin(), dh.end(), dh0 + b0 * H);
+}
+
+template <ffi::DataType E>
+Layer<ffi::NativeType<E>> MakeLayer(ffi::Buffer<E> x, ffi::Buffer<E> h0, ffi::Buffer<E> w_ih, ffi::Buffer<E> w_hh,
+                                    ffi::Buffer<E> b_ih, ffi::Buffer<E> b_hh, ffi::Buffer<ffi::PRED> valid) {
+  auto dims = x.dimensions();
+  Dims d{dims[0], dims[1], dims[2], h0.dimensions()[1]};
+  return {d, x.typed_data(), h0.typed_data(), w_ih.typed_data(), w_hh.typed_data(), b_ih.typed_data(), b_hh.typed_data(),
+          valid.typed_data()};
+}
+
+ffi::Error NoBlas() { return ffi::Error(ffi::ErrorCode::kFailedPrecondition, "jaxgru native kernel: no BLAS was set"); }
+
+template <ffi::DataType E, bool kSave>
+ffi::Error Forward(ffi::ThreadPool pool, ffi::Buffer<E> x, ffi::Buffer<E> h0, ffi::Buffer<E> w_ih, ffi::Buffer<E> w_hh,
+                   ffi::Buffer<E> b_ih, ffi::Buffer<E> b_hh, ffi::Buffer<ffi::PRED> valid, ffi::ResultBuffer<E> out,
+                   ffi::ResultBuffer<E> h_last, ffi::ResultBuffer<E> states, ffi::ResultBuffer<E> gates) {
+  if (sgemm == nullptr || dgemm == nullptr) return NoBlas();
+  auto L = MakeLayer<E>(x, h0, w_ih, w_hh, b_ih, b_hh, valid);
+  int parts = Parts(pool, L.d.B);
+  using T = ffi::NativeType<E>;
+  T* s = kSave ? states->typed_data() : nullptr;
+  T* g = kSave && gates->element_count() > 0 ? gates->typed_data() : nullptr;  // empty under remat
+  ParallelFor(pool, parts, [&](int p) {
+    int64_t b0 = L.d.B * p / parts, b1 = L.d.B * (p + 1) / parts;
+    ForwardPart(L, b0, static_cast<int>(b1 - b0), out->typed_data(), h_last->typed_data(), s, g);
+  });
+  return ffi::Error::Success();
+}
+
+template <ffi::DataType E>
+ffi::Error Backward(ffi::ThreadPool pool, ffi::Buffer<E> x, ffi::Buffer<E> h0, ffi::Buffer<E> w_ih, ffi::Buffer<E> w_hh,
+                    ffi::Buffer<E> b_ih, ffi::Buffer<E> b_hh, ffi::Buffer<ffi::PRED> valid, ffi::Buffer<E> states,
+                    ffi::Buffer<E> gates, ffi::Buffer<E> d_out, ffi::Buffer<E> d_last, bool remat, ffi::ResultBuffer<E> dx,
+                    ffi::ResultBuffer<E> dh0, ffi::ResultBuffer<E> dw_ih, ffi::ResultBuffer<E> dw_hh, ffi::ResultBuffer<E> db_ih,
+                    ffi::ResultBuffer<E> db_hh) {
+  if (sgemm == nullptr || dgemm == nullptr) return NoBlas();
+  using T = ffi::NativeType<E>;
+  auto L = MakeLayer<E>(x, h0, w_ih, w_hh, b_ih, b_hh, valid);
+  const int64_t G = 3 * L.d.H, I = L.d.I, H = L.d.H, size = G * (I + H + 2);
+  int parts = Parts(pool, L.d.B);
+  std::vector<T> partial(size_t(parts) * size);  // per part: dw_ih, dw_hh, db_ih, db_hh
+  ParallelFor(pool, parts, [&](int p) {
+    int64_t b0 = L.d.B * p / parts, b1 = L.d.B * (p + 1) / parts;
+    T* w = partial.data() + p * size;
+    BackwardPart(L, states.typed_data(), remat ? nullptr : gates.typed_data(), d_out.typed_data(), d_last.typed_data(), b0,
+                 static_cast<int>(b1 - b0), dx->typed_data(), dh0->typed_data(), w, w + G * I, w + G * (I + H),
+                 w + G * (I + H + 1));
+  });
+  T* dst[4] = {dw_ih->typed_data(), dw_hh->typed_data(), db_ih->typed_data(), db_hh->typed_data()};
+  int64_t offset[5] = {0, G * I, G * (I + H), G * (I + H + 1), size};
+  for (int a = 0; a < 4; ++a) {
+    for (int64_t j = offset[a]; j < offset[a + 1]; ++j) {
+      T sum = T(0);
+      for (int p = 0; p < parts; ++p) sum += partial[p * size + j];
+      dst[a][j - offset[a]] = sum;
+    }
+  }
+  return ffi::Error::Success();
+}
+
+}  // namespace
+
+extern "C" void jaxgru_set_blas(void* s, void* d) {
+  sgemm = reinterpret_cast<Sgemm>(s);
+  dgemm = reinterpret_cast<Dgemm>(d);
+}
+
+#define JAXGRU_FORWARD(name, E, save)                                                                    \
+  XLA_FFI_DEFINE_HANDLER_SYMBOL(name, (Forward<E, save>),                                                \
+                                ffi::Ffi::Bind()                                                         \
+                                  .Ctx<ffi::ThreadPool>()                                                \
+                                  .Arg<ffi::Buffer<E>>()                                                 \
+                                  .Arg<ffi::Buffer<E>>()                                                 \
+                                  .Arg<ffi::Buffer<E>>()                                                 \
+                                  .Arg<ffi::Buffer<E>>()                                                 \
+                                  .Arg<ffi::Buffer<E>>()                                                 \
+                                  .Arg<ffi::Buffer<E>>()                                                 \
+                                  .Arg<ffi::Buffer<ffi::PRED>>()                                         \
+                                  .Ret<ffi::Buffer<E>>()                                                 \
+                                  .Ret<ffi::Buffer<E>>()                                                 \
+                                  .Ret<ffi::Buffer<E>>()                                                 \
+                                  .Ret<ffi::Buffer<E>>());
+
+#define JAXGRU_BACKWARD(name, E)                                                                         \
+  XLA_FFI_DEFINE_HANDLER_SYMBOL(name, Backward<E>,                                                       \
+                                ffi::Ffi::Bind()                                                         \
+                                  .Ctx<ffi::ThreadPool>()                                                \
+                                  .Arg<ffi::Buffer<E>>()                                                 \
+                                  .Arg<ffi::Buffer<E>>()                                                 \
+                                  .Arg<ffi::Buffer<E>>()                                                 \
+                                  .Arg<ffi::Buffer<E>>()                                                 \
+                                  .Arg<ffi::Buffer<E>>()                                                 \
+                                  .Arg<ffi::Buffer<E>>()                                                 \
+                                  .Arg<ffi::Buffer<ffi::PRED>>()                                         \
+                                  .Arg<ffi::Buffer<E>>()                                                 \
+                                  .Arg<ffi::Buffer<E>>()                                                 \
+                                  .Arg<ffi::Buffer<E>>()                                                 \
+                                  .Arg<ffi::Buffer<E>>()                                                 \
+                                  .Attr<bool>("remat")                                                   \
+                                  .Ret<ffi::Buffer<E>>()                                                 \
+                                  .Ret<ffi::Buffer<E>>()                                                 \
+                                  .Ret<ffi::Buffer<E>>()                                                 \
+                                  .Ret<ffi::Buffer<E>>()                                                 \
+                                  .Ret<ffi::Buffer<E>>()                                                 \
+                                  .Ret<ffi::Buffer<E>>());
+
+JAXGRU_FORWARD(jaxgru_forward_f32, ffi::F32, false)
+JAXGRU_FORWARD(jaxgru_forward_f64, ffi::F64, false)
+JAXGRU_FORWARD(jaxgru_forward_save_f32, ffi::F32, true)
+JAXGRU_FORWARD(jaxgru_forward_save_f64, ffi::F64, true)
+JAXGRU_BACKWARD(jaxgru_backward_f32, ffi::F32)
+JAXGRU_BACKWARD(jaxgru_backward_f64, ffi::F64)
