@@ -107,18 +107,45 @@ def _forward(x, h0, w, valid, save: bool, remat: bool):
   states = (steps, batch, hidden) if save else (0,)
   gates = (steps, batch, 4 * hidden) if save and not remat else (0,)
   shapes = [(steps, batch, hidden), (batch, hidden), states, gates]
-  return _call("jaxgru_forward_save" if save else "jaxgru_forward", x.dtype, shapes, *_operands(x, h0, w, valid))
+  return tuple(_call("jaxgru_forward_save" if save else "jaxgru_forward", x.dtype, shapes, *_operands(x, h0, w, valid)))
+
+
+def _reference_forward(x, h0, w, valid):
+  """(out, h_last, states) by the fused path's forward scan: plain JAX, differentiable both ways."""
+  h_last, states = _fused._forward(x, h0, w, valid, False, _fused.chunk_size(x.shape[0]))
+  return _fused._output(states, valid), h_last, states
 
 
 def _reference_grads(x, h0, w, valid, d_out, d_last):
-  """The fused XLA path's VJP, plain differentiable JAX: what the kernel's backward computes."""
+  """The fused path's VJP, plain JAX: what the kernel's backward pass computes."""
   _, pull = jax.vjp(lambda x, h0, w: _fused._layer(x, h0, w, valid, False, _fused.chunk_size(x.shape[0])), x, h0, w)
   return pull((d_out, d_last))
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(8,))
+# The kernel's two calls that the custom_vjp below is made of are custom_jvp functions whose
+# derivatives are the fused XLA path's: so the gradient (the custom_vjp's backward pass) can be
+# differentiated again in either mode, for grad of grad, hessian (forward over reverse), ...
+# The saved states and gates are functions of (x, h0, w); _grads' derivative is taken through
+# (x, h0, w) alone, so the tangents that _saved gives them are never used (the gates' are zero).
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(4,))
+def _saved(x, h0, w, valid, remat):
+  """The forward pass that keeps what the backward pass needs: (out, h_last, states, gates)."""
+  return _forward(x, h0, w, valid, True, remat)
+
+
+@_saved.defjvp
+def _saved_jvp(remat, primals, tangents):
+  x, h0, w, valid = primals
+  results = _saved(x, h0, w, valid, remat)
+  _, (d_out, d_last, d_states) = jax.jvp(lambda *a: _reference_forward(*a, valid), primals[:3], tangents[:3])
+  return results, (d_out, d_last, d_states, jnp.zeros_like(results[3]))
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(8,))
 def _grads(x, h0, w, valid, states, gates, d_out, d_last, remat):
-  """(dx, dh0, dw) from the kernel's backward pass; its own derivative is the fused path's."""
+  """(dx, dh0, dw) from the kernel's backward pass."""
   dtype, (steps, batch, inputs), hidden = x.dtype, x.shape, h0.shape[-1]
   shapes = [(steps, batch, inputs), (batch, hidden), w[0].shape, w[1].shape, (3 * hidden,), (3 * hidden,)]
   dx, dh0, dw_ih, dw_hh, db_ih, db_hh = _call(
@@ -127,39 +154,16 @@ def _grads(x, h0, w, valid, states, gates, d_out, d_last, remat):
   return dx, dh0, (dw_ih, dw_hh, None if w[2] is None else db_ih, None if w[3] is None else db_hh)
 
 
-def _grads_fwd(x, h0, w, valid, states, gates, d_out, d_last, remat):
-  return _grads(x, h0, w, valid, states, gates, d_out, d_last, remat), (x, h0, w, valid, d_out, d_last)
-
-
-def _grads_bwd(remat, residuals, cotangents):
-  x, h0, w, valid, d_out, d_last = residuals
-  _, pull = jax.vjp(lambda *a: _reference_grads(a[0], a[1], a[2], valid, a[3], a[4]), x, h0, w, d_out, d_last)
-  gx, gh0, gw, gd_out, gd_last = pull(cotangents)
-  # states and gates are functions of (x, h0, w), whose whole derivative is already in gx, gh0, gw.
-  return gx, gh0, gw, None, None, None, gd_out, gd_last
-
-
-_grads.defvjp(_grads_fwd, _grads_bwd)
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
-def _saved(x, h0, w, valid, remat):
-  """The forward pass that keeps what the backward pass needs, differentiable for higher orders."""
-  return _forward(x, h0, w, valid, True, remat)
-
-
-def _saved_fwd(x, h0, w, valid, remat):
-  results = _forward(x, h0, w, valid, True, remat)
-  return results, (x, h0, w, valid, results[2], results[3])
-
-
-def _saved_bwd(remat, residuals, cotangents):
-  x, h0, w, valid, states, gates = residuals
-  d_out, d_last = cotangents[:2]  # states and gates feed only _grads, which passes them no cotangent
-  return (*_grads(x, h0, w, valid, states, gates, d_out, d_last, remat), None)
-
-
-_saved.defvjp(_saved_fwd, _saved_bwd)
+@_grads.defjvp
+def _grads_jvp(remat, primals, tangents):
+  x, h0, w, valid, _, _, d_out, d_last = primals
+  t_x, t_h0, t_w, _, _, _, t_out, t_last = tangents
+  _, t_grads = jax.jvp(
+    lambda x, h0, w, d_out, d_last: _reference_grads(x, h0, w, valid, d_out, d_last),
+    (x, h0, w, d_out, d_last),
+    (t_x, t_h0, t_w, t_out, t_last),
+  )
+  return _grads(*primals, remat), t_grads
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
@@ -198,5 +202,21 @@ def direction(
   """
   if reverse:
     x, valid = jnp.flip(x, 0), None if valid is None else jnp.flip(valid, 0)
-  out, h_last = _layer(x, h0, w, valid, remat)
+  run = functools.partial(_layer, remat=remat)
+  sharding = jax.typeof(x).sharding
+  batch_axes = (tuple(sharding.spec) + (None, None))[1]
+  if batch_axes is not None:  # an explicit-sharding mesh: the kernel runs on each device's own rows
+    rows, rows_t, P = (
+      jax.sharding.PartitionSpec(batch_axes),
+      jax.sharding.PartitionSpec(None, batch_axes),
+      jax.sharding.PartitionSpec(),
+    )
+    run = jax.shard_map(
+      run,
+      mesh=sharding.mesh,
+      in_specs=(rows_t, rows, P, None if valid is None else rows_t),
+      out_specs=(rows_t, rows),
+      check_vma=False,  # the custom call does not track which axes vary; the weights come back psummed
+    )
+  out, h_last = run(x, h0, w, valid)
   return (jnp.flip(out, 0) if reverse else out), h_last
