@@ -3,6 +3,7 @@
 - ``torch``: ``torch.nn.GRU`` (cuDNN when the suite runs on a GPU), ``torch.optim.Adam``.
 - ``jaxgru``: the functional core :func:`jaxgru.gru`, jitted, on the torch model's weights.
 - ``jaxgru_nnx``: the NNX module :class:`jaxgru.GRU`, split once and merged inside the jitted function.
+- ``jaxgru_native``: :func:`jaxgru.gru` with ``impl="native"`` (the C++ kernel), where it is built.
 - ``flax``: Flax's own ``nnx.RNN(nnx.GRUCell)`` per layer (``nnx.Bidirectional`` when bidirectional),
   the JAX baseline users have today, split and merged the same way.
 
@@ -26,7 +27,7 @@ from flax import nnx
 import jaxgru
 from benchmarks.shapes import Shape
 
-CONTENDERS = ("torch", "jaxgru", "jaxgru_nnx", "flax")
+CONTENDERS = ("torch", "jaxgru", "jaxgru_nnx", "flax") + (("jaxgru_native",) if jaxgru.native_available() else ())
 LEARNING_RATE = 1e-3
 
 
@@ -102,6 +103,12 @@ def jax_fns(kind: str, shape: Shape, x: jax.Array, cot: jax.Array, torch_state: 
 
     def apply(p, x):
       return jaxgru.gru(p, x)[0]
+
+  elif kind == "jaxgru_native":
+    params = {k: jnp.asarray(v) for k, v in torch_state.items()}
+
+    def apply(p, x):
+      return jaxgru.gru(p, x, impl="native")[0]
 
   elif kind == "jaxgru_nnx":  # the NNX module, split once, merged inside the compiled function
     model = jaxgru.GRU(shape.input_size, shape.hidden_size, shape.num_layers, bidirectional=shape.bidirectional, rngs=nnx.Rngs(0))

@@ -43,7 +43,8 @@ using Dgemm = void (*)(int, int, int, int, int, int, double, const double*, int,
 Sgemm sgemm = nullptr;
 Dgemm dgemm = nullptr;
 constexpr int kChunk = 16;    // K
-constexpr int kMinRows = 8;   // the fewest batch rows worth a thread of their own
+constexpr int kMinRows = 8;   // the fewest batch rows worth a thread of their own ...
+constexpr int64_t kMinWork = int64_t(1) << 18;  // ... and multiply-adds per step (handing over costs ~10 us)
 
 // C (m, n) = alpha op(A) op(B) + beta C, row-major.
 template <typename T>
@@ -62,8 +63,9 @@ void Gemm(bool ta, bool tb, int m, int n, int k, const T* a, int lda, const T* b
 }
 
 // exp(x) to about one ulp, branch-free so that the gate loops vectorise: x = n ln2 + r with
-// |r| <= ln2 / 2, exp(r) by its Taylor series (degree 7 for float, 13 for double), 2^n built in
-// the exponent bits. NaN stays NaN; the clamp keeps 2^n a normal number.
+// |r| <= ln2 / 2, exp(r) by its Taylor series (degree 7 for float, 13 for double; the first term
+// left out is below half an ulp), 2^n built in the exponent bits. NaN stays NaN; the clamp keeps
+// 2^n a normal number (exp saturates to about 1.6e38 / 8e307, never inf).
 template <typename T>
 inline T Exp(T x) {
   using U = std::conditional_t<std::is_same_v<T, float>, uint32_t, uint64_t>;
@@ -77,8 +79,22 @@ inline T Exp(T x) {
   T n = shifted - magic;
   T r = (x - n * ln2_hi) - n * ln2_lo;
   constexpr int degree = f32 ? 7 : 13;
-  T p = T(1);
-  for (int k = degree; k >= 1; --k) p = T(1) + p * r / T(k);
+  constexpr T inverse_factorial[14] = {1.0,
+                                       1.0,
+                                       1.0 / 2,
+                                       1.0 / 6,
+                                       1.0 / 24,
+                                       1.0 / 120,
+                                       1.0 / 720,
+                                       1.0 / 5040,
+                                       1.0 / 40320,
+                                       1.0 / 362880,
+                                       1.0 / 3628800,
+                                       1.0 / 39916800,
+                                       1.0 / 479001600,
+                                       1.0 / 6227020800};
+  T p = inverse_factorial[degree];
+  for (int k = degree - 1; k >= 0; --k) p = p * r + inverse_factorial[k];  // Horner
   U bits;
   std::memcpy(&bits, &shifted, sizeof bits);
   constexpr int shift = f32 ? 23 : 52;
@@ -123,9 +139,10 @@ void ParallelFor(ffi::ThreadPool& pool, int parts, F fn) {
   while (state->done.load(std::memory_order_acquire) < parts) std::this_thread::yield();
 }
 
-int Parts(ffi::ThreadPool& pool, int64_t batch) {
+int Parts(ffi::ThreadPool& pool, const Dims& d) {
   int64_t threads = std::max<int64_t>(1, pool.num_threads());
-  return static_cast<int>(std::clamp<int64_t>(batch / kMinRows, 1, threads));
+  int64_t work = d.B * 3 * d.H * (d.H + d.I);  // multiply-adds per step
+  return static_cast<int>(std::clamp<int64_t>(std::min(d.B / kMinRows, work / kMinWork), 1, threads));
 }
 
 struct Dims {
@@ -159,31 +176,46 @@ void Gather(const T* src, const T* h0, const bool* valid, const Dims& d, int64_t
   }
 }
 
-// One step's gates for `rows` rows from gi (rows, 3H) = W_ih x and gh (rows, 3H) = W_hh h (no biases
-// yet): writes (r, z, n, hn) into gates (rows, 4H) and h' into h_new (rows, H).
 #if defined(__x86_64__) && defined(__linux__) && defined(__GNUC__) && !defined(__clang__)
 #define JAXGRU_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))  // vector width picked at load
 #else
 #define JAXGRU_CLONES
 #endif
 
+// One step's gates for `rows` rows from gi (rows, 3H) = W_ih x and gh (rows, 3H) = W_hh h (no biases
+// yet): writes (r, z, n, hn) into gates (rows, 4H) and h' into h_new (rows, H).
 template <typename T>
-JAXGRU_CLONES void Gates(const T* gi, const T* gh, const T* b_ih,
-                                                                         const T* b_hh, const T* h, int rows, int64_t H,
-                                                                         T* gates, T* h_new) {
+JAXGRU_CLONES void Gates(const T* __restrict gi, const T* __restrict gh, const T* __restrict b_ih, const T* __restrict b_hh,
+                         const T* __restrict h, int rows, int64_t H, T* __restrict gates, T* __restrict h_new) {
   for (int i = 0; i < rows; ++i) {
-    const T *gi_r = gi + i * 3 * H, *gi_z = gi_r + H, *gi_n = gi_z + H;
-    const T *gh_r = gh + i * 3 * H, *gh_z = gh_r + H, *gh_n = gh_z + H;
-    T *r = gates + i * 4 * H, *z = r + H, *n = z + H, *hn = n + H;
-    const T* hp = h + i * H;
-    T* out = h_new + i * H;
+    const T *__restrict gi_r = gi + i * 3 * H, *__restrict gh_r = gh + i * 3 * H, *__restrict hp = h + i * H;
+    T *__restrict g = gates + i * 4 * H, *__restrict out = h_new + i * H;
     for (int64_t j = 0; j < H; ++j) {
-      r[j] = Sigmoid(gi_r[j] + b_ih[j] + gh_r[j] + b_hh[j]);
-      z[j] = Sigmoid(gi_z[j] + b_ih[H + j] + gh_z[j] + b_hh[H + j]);
-      hn[j] = gh_n[j] + b_hh[2 * H + j];
-      n[j] = Tanh(gi_n[j] + b_ih[2 * H + j] + r[j] * hn[j]);
-      out[j] = (T(1) - z[j]) * n[j] + z[j] * hp[j];
+      T r = Sigmoid(gi_r[j] + b_ih[j] + gh_r[j] + b_hh[j]);
+      T z = Sigmoid(gi_r[H + j] + b_ih[H + j] + gh_r[H + j] + b_hh[H + j]);
+      T hn = gh_r[2 * H + j] + b_hh[2 * H + j];
+      T n = Tanh(gi_r[2 * H + j] + b_ih[2 * H + j] + r * hn);
+      g[j] = r, g[H + j] = z, g[2 * H + j] = n, g[3 * H + j] = hn;
+      out[j] = (T(1) - z) * n + z * hp[j];
     }
+  }
+}
+
+// One row of one step backwards, from its gates (r, z, n, hn) (4H,), the state before it h (H,)
+// and its output's cotangent: dh (H,) in: the carried dL/dh', out: g z (W_hh's share comes after);
+// a_i = (a_r, a_z, a_n) and a_h = (a_r, a_z, a_n r), each (3H,).
+template <typename T>
+JAXGRU_CLONES void GateGrads(const T* __restrict gates, const T* __restrict h, const T* __restrict d_out, int64_t H,
+                             T* __restrict dh, T* __restrict a_i, T* __restrict a_h) {
+  const T *__restrict r = gates, *__restrict z = gates + H, *__restrict n = gates + 2 * H, *__restrict hn = gates + 3 * H;
+  for (int64_t j = 0; j < H; ++j) {
+    T g = dh[j] + d_out[j];
+    T a_n = g * (T(1) - z[j]) * (T(1) - n[j] * n[j]);
+    T a_z = g * (h[j] - n[j]) * z[j] * (T(1) - z[j]);
+    T a_r = a_n * hn[j] * r[j] * (T(1) - r[j]);
+    a_i[j] = a_r, a_i[H + j] = a_z, a_i[2 * H + j] = a_n;
+    a_h[j] = a_r, a_h[H + j] = a_z, a_h[2 * H + j] = a_n * r[j];
+    dh[j] = g * z[j];
   }
 }
 
@@ -265,22 +297,15 @@ void BackwardPart(const Layer<T>& L, const T* states, const T* saved, const T* d
       for (int i = 0; i < rows; ++i) {
         int64_t row = t * B + b0 + i, local = int64_t(s) * rows + i;
         const T* gt = saved != nullptr ? saved + row * 4 * H : gates.data() + local * 4 * H;
-        const T *r = gt, *z = r + H, *n = z + H, *hn = n + H, *h = hp.data() + local * H, *g_out = d_out + row * H;
-        T *ar = a_i.data() + local * G, *az = ar + H, *an = az + H, *hr = a_h.data() + local * G, *hz = hr + H, *gn = hz + H;
+        const T *h = hp.data() + local * H, *g_out = d_out + row * H;
+        T *ar = a_i.data() + local * G, *hr = a_h.data() + local * G;
         T* dhi = dh.data() + i * H;
         if (!L.valid[row]) {  // a skipped step passes dh through and sees no gradient
           std::fill(ar, ar + G, T(0));
           std::fill(hr, hr + G, T(0));
           continue;
         }
-        for (int64_t j = 0; j < H; ++j) {
-          T g = dhi[j] + g_out[j];
-          an[j] = g * (T(1) - z[j]) * (T(1) - n[j] * n[j]);
-          az[j] = g * (h[j] - n[j]) * z[j] * (T(1) - z[j]);
-          ar[j] = an[j] * hn[j] * r[j] * (T(1) - r[j]);
-          hr[j] = ar[j], hz[j] = az[j], gn[j] = an[j] * r[j];
-          dhi[j] = g * z[j];
-        }
+        GateGrads(gt, h, g_out, H, dhi, ar, hr);
       }
       // dh += [a_r, a_z, a_n r] W_hh: (rows, 3H) x (3H, H); masked rows add zero.
       Gemm<T>(false, false, rows, H, G, a_h.data() + int64_t(s) * rows * G, G, L.w_hh, H, T(1), dh.data(), H);
@@ -315,7 +340,7 @@ ffi::Error Forward(ffi::ThreadPool pool, ffi::Buffer<E> x, ffi::Buffer<E> h0, ff
                    ffi::ResultBuffer<E> h_last, ffi::ResultBuffer<E> states, ffi::ResultBuffer<E> gates) {
   if (sgemm == nullptr || dgemm == nullptr) return NoBlas();
   auto L = MakeLayer<E>(x, h0, w_ih, w_hh, b_ih, b_hh, valid);
-  int parts = Parts(pool, L.d.B);
+  int parts = Parts(pool, L.d);
   using T = ffi::NativeType<E>;
   T* s = kSave ? states->typed_data() : nullptr;
   T* g = kSave && gates->element_count() > 0 ? gates->typed_data() : nullptr;  // empty under remat
@@ -336,7 +361,7 @@ ffi::Error Backward(ffi::ThreadPool pool, ffi::Buffer<E> x, ffi::Buffer<E> h0, f
   using T = ffi::NativeType<E>;
   auto L = MakeLayer<E>(x, h0, w_ih, w_hh, b_ih, b_hh, valid);
   const int64_t G = 3 * L.d.H, I = L.d.I, H = L.d.H, size = G * (I + H + 2);
-  int parts = Parts(pool, L.d.B);
+  int parts = Parts(pool, L.d);
   std::vector<T> partial(size_t(parts) * size);  // per part: dw_ih, dw_hh, db_ih, db_hh
   ParallelFor(pool, parts, [&](int p) {
     int64_t b0 = L.d.B * p / parts, b1 = L.d.B * (p + 1) / parts;

@@ -33,12 +33,14 @@ def test_built_where_ci_runs():
 
 @needs_native
 def test_batch_split_across_threads_matches_torch(precision):
-  """20 rows: the kernel cuts the batch into parts for XLA's threads (uneven ones on 3 cores)."""
-  module = random_torch(torch.nn.GRU(I, H, 2, bidirectional=True), seed=3, dtype=precision.torch_dtype)
+  """Work enough per step (B 3H (H + I) >= 2^19 multiply-adds) that the kernel cuts the batch into
+  parts for XLA's threads, uneven ones (50 rows) where there are 3 or 4."""
+  hidden, batch = 64, 50
+  module = random_torch(torch.nn.GRU(I, hidden, 2, bidirectional=True), seed=3, dtype=precision.torch_dtype)
   rng = np.random.default_rng(2)
-  x = rng.standard_normal((21, 20, I)).astype(precision.np_dtype)
-  h0 = rng.standard_normal((4, 20, H)).astype(precision.np_dtype)
-  lengths = rng.integers(1, 22, 20)
+  x = rng.standard_normal((21, batch, I)).astype(precision.np_dtype)
+  h0 = rng.standard_normal((4, batch, hidden)).astype(precision.np_dtype)
+  lengths = rng.integers(1, 22, batch)
   compare_with_torch(module, x, h0, lengths=lengths, tol=precision.tol, impl="native")
 
 
