@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import functools
 import os
+import pathlib
+import shutil
 
 import jax
 import jax.numpy as jnp
@@ -29,6 +31,28 @@ def test_built_where_ci_runs():
   if os.environ.get("CI") != "true":
     pytest.skip("only under CI=true")
   assert jaxgru.native_available(), jaxgru.native_status()
+
+
+def test_without_the_kernel_everything_else_runs(tmp_path: pathlib.Path):
+  """A copy of jaxgru without the built extension: native_status says why, the XLA paths run."""
+  shutil.copytree(pathlib.Path(jaxgru.__file__).parent, tmp_path / "jaxgru", ignore=shutil.ignore_patterns("*.so", "*.pyd"))
+  proc = run_python(
+    f"""
+    import sys
+    sys.path.insert(0, {str(tmp_path)!r})
+    import jax, jax.numpy as jnp, pytest
+    import jaxgru
+    assert jaxgru.__file__.startswith({str(tmp_path)!r})
+    assert not jaxgru.native_available()
+    assert "was not built" in jaxgru.native_status()
+    params = jaxgru.init_gru_params(jax.random.key(0), 3, 4)
+    out, _ = jaxgru.gru(params, jnp.ones((5, 2, 3)))
+    with pytest.raises(ValueError, match="impl='native' is not available here: the extension"):
+      jaxgru.gru(params, jnp.ones((5, 2, 3)), impl="native")
+    print("ok")
+    """
+  )
+  assert proc.stdout.strip().endswith("ok")
 
 
 @needs_native
