@@ -139,15 +139,15 @@ void ParallelFor(ffi::ThreadPool& pool, int parts, F fn) {
   while (state->done.load(std::memory_order_acquire) < parts) std::this_thread::yield();
 }
 
+struct Dims {
+  int64_t T, B, I, H;
+};
+
 int Parts(ffi::ThreadPool& pool, const Dims& d) {
   int64_t threads = std::max<int64_t>(1, pool.num_threads());
   int64_t work = d.B * 3 * d.H * (d.H + d.I);  // multiply-adds per step
   return static_cast<int>(std::clamp<int64_t>(std::min(d.B / kMinRows, work / kMinWork), 1, threads));
 }
-
-struct Dims {
-  int64_t T, B, I, H;
-};
 
 // The buffers one part works on; every pointer is at row 0 of the whole batch.
 template <typename T>
