@@ -103,6 +103,7 @@ def _stack(
   fused = impl == "fused" or (impl == "auto" and variant == "torch")
   if impl == "native":
     _native.require(x)
+  native = impl == "native" or (fused and impl == "auto" and _native.auto_picks(x, spec.hidden_size))
   finals = []
   layer_in = x
   for layer in range(spec.num_layers):
@@ -110,7 +111,7 @@ def _stack(
     for direction in range(spec.num_directions):
       w = tuple(params.get(layer_key(k, layer, direction)) for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
       h = h0[layer * spec.num_directions + direction]
-      if impl == "native":
+      if native:
         out, h_last = _native.direction(layer_in, h, w, valid, direction == 1, remat)
       elif fused:
         out, h_last = _fused.direction(layer_in, h, w, valid, direction == 1, remat)
@@ -159,9 +160,12 @@ def gru(
     variant: ``"torch"`` (default) or ``"classic"``; see :func:`gru_step`.
     impl: ``"fused"``: chunked recurrence with a hand-written backward pass (a
       ``jax.custom_vjp``; torch variant only); ``"reference"``: a plain ``lax.scan``
-      differentiated by JAX; ``"auto"`` (default): fused for the torch variant, and the
-      reference wherever forward-mode autodiff (``jax.jvp``, ``jax.jacfwd``) meets it
-      directly. Both give the same numbers up to float rounding.
+      differentiated by JAX; ``"native"``: the C++ CPU kernel (torch variant, float32 and
+      float64; see :func:`jaxgru.native_available`); ``"auto"`` (default): for the torch
+      variant the native kernel where it measured faster (CPU, hidden size up to 256, the
+      batch on one device or explicitly sharded), else fused; the reference wherever
+      forward-mode autodiff (``jax.jvp``, ``jax.jacfwd``) meets it directly. All give the
+      same numbers up to float rounding.
     remat: keep only each step's state for the backward pass and recompute the gates
       (rematerialisation): memory for long sequences bounded by the input and output.
 

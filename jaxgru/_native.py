@@ -73,9 +73,24 @@ def native_available() -> bool:
   return _load() is None
 
 
-def serves(x: jax.Array) -> bool:
-  """Whether the kernel covers this input: float32 or float64, with JAX's default backend the CPU."""
-  return native_available() and jnp.dtype(x.dtype) in _SUFFIX and jax.default_backend() == "cpu"
+# impl="auto" takes the kernel up to this hidden size: where it measured faster than the fused
+# path on this project's CPU (benchmarks/NOTES.md, entry 8).
+AUTO_MAX_HIDDEN = 256
+
+
+def auto_picks(x: jax.Array, hidden_size: int) -> bool:
+  """Whether ``impl="auto"`` runs the kernel for ``x`` (T, B, I): it is built, serves the dtype
+  and the CPU, the hidden size is one where it measured faster, and the batch is either on one
+  device or explicitly sharded (under automatic sharding XLA would gather it for a custom call)."""
+  if not native_available() or jnp.dtype(x.dtype) not in _SUFFIX or jax.default_backend() != "cpu":
+    return False
+  sharding = jax.typeof(x).sharding
+  return hidden_size <= AUTO_MAX_HIDDEN and (sharding.mesh.size <= 1 or _batch_axes(x) is not None)
+
+
+def _batch_axes(x: jax.Array):
+  """The mesh axes that x's batch axis (1) is explicitly sharded over, or None."""
+  return (tuple(jax.typeof(x).sharding.spec) + (None, None))[1]
 
 
 def require(x: jax.Array) -> None:
@@ -203,8 +218,7 @@ def direction(
   if reverse:
     x, valid = jnp.flip(x, 0), None if valid is None else jnp.flip(valid, 0)
   run = functools.partial(_layer, remat=remat)
-  sharding = jax.typeof(x).sharding
-  batch_axes = (tuple(sharding.spec) + (None, None))[1]
+  sharding, batch_axes = jax.typeof(x).sharding, _batch_axes(x)
   if batch_axes is not None:  # an explicit-sharding mesh: the kernel runs on each device's own rows
     rows, rows_t, P = (
       jax.sharding.PartitionSpec(batch_axes),

@@ -56,6 +56,48 @@ def test_without_the_kernel_everything_else_runs(tmp_path: pathlib.Path):
 
 
 @needs_native
+def test_auto_picks_the_kernel_where_it_measured_faster():
+  """auto: the kernel for float32/float64 up to AUTO_MAX_HIDDEN on one device, else the fused path."""
+
+  def runs_kernel(hidden, dtype=jnp.float32, **kwargs):
+    params = jaxgru.init_gru_params(jax.random.key(0), I, hidden, dtype=dtype)
+    hlo = jax.jit(lambda p, x: jaxgru.gru(p, x, **kwargs)).lower(params, jnp.ones((4, 2, I), dtype)).as_text()
+    return "jaxgru_forward" in hlo
+
+  assert runs_kernel(H) and runs_kernel(_native.AUTO_MAX_HIDDEN)
+  assert not runs_kernel(_native.AUTO_MAX_HIDDEN + 1)
+  assert not runs_kernel(H, jnp.bfloat16)
+  assert not runs_kernel(H, variant="classic") and not runs_kernel(H, impl="fused")
+
+
+@needs_native
+def test_automatic_sharding_keeps_the_fused_path():
+  """Under jit's in_shardings over 2 devices XLA would gather the batch for a custom call: auto
+  runs the fused path there; an explicitly sharded batch runs the kernel per device."""
+  proc = run_python(
+    """
+    import jax, jax.numpy as jnp, numpy as np
+    from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
+    import jaxgru
+    params = jaxgru.init_gru_params(jax.random.key(0), 3, 4)
+    mesh = Mesh(np.array(jax.devices()), ("data",))
+    rows = NamedSharding(mesh, P(None, "data"))
+    x = jax.device_put(jnp.ones((5, 4, 3)), rows)
+    hlo = jax.jit(lambda p, x: jaxgru.gru(p, x)[0], in_shardings=(None, rows)).lower(params, x).compile().as_text()
+    assert "jaxgru_forward" not in hlo and "all-gather" not in hlo
+    explicit = jax.make_mesh((2,), ("data",), axis_types=(AxisType.Explicit,))
+    with jax.set_mesh(explicit):
+      x = jax.device_put(jnp.ones((5, 4, 3)), NamedSharding(explicit, P(None, "data")))
+      hlo = jax.jit(lambda p, x: jaxgru.gru(p, x)[0]).lower(params, x).compile().as_text()
+    assert "jaxgru_forward" in hlo and "all-gather" not in hlo
+    print("ok")
+    """,
+    devices=2,
+  )
+  assert proc.stdout.strip().endswith("ok")
+
+
+@needs_native
 def test_batch_split_across_threads_matches_torch(precision):
   """Work enough per step (B 3H (H + I) >= 2^19 multiply-adds) that the kernel cuts the batch into
   parts for XLA's threads, uneven ones (50 rows) where there are 3 or 4."""
