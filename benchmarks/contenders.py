@@ -5,6 +5,7 @@
 - ``jaxgru_pallas``: the same with ``impl="pallas"`` (the Pallas kernels); GPU only: on the CPU it
   would time Pallas' interpreter, so the suite leaves it out there (:data:`DEVICE_ONLY`).
 - ``jaxgru_nnx``: the NNX module :class:`jaxgru.GRU`, split once and merged inside the jitted function.
+- ``jaxgru_native``: :func:`jaxgru.gru` with ``impl="native"`` (the C++ kernel), where it is built.
 - ``flax``: Flax's own ``nnx.RNN(nnx.GRUCell)`` per layer (``nnx.Bidirectional`` when bidirectional),
   the JAX baseline users have today, split and merged the same way.
 - ``onnxruntime``: ONNX Runtime's CPU GRU kernel (a fused C++ GRU, weights prepacked when the
@@ -31,7 +32,9 @@ from flax import nnx
 import jaxgru
 from benchmarks.shapes import Shape
 
-CONTENDERS = ("torch", "jaxgru", "jaxgru_nnx", "flax", "jaxgru_pallas", "onnxruntime")
+CONTENDERS = ("torch", "jaxgru", "jaxgru_nnx", "flax", "jaxgru_pallas", "onnxruntime") + (
+  ("jaxgru_native",) if jaxgru.native_available() else ()
+)
 DEVICE_ONLY = ("jaxgru_pallas",)  # skipped when the suite runs on the CPU
 FORWARD_ONLY = ("onnxruntime",)  # inference engines: no gradients, no training step
 LEARNING_RATE = 1e-3
@@ -140,6 +143,12 @@ def jax_fns(kind: str, shape: Shape, x: jax.Array, cot: jax.Array, torch_state: 
 
     def apply(p, x):
       return jaxgru.gru(p, x, impl=impl)[0]
+
+  elif kind == "jaxgru_native":
+    params = {k: jnp.asarray(v) for k, v in torch_state.items()}
+
+    def apply(p, x):
+      return jaxgru.gru(p, x, impl="native")[0]
 
   elif kind == "jaxgru_nnx":  # the NNX module, split once, merged inside the compiled function
     model = jaxgru.GRU(shape.input_size, shape.hidden_size, shape.num_layers, bidirectional=shape.bidirectional, rngs=nnx.Rngs(0))

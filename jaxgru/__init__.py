@@ -3,10 +3,12 @@
 - :func:`gru`, :func:`gru_cell`: the pure functional core, over torch-layout params.
 - :class:`GRU`, :class:`GRUCell`: Flax NNX modules; :mod:`jaxgru.linen`: Flax Linen modules.
 - :func:`init_gru_params`, :func:`init_gru_cell_params`: torch's initialisation.
+- :func:`native_available`, :func:`native_status`: whether ``impl="native"`` (the C++ kernel) can run here.
 """
 
 from jaxgru import linen
 from jaxgru._core import gru, gru_cell, gru_step
+from jaxgru._native import native_available, native_status
 from jaxgru._nnx import GRU, GRUCell
 from jaxgru._params import GRUSpec, expected_shapes, gru_spec, init_gru_cell_params, init_gru_params
 
@@ -24,4 +26,6 @@ __all__ = [
   "init_gru_cell_params",
   "init_gru_params",
   "linen",
+  "native_available",
+  "native_status",
 ]

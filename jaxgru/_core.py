@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jaxgru import _cell, _fused, _pallas, _validate
+from jaxgru import _cell, _fused, _native, _pallas, _validate
 from jaxgru._params import GRUSpec, as_params, cell_spec, gru_spec, layer_key
 
 
@@ -105,6 +105,9 @@ def _stack(
 ) -> tuple[jax.Array, jax.Array]:
   """All layers, time-major: (T, B, I), (L*D, B, H) -> (T, B, D*H), (L*D, B, H)."""
   fused = impl == "fused" or (impl == "auto" and variant == "torch")
+  if impl == "native":
+    _native.require(x)
+  native = impl == "native" or (fused and impl == "auto" and _native.auto_picks(x, spec.hidden_size))
   finals = []
   layer_in = x
   for layer in range(spec.num_layers):
@@ -114,6 +117,8 @@ def _stack(
       h = h0[layer * spec.num_directions + direction]
       if impl == "pallas":
         out, h_last = _pallas.direction(layer_in, h, w, valid, direction == 1, remat, variant)
+      elif native:
+        out, h_last = _native.direction(layer_in, h, w, valid, direction == 1, remat)
       elif fused:
         out, h_last = _fused.direction(layer_in, h, w, valid, direction == 1, remat)
       else:
@@ -164,9 +169,12 @@ def gru(
     variant: ``"torch"`` (default) or ``"classic"``; see :func:`gru_step`.
     impl: ``"fused"``: chunked recurrence with a hand-written backward pass (a
       ``jax.custom_vjp``; torch variant only); ``"reference"``: a plain ``lax.scan``
-      differentiated by JAX; ``"auto"`` (default): fused for the torch variant, and the
-      reference wherever forward-mode autodiff (``jax.jvp``, ``jax.jacfwd``) meets it
-      directly. Both give the same numbers up to float rounding. ``"pallas"``: the time loop
+      differentiated by JAX; ``"native"``: the C++ CPU kernel (torch variant, float32 and
+      float64; see :func:`jaxgru.native_available`); ``"auto"`` (default): for the torch
+      variant the native kernel where it measured faster (CPU, hidden size up to 256, the
+      batch on one device or explicitly sharded), else fused; the reference wherever
+      forward-mode autodiff (``jax.jvp``, ``jax.jacfwd``) meets it directly. All give the
+      same numbers up to float rounding. ``"pallas"``: the time loop
       in one Pallas kernel per layer and direction, for GPUs and TPUs, interpreted on the CPU
       (README, "Pallas kernel (GPU/TPU)"); ``"auto"`` never picks it.
     remat: keep only each step's state for the backward pass and recompute the gates

@@ -27,14 +27,14 @@ def check_variant(variant: Any) -> str:
   return variant
 
 
-IMPLS = ("auto", "fused", "reference", "pallas")  # every implementation behind gru(impl=...); tests run over this tuple
+IMPLS = ("auto", "fused", "reference", "pallas", "native")  # every implementation behind gru(impl=...); tests run over this tuple
 
 
 def check_impl(impl: Any, variant: str) -> str:
   if impl not in IMPLS:
     raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
-  if impl == "fused" and variant != "torch":
-    raise ValueError(f"impl='fused' implements variant='torch' only, got variant={variant!r}; use impl='auto' or 'reference'")
+  if impl in ("fused", "native") and variant != "torch":
+    raise ValueError(f"impl={impl!r} implements variant='torch' only, got variant={variant!r}; use impl='auto' or 'reference'")
   return impl
 
 

@@ -17,4 +17,6 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   # shellcheck disable=SC2086  # JAXGRU_TORCH may carry pip options
   "${pip[@]}" ${JAXGRU_TORCH:-torch==2.13.0}
 fi
-"${pip[@]}" -c requirements/constraints.txt -e ".[dev]"
+# PIP_CONSTRAINT also pins what pip's isolated build environment installs (jaxlib, whose FFI
+# headers the native kernel is compiled against: the same version as the one it runs with).
+PIP_CONSTRAINT=requirements/constraints.txt "${pip[@]}" -c requirements/constraints.txt -e ".[dev]"

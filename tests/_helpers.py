@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
+import jaxgru
 import parity
+
+# impl="native" needs the C++ kernel, which a machine without a compiler does not build.
+needs_native = pytest.mark.skipif(not jaxgru.native_available(), reason=f"native kernel: {jaxgru.native_status()}")
 
 
 def random_torch(module: torch.nn.Module, seed: int, dtype: torch.dtype) -> torch.nn.Module:

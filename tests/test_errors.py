@@ -49,7 +49,7 @@ def _without(key):
     (dict(batch_first="False"), TypeError, r"batch_first must be a bool, got 'False' of type str"),
     (dict(batch_first=1), TypeError, r"batch_first must be a bool"),
     (dict(variant="cho"), ValueError, r"variant must be one of \('torch', 'classic'\), got 'cho'"),
-    (dict(impl="cudnn"), ValueError, r"impl must be one of \('auto', 'fused', 'reference', 'pallas'\), got 'cudnn'"),
+    (dict(impl="cudnn"), ValueError, r"impl must be one of \('auto', 'fused', 'reference', 'pallas', 'native'\), got 'cudnn'"),
     (dict(impl="fused", variant="classic"), ValueError, r"impl='fused' implements variant='torch' only"),
     (dict(remat="yes"), TypeError, r"remat must be a bool, got 'yes'"),
     (dict(params=[1, 2]), TypeError, r"params must be a mapping"),

@@ -13,13 +13,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
-from _helpers import compare_with_torch, random_torch
+from _helpers import compare_with_torch, needs_native, random_torch
 from flax import nnx
 
 import jaxgru
 from jaxgru import _fused
 
 I, H, B = 3, 4, 3
+NATIVE = [pytest.param("native", False, marks=needs_native), pytest.param("native", True, marks=needs_native)]
 
 
 @functools.partial(jax.jit, static_argnames=("impl", "remat"))
@@ -46,7 +47,7 @@ def test_chunk_size():
     (37, 1, True, False, None),
   ],
 )
-@pytest.mark.parametrize("impl, remat", [("fused", False), ("fused", True), ("reference", True)])
+@pytest.mark.parametrize("impl, remat", [("fused", False), ("fused", True), ("reference", True), *NATIVE])
 def test_impls_agree_with_reference(x64, steps, layers, bidirectional, bias, lengths, impl, remat):
   keys = jax.random.split(jax.random.key(steps), 3)
   params = jaxgru.init_gru_params(keys[0], I, H, layers, bias, bidirectional, dtype=jnp.float64)
@@ -62,7 +63,7 @@ def test_impls_agree_with_reference(x64, steps, layers, bidirectional, bias, len
     np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-11)
 
 
-@pytest.mark.parametrize("impl, remat", [("fused", False), ("fused", True), ("reference", True)])
+@pytest.mark.parametrize("impl, remat", [("fused", False), ("fused", True), ("reference", True), *NATIVE])
 def test_over_chunks_matches_torch(impl, remat, precision):
   """Several chunks and a tail, ragged lengths, both directions: against torch directly."""
   module = random_torch(torch.nn.GRU(I, H, 2, bidirectional=True), seed=11, dtype=precision.torch_dtype)
@@ -82,7 +83,7 @@ def test_remat_bounds_backward_memory():
     return grad.lower(params).compile().memory_analysis().temp_size_in_bytes
 
   state_bytes = 2000 * 8 * 64 * 4
-  fused, remat = temp_bytes(), temp_bytes(remat=True)
+  fused, remat = temp_bytes(impl="fused"), temp_bytes(impl="fused", remat=True)
   assert fused >= 5 * state_bytes  # states, r, z, n and W_hn h + b_hn
   assert remat <= 3 * state_bytes < fused
   assert temp_bytes(impl="reference", remat=True) < temp_bytes(impl="reference")

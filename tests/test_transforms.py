@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _helpers import needs_native
 from jax.test_util import check_grads
 
 import jaxgru
@@ -68,7 +69,9 @@ def test_traced_out_of_range_length_is_nan_not_wrong():
 
 # The fused path is a custom_vjp: reverse mode to any order, and forward mode over it (hessian);
 # forward mode straight into a jitted function needs impl="reference" (README, "Autodiff").
-@pytest.mark.parametrize("impl, modes", [("reference", ["fwd", "rev"]), ("fused", ["rev"])])
+@pytest.mark.parametrize(
+  "impl, modes", [("reference", ["fwd", "rev"]), ("fused", ["rev"]), pytest.param("native", ["rev"], marks=needs_native)]
+)
 def test_higher_order_derivatives(x64, impl, modes):
   params, x = _setup(bidirectional=True, layers=2, dtype=jnp.float64)
   lengths = jnp.array([5, 2, 4])
@@ -95,7 +98,7 @@ def test_auto_impl_falls_back_to_reference_under_forward_mode(x64):
   np.testing.assert_allclose(jac, jax.jacrev(lambda x: jaxgru.gru(params, x)[1])(x), atol=1e-12)
 
 
-@pytest.mark.parametrize("impl", ["fused", "reference", "pallas"])
+@pytest.mark.parametrize("impl", ["fused", "reference", "pallas", pytest.param("native", marks=needs_native)])
 def test_explicit_sharding_mesh(impl):
   """jax.make_mesh's explicit axes: a batch-sharded x, with dropout, lengths and the default h0."""
   from jax.sharding import AxisType, NamedSharding

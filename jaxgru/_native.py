@@ -1,0 +1,236 @@
+r"""``impl="native"``: one direction of one layer through the C++ kernel in ``native/gru_kernel.cc``.
+
+The kernel is an XLA FFI custom call (CPU only, float32 and float64). It is built by
+``pip install`` when a C++ compiler is there (``setup.py``; the build is optional) and does its
+matrix products with OpenBLAS from the ``scipy-openblas32`` wheel, one thread per call of BLAS;
+the batch is split across XLA's own intra-op thread pool, so the kernel uses the threads XLA
+was given and no others. :func:`native_available` says whether it can run, and
+:func:`native_status` why not.
+
+Autodiff has the contract of :func:`jaxgru._fused.direction`: a ``jax.custom_vjp`` whose
+backward pass is the kernel's. Higher orders: the kernel's backward pass is itself a
+``custom_vjp`` whose derivative is that of the fused XLA path's backward pass (plain JAX), so
+``grad`` of ``grad`` and ``hessian`` work and agree with the other paths. Forward mode falls
+back like the fused path's (see :func:`jaxgru.gru`). Under ``vmap`` the kernel runs once per
+member (``vmap_method="sequential"``).
+
+Axis legend: T time, B batch, I input size, H hidden size.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import importlib.machinery
+import pathlib
+
+import jax
+import jax.numpy as jnp
+
+from jaxgru import _fused
+
+_SUFFIX = {jnp.dtype(jnp.float32): "f32", jnp.dtype(jnp.float64): "f64"}
+_TARGETS = ("jaxgru_forward", "jaxgru_forward_save", "jaxgru_backward")
+
+
+@functools.cache
+def _load() -> str | None:
+  """Loads the kernel and its BLAS and registers the FFI targets; returns why not, or None."""
+  here = pathlib.Path(__file__).parent
+  found = [here / f"_gru_kernel{s}" for s in importlib.machinery.EXTENSION_SUFFIXES if (here / f"_gru_kernel{s}").exists()]
+  if not found:
+    return "the extension jaxgru/_gru_kernel was not built (pip install needs a C++17 compiler; see README)"
+  try:
+    import scipy_openblas32
+  except ImportError:
+    return "scipy-openblas32 (the BLAS the kernel calls) is not installed"
+  blas_path = pathlib.Path(scipy_openblas32.get_lib_dir()) / f"lib{scipy_openblas32.get_library()}.so"
+  try:
+    blas = ctypes.CDLL(str(blas_path))
+    kernel = ctypes.CDLL(str(found[0]))
+  except OSError as error:
+    return f"could not load the kernel or its BLAS: {error}"
+  prefix = scipy_openblas32.get_library().removeprefix("lib").split("_openblas")[0]  # "scipy"
+  blas[f"{prefix}_openblas_set_num_threads"](1)  # the threads are XLA's (the batch split), not BLAS's
+  kernel.jaxgru_set_blas(
+    ctypes.cast(blas[f"{prefix}_cblas_sgemm"], ctypes.c_void_p), ctypes.cast(blas[f"{prefix}_cblas_dgemm"], ctypes.c_void_p)
+  )
+  for target in _TARGETS:
+    for suffix in _SUFFIX.values():
+      name = f"{target}_{suffix}"
+      jax.ffi.register_ffi_target(name, jax.ffi.pycapsule(kernel[name]), platform="cpu")
+  _load.libraries = (blas, kernel)  # keep both loaded
+  return None
+
+
+def native_status() -> str | None:
+  """Why the native kernel cannot run here, or ``None`` when it can (it then serves CPU only)."""
+  return _load()
+
+
+def native_available() -> bool:
+  """Whether ``impl="native"`` can run: the kernel was built and its BLAS loads."""
+  return _load() is None
+
+
+# impl="auto" takes the kernel up to this hidden size: where it measured faster than the fused
+# path on this project's CPU (benchmarks/NOTES.md, entry 8).
+AUTO_MAX_HIDDEN = 256
+
+
+def auto_picks(x: jax.Array, hidden_size: int) -> bool:
+  """Whether ``impl="auto"`` runs the kernel for ``x`` (T, B, I): it is built, serves the dtype
+  and the CPU, the hidden size is one where it measured faster, and the batch is either on one
+  device or explicitly sharded (under automatic sharding XLA would gather it for a custom call)."""
+  if not native_available() or jnp.dtype(x.dtype) not in _SUFFIX or jax.default_backend() != "cpu":
+    return False
+  sharding = jax.typeof(x).sharding
+  return hidden_size <= AUTO_MAX_HIDDEN and (sharding.mesh.size <= 1 or _batch_axes(x) is not None)
+
+
+def _batch_axes(x: jax.Array):
+  """The mesh axes that x's batch axis (1) is explicitly sharded over, or None."""
+  return (tuple(jax.typeof(x).sharding.spec) + (None, None))[1]
+
+
+def require(x: jax.Array) -> None:
+  """Raises a ValueError saying why ``impl="native"`` cannot run on ``x``, if it cannot."""
+  if (reason := native_status()) is not None:
+    raise ValueError(f"impl='native' is not available here: {reason}; use impl='auto' or 'fused'")
+  if jnp.dtype(x.dtype) not in _SUFFIX:
+    raise ValueError(f"impl='native' computes in float32 or float64, got x of dtype {x.dtype}; use impl='auto' or 'fused'")
+  if jax.default_backend() != "cpu":
+    raise ValueError(f"impl='native' runs on the CPU only, the default backend is {jax.default_backend()!r}; use impl='auto'")
+
+
+def _call(target: str, dtype, result_shapes, *args, **attrs):
+  results = [jax.ShapeDtypeStruct(s, dtype) for s in result_shapes]
+  return jax.ffi.ffi_call(f"{target}_{_SUFFIX[jnp.dtype(dtype)]}", results, vmap_method="sequential")(*args, **attrs)
+
+
+def _operands(x, h0, w, valid):
+  """The kernel's inputs: zero biases for a bias-free layer, valid (T, B) all true when None."""
+  w_ih, w_hh, b_ih, b_hh = w
+  zeros = jnp.zeros((w_hh.shape[0],), x.dtype)
+  mask = jnp.ones(x.shape[:2], bool) if valid is None else valid.reshape(x.shape[:2])
+  return (x, h0, w_ih, w_hh, zeros if b_ih is None else b_ih, zeros if b_hh is None else b_hh, mask)
+
+
+def _forward(x, h0, w, valid, save: bool, remat: bool):
+  """(out, h_last, states, gates): states (T, B, H) and gates (T, B, 4H) = (r, z, n, hn) when saved."""
+  steps, batch, hidden = x.shape[0], x.shape[1], h0.shape[-1]
+  states = (steps, batch, hidden) if save else (0,)
+  gates = (steps, batch, 4 * hidden) if save and not remat else (0,)
+  shapes = [(steps, batch, hidden), (batch, hidden), states, gates]
+  return tuple(_call("jaxgru_forward_save" if save else "jaxgru_forward", x.dtype, shapes, *_operands(x, h0, w, valid)))
+
+
+def _reference_forward(x, h0, w, valid):
+  """(out, h_last, states) by the fused path's forward scan: plain JAX, differentiable both ways."""
+  h_last, states = _fused._forward(x, h0, w, valid, False, _fused.chunk_size(x.shape[0]))
+  return _fused._output(states, valid), h_last, states
+
+
+def _reference_grads(x, h0, w, valid, d_out, d_last):
+  """The fused path's VJP, plain JAX: what the kernel's backward pass computes."""
+  _, pull = jax.vjp(lambda x, h0, w: _fused._layer(x, h0, w, valid, False, _fused.chunk_size(x.shape[0])), x, h0, w)
+  return pull((d_out, d_last))
+
+
+# The kernel's two calls that the custom_vjp below is made of are custom_jvp functions whose
+# derivatives are the fused XLA path's: so the gradient (the custom_vjp's backward pass) can be
+# differentiated again in either mode, for grad of grad, hessian (forward over reverse), ...
+# The saved states and gates are functions of (x, h0, w); _grads' derivative is taken through
+# (x, h0, w) alone, so the tangents that _saved gives them are never used (the gates' are zero).
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(4,))
+def _saved(x, h0, w, valid, remat):
+  """The forward pass that keeps what the backward pass needs: (out, h_last, states, gates)."""
+  return _forward(x, h0, w, valid, True, remat)
+
+
+@_saved.defjvp
+def _saved_jvp(remat, primals, tangents):
+  x, h0, w, valid = primals
+  results = _saved(x, h0, w, valid, remat)
+  _, (d_out, d_last, d_states) = jax.jvp(lambda *a: _reference_forward(*a, valid), primals[:3], tangents[:3])
+  return results, (d_out, d_last, d_states, jnp.zeros_like(results[3]))
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(8,))
+def _grads(x, h0, w, valid, states, gates, d_out, d_last, remat):
+  """(dx, dh0, dw) from the kernel's backward pass."""
+  dtype, (steps, batch, inputs), hidden = x.dtype, x.shape, h0.shape[-1]
+  shapes = [(steps, batch, inputs), (batch, hidden), w[0].shape, w[1].shape, (3 * hidden,), (3 * hidden,)]
+  dx, dh0, dw_ih, dw_hh, db_ih, db_hh = _call(
+    "jaxgru_backward", dtype, shapes, *_operands(x, h0, w, valid), states, gates, d_out, d_last, remat=remat
+  )
+  return dx, dh0, (dw_ih, dw_hh, None if w[2] is None else db_ih, None if w[3] is None else db_hh)
+
+
+@_grads.defjvp
+def _grads_jvp(remat, primals, tangents):
+  x, h0, w, valid, _, _, d_out, d_last = primals
+  t_x, t_h0, t_w, _, _, _, t_out, t_last = tangents
+  _, t_grads = jax.jvp(
+    lambda x, h0, w, d_out, d_last: _reference_grads(x, h0, w, valid, d_out, d_last),
+    (x, h0, w, d_out, d_last),
+    (t_x, t_h0, t_w, t_out, t_last),
+  )
+  return _grads(*primals, remat), t_grads
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
+def _layer(x, h0, w, valid, remat):
+  out, h_last, _, _ = _forward(x, h0, w, valid, False, remat)
+  return out, h_last
+
+
+def _layer_fwd(x, h0, w, valid, remat):
+  out, h_last, states, gates = _saved(x, h0, w, valid, remat)
+  return (out, h_last), (x, h0, w, valid, states, gates)
+
+
+def _layer_bwd(remat, residuals, cotangents):
+  x, h0, w, valid, states, gates = residuals
+  return (*_grads(x, h0, w, valid, states, gates, *cotangents, remat), None)
+
+
+_layer.defvjp(_layer_fwd, _layer_bwd)
+
+
+def direction(
+  x: jax.Array,
+  h0: jax.Array,
+  w: _fused.Weights,
+  valid: jax.Array | None,
+  reverse: bool,
+  remat: bool,
+) -> tuple[jax.Array, jax.Array]:
+  """One direction of one layer on the kernel: (T, B, I), (B, H) -> (T, B, H), (B, H).
+
+  The contract of :func:`jaxgru._fused.direction`: with ``valid`` (T, B, 1), steps past a
+  sequence's end keep the state and output zero; the reverse direction starts at each
+  sequence's last step. ``remat`` keeps only the states for the backward pass, which recomputes
+  the gates chunk by chunk.
+  """
+  if reverse:
+    x, valid = jnp.flip(x, 0), None if valid is None else jnp.flip(valid, 0)
+  run = functools.partial(_layer, remat=remat)
+  sharding, batch_axes = jax.typeof(x).sharding, _batch_axes(x)
+  if batch_axes is not None:  # an explicit-sharding mesh: the kernel runs on each device's own rows
+    rows, rows_t, P = (
+      jax.sharding.PartitionSpec(batch_axes),
+      jax.sharding.PartitionSpec(None, batch_axes),
+      jax.sharding.PartitionSpec(),
+    )
+    run = jax.shard_map(
+      run,
+      mesh=sharding.mesh,
+      in_specs=(rows_t, rows, P, None if valid is None else rows_t),
+      out_specs=(rows_t, rows),
+      check_vma=False,  # the custom call does not track which axes vary; the weights come back psummed
+    )
+  out, h_last = run(x, h0, w, valid)
+  return (jnp.flip(out, 0) if reverse else out), h_last

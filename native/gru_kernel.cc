@@ -1,0 +1,330 @@
+// One layer and direction of torch's GRU on the CPU, forward and backward, as XLA FFI handlers.
+//
+// Axis legend: T time, B batch, I input size, H hidden size, K steps per chunk, P batch parts.
+// Every buffer is row-major; gates are stacked (r, z, n) along 3H like torch's weights.
+//
+// Forward, per step t and batch row b (torch's equations):
+//   r  = sigma(W_ir x + b_ir + W_hr h + b_hr)
+//   z  = sigma(W_iz x + b_iz + W_hz h + b_hz)
+//   hn = W_hn h + b_hn
+//   n  = tanh(W_in x + b_in + r * hn)
+//   h' = (1 - z) * n + z * h              (h' = h where the step is masked out)
+// Backward, with g = dL/dh' (the carried dh plus this step's output cotangent):
+//   a_n = g (1 - z) (1 - n^2)     a_z = g (h - n) z (1 - z)     a_r = a_n hn r (1 - r)
+//   dh  = g z + [a_r, a_z, a_n r] W_hh                 (dh = g where the step is masked out)
+//   dx  = [a_r, a_z, a_n] W_ih
+//   dW_ih += [a_r, a_z, a_n]^T x    dW_hh += [a_r, a_z, a_n r]^T h    db = the same rows summed
+//
+// The batch rows of a sequence never meet, so the batch is cut into P parts that run the whole
+// time loop on their own (no barrier per step) on XLA's intra-op thread pool; the weight
+// gradients are summed over parts at the end. Within a part, time runs in chunks of K steps: the
+// chunk's input projection (and in the backward pass its weight gradients) is one product over
+// K * rows, the recurrent product one per step. Products go to a cblas ?gemm whose address the
+// Python side hands over (jaxgru/_native.py): the BLAS is chosen at run time, not at build time.
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#include "gru_support.h"
+#include "xla/ffi/api/ffi.h"
+
+namespace ffi = xla::ffi;
+
+namespace {
+
+using namespace jaxgru_native;  // NOLINT: the helpers of this one file
+
+constexpr int kChunk = 16;    // K
+constexpr int kMinRows = 8;   // the fewest batch rows worth a thread of their own ...
+constexpr int64_t kMinWork = int64_t(1) << 18;  // ... and multiply-adds per step (handing over costs ~10 us)
+
+struct Dims {
+  int64_t T, B, I, H;
+};
+
+int Parts(ffi::ThreadPool& pool, const Dims& d) {
+  int64_t threads = std::max<int64_t>(1, pool.num_threads());
+  int64_t work = d.B * 3 * d.H * (d.H + d.I);  // multiply-adds per step
+  return static_cast<int>(std::clamp<int64_t>(std::min(d.B / kMinRows, work / kMinWork), 1, threads));
+}
+
+// The buffers one part works on; every pointer is at row 0 of the whole batch.
+template <typename T>
+struct Layer {
+  Dims d;
+  const T *x, *h0, *w_ih, *w_hh, *b_ih, *b_hh;
+  const bool* valid;  // (T, B)
+};
+
+// Gathers rows [b0, b0 + rows) of steps [t0, t0 + k) of src (T, B, cols) into dst (k * rows, cols),
+// zeroing masked-out rows (their x may be NaN padding). With src == nullptr, step -1 is h0.
+template <typename T>
+void Gather(const T* src, const T* h0, const bool* valid, const Dims& d, int64_t cols, int64_t t0, int k, int64_t b0, int rows,
+            T* dst) {
+  for (int s = 0; s < k; ++s) {
+    for (int i = 0; i < rows; ++i) {
+      int64_t t = t0 + s, b = b0 + i;
+      T* out = dst + (int64_t(s) * rows + i) * cols;
+      const T* in = t < 0 ? h0 + b * cols : src + (t * d.B + b) * cols;
+      if (valid != nullptr && !valid[t * d.B + b]) {
+        std::fill(out, out + cols, T(0));
+      } else {
+        std::copy(in, in + cols, out);
+      }
+    }
+  }
+}
+
+
+// One step's gates for `rows` rows from gi (rows, 3H) = W_ih x and gh (rows, 3H) = W_hh h (no biases
+// yet): writes (r, z, n, hn) into gates (rows, 4H) and h' into h_new (rows, H).
+template <typename T>
+JAXGRU_CLONES void Gates(const T* __restrict gi, const T* __restrict gh, const T* __restrict b_ih, const T* __restrict b_hh,
+                         const T* __restrict h, int rows, int64_t H, T* __restrict gates, T* __restrict h_new) {
+  for (int i = 0; i < rows; ++i) {
+    const T *__restrict gi_r = gi + i * 3 * H, *__restrict gh_r = gh + i * 3 * H, *__restrict hp = h + i * H;
+    T *__restrict g = gates + i * 4 * H, *__restrict out = h_new + i * H;
+    for (int64_t j = 0; j < H; ++j) {
+      T r = Sigmoid(gi_r[j] + b_ih[j] + gh_r[j] + b_hh[j]);
+      T z = Sigmoid(gi_r[H + j] + b_ih[H + j] + gh_r[H + j] + b_hh[H + j]);
+      T hn = gh_r[2 * H + j] + b_hh[2 * H + j];
+      T n = Tanh(gi_r[2 * H + j] + b_ih[2 * H + j] + r * hn);
+      g[j] = r, g[H + j] = z, g[2 * H + j] = n, g[3 * H + j] = hn;
+      out[j] = (T(1) - z) * n + z * hp[j];
+    }
+  }
+}
+
+// One row of one step backwards, from its gates (r, z, n, hn) (4H,), the state before it h (H,)
+// and its output's cotangent: dh (H,) in: the carried dL/dh', out: g z (W_hh's share comes after);
+// a_i = (a_r, a_z, a_n) and a_h = (a_r, a_z, a_n r), each (3H,).
+template <typename T>
+JAXGRU_CLONES void GateGrads(const T* __restrict gates, const T* __restrict h, const T* __restrict d_out, int64_t H,
+                             T* __restrict dh, T* __restrict a_i, T* __restrict a_h) {
+  const T *__restrict r = gates, *__restrict z = gates + H, *__restrict n = gates + 2 * H, *__restrict hn = gates + 3 * H;
+  for (int64_t j = 0; j < H; ++j) {
+    T g = dh[j] + d_out[j];
+    T a_n = g * (T(1) - z[j]) * (T(1) - n[j] * n[j]);
+    T a_z = g * (h[j] - n[j]) * z[j] * (T(1) - z[j]);
+    T a_r = a_n * hn[j] * r[j] * (T(1) - r[j]);
+    a_i[j] = a_r, a_i[H + j] = a_z, a_i[2 * H + j] = a_n;
+    a_h[j] = a_r, a_h[H + j] = a_z, a_h[2 * H + j] = a_n * r[j];
+    dh[j] = g * z[j];
+  }
+}
+
+// Forward for batch rows [b0, b0 + rows): out (T, B, H) zero where masked, h_last (B, H), and when
+// saving, states (T, B, H) (the carried state after each step) and gates (T, B, 4H) = (r, z, n, hn).
+template <typename T>
+void ForwardPart(const Layer<T>& L, int64_t b0, int rows, T* out, T* h_last, T* states, T* saved) {
+  const int64_t H = L.d.H, I = L.d.I, B = L.d.B;
+  std::vector<T> xk(kChunk * rows * I), gi(kChunk * rows * 3 * H), gh(rows * 3 * H), gates(rows * 4 * H);
+  std::vector<T> h(L.h0 + b0 * H, L.h0 + (b0 + rows) * H), h_new(rows * H);
+  for (int64_t t0 = 0; t0 < L.d.T; t0 += kChunk) {
+    int k = static_cast<int>(std::min<int64_t>(kChunk, L.d.T - t0));
+    Gather(L.x, L.h0, L.valid, L.d, I, t0, k, b0, rows, xk.data());
+    Gemm<T>(false, true, k * rows, 3 * H, I, xk.data(), I, L.w_ih, I, T(0), gi.data(), 3 * H);  // (K rows, 3H)
+    for (int s = 0; s < k; ++s) {
+      int64_t t = t0 + s;
+      Gemm<T>(false, true, rows, 3 * H, H, h.data(), H, L.w_hh, H, T(0), gh.data(), 3 * H);
+      Gates(gi.data() + int64_t(s) * rows * 3 * H, gh.data(), L.b_ih, L.b_hh, h.data(), rows, H, gates.data(), h_new.data());
+      for (int i = 0; i < rows; ++i) {
+        int64_t row = t * B + b0 + i;
+        bool ok = L.valid[row];
+        T* hi = h.data() + i * H;
+        if (ok) std::copy(h_new.data() + i * H, h_new.data() + (i + 1) * H, hi);
+        if (ok) {
+          std::copy(hi, hi + H, out + row * H);
+        } else {
+          std::fill(out + row * H, out + (row + 1) * H, T(0));
+        }
+        if (states != nullptr) std::copy(hi, hi + H, states + row * H);
+        if (saved != nullptr) {
+          T* dst = saved + row * 4 * H;
+          if (ok) {
+            std::copy(gates.data() + i * 4 * H, gates.data() + (i + 1) * 4 * H, dst);
+          } else {
+            std::fill(dst, dst + 4 * H, T(0));
+          }
+        }
+      }
+    }
+  }
+  std::copy(h.begin(), h.end(), h_last + b0 * H);
+}
+
+// Backward for batch rows [b0, b0 + rows): dx (T, B, I), dh0 (B, H), and this part's weight
+// gradients dw_ih (3H, I), dw_hh (3H, H), db_ih, db_hh (3H,), overwritten. saved == nullptr
+// (remat): the gates again from the states, one chunk at a time.
+template <typename T>
+void BackwardPart(const Layer<T>& L, const T* states, const T* saved, const T* d_out, const T* d_last, int64_t b0, int rows,
+                  T* dx, T* dh0, T* dw_ih, T* dw_hh, T* db_ih, T* db_hh) {
+  const int64_t H = L.d.H, I = L.d.I, B = L.d.B, G = 3 * H;
+  std::vector<T> xk(kChunk * rows * I), hp(kChunk * rows * H), a_i(kChunk * rows * G), a_h(kChunk * rows * G),
+    dxk(kChunk * rows * I), gates, gi, gh;
+  if (saved == nullptr) {
+    gates.resize(kChunk * rows * 4 * H), gi.resize(kChunk * rows * G), gh.resize(kChunk * rows * G);
+  }
+  std::vector<T> dh(d_last + b0 * H, d_last + (b0 + rows) * H);
+  std::vector<T> scratch_h(rows * H);
+  std::fill(dw_ih, dw_ih + G * I, T(0));
+  std::fill(dw_hh, dw_hh + G * H, T(0));
+  std::fill(db_ih, db_ih + G, T(0));
+  std::fill(db_hh, db_hh + G, T(0));
+  int64_t chunks = (L.d.T + kChunk - 1) / kChunk;
+  for (int64_t c = chunks - 1; c >= 0; --c) {
+    int64_t t0 = c * kChunk;
+    int k = static_cast<int>(std::min<int64_t>(kChunk, L.d.T - t0));
+    Gather(L.x, L.h0, L.valid, L.d, I, t0, k, b0, rows, xk.data());
+    Gather(states, L.h0, static_cast<const bool*>(nullptr), L.d, H, t0 - 1, k, b0, rows, hp.data());  // h before each step
+    if (saved == nullptr) {
+      Gemm<T>(false, true, k * rows, G, I, xk.data(), I, L.w_ih, I, T(0), gi.data(), G);
+      Gemm<T>(false, true, k * rows, G, H, hp.data(), H, L.w_hh, H, T(0), gh.data(), G);
+      for (int s = 0; s < k; ++s) {
+        int64_t off = int64_t(s) * rows;
+        Gates(gi.data() + off * G, gh.data() + off * G, L.b_ih, L.b_hh, hp.data() + off * H, rows, H,
+              gates.data() + off * 4 * H, scratch_h.data());
+      }
+    }
+    for (int s = k - 1; s >= 0; --s) {
+      int64_t t = t0 + s;
+      for (int i = 0; i < rows; ++i) {
+        int64_t row = t * B + b0 + i, local = int64_t(s) * rows + i;
+        const T* gt = saved != nullptr ? saved + row * 4 * H : gates.data() + local * 4 * H;
+        const T *h = hp.data() + local * H, *g_out = d_out + row * H;
+        T *ar = a_i.data() + local * G, *hr = a_h.data() + local * G;
+        T* dhi = dh.data() + i * H;
+        if (!L.valid[row]) {  // a skipped step passes dh through and sees no gradient
+          std::fill(ar, ar + G, T(0));
+          std::fill(hr, hr + G, T(0));
+          continue;
+        }
+        GateGrads(gt, h, g_out, H, dhi, ar, hr);
+      }
+      // dh += [a_r, a_z, a_n r] W_hh: (rows, 3H) x (3H, H); masked rows add zero.
+      Gemm<T>(false, false, rows, H, G, a_h.data() + int64_t(s) * rows * G, G, L.w_hh, H, T(1), dh.data(), H);
+    }
+    int m = k * rows;
+    Gemm<T>(true, false, G, I, m, a_i.data(), G, xk.data(), I, T(1), dw_ih, I);
+    Gemm<T>(true, false, G, H, m, a_h.data(), G, hp.data(), H, T(1), dw_hh, H);
+    Gemm<T>(false, false, m, I, G, a_i.data(), G, L.w_ih, I, T(0), dxk.data(), I);
+    for (int q = 0; q < m; ++q) {
+      for (int64_t j = 0; j < G; ++j) db_ih[j] += a_i[q * G + j], db_hh[j] += a_h[q * G + j];
+      int64_t t = t0 + q / rows, b = b0 + q % rows;
+      std::copy(dxk.data() + int64_t(q) * I, dxk.data() + int64_t(q + 1) * I, dx + (t * B + b) * I);
+    }
+  }
+  std::copy(dh.begin(), dh.end(), dh0 + b0 * H);
+}
+
+template <ffi::DataType E>
+Layer<ffi::NativeType<E>> MakeLayer(ffi::Buffer<E> x, ffi::Buffer<E> h0, ffi::Buffer<E> w_ih, ffi::Buffer<E> w_hh,
+                                    ffi::Buffer<E> b_ih, ffi::Buffer<E> b_hh, ffi::Buffer<ffi::PRED> valid) {
+  auto dims = x.dimensions();
+  Dims d{dims[0], dims[1], dims[2], h0.dimensions()[1]};
+  return {d, x.typed_data(), h0.typed_data(), w_ih.typed_data(), w_hh.typed_data(), b_ih.typed_data(), b_hh.typed_data(),
+          valid.typed_data()};
+}
+
+ffi::Error NoBlas() { return ffi::Error(ffi::ErrorCode::kFailedPrecondition, "jaxgru native kernel: no BLAS was set"); }
+
+template <ffi::DataType E, bool kSave>
+ffi::Error Forward(ffi::ThreadPool pool, ffi::Buffer<E> x, ffi::Buffer<E> h0, ffi::Buffer<E> w_ih, ffi::Buffer<E> w_hh,
+                   ffi::Buffer<E> b_ih, ffi::Buffer<E> b_hh, ffi::Buffer<ffi::PRED> valid, ffi::ResultBuffer<E> out,
+                   ffi::ResultBuffer<E> h_last, ffi::ResultBuffer<E> states, ffi::ResultBuffer<E> gates) {
+  if (sgemm == nullptr || dgemm == nullptr) return NoBlas();
+  auto L = MakeLayer<E>(x, h0, w_ih, w_hh, b_ih, b_hh, valid);
+  int parts = Parts(pool, L.d);
+  using T = ffi::NativeType<E>;
+  T* s = kSave ? states->typed_data() : nullptr;
+  T* g = kSave && gates->element_count() > 0 ? gates->typed_data() : nullptr;  // empty under remat
+  ParallelFor(pool, parts, [&](int p) {
+    int64_t b0 = L.d.B * p / parts, b1 = L.d.B * (p + 1) / parts;
+    ForwardPart(L, b0, static_cast<int>(b1 - b0), out->typed_data(), h_last->typed_data(), s, g);
+  });
+  return ffi::Error::Success();
+}
+
+template <ffi::DataType E>
+ffi::Error Backward(ffi::ThreadPool pool, ffi::Buffer<E> x, ffi::Buffer<E> h0, ffi::Buffer<E> w_ih, ffi::Buffer<E> w_hh,
+                    ffi::Buffer<E> b_ih, ffi::Buffer<E> b_hh, ffi::Buffer<ffi::PRED> valid, ffi::Buffer<E> states,
+                    ffi::Buffer<E> gates, ffi::Buffer<E> d_out, ffi::Buffer<E> d_last, bool remat, ffi::ResultBuffer<E> dx,
+                    ffi::ResultBuffer<E> dh0, ffi::ResultBuffer<E> dw_ih, ffi::ResultBuffer<E> dw_hh, ffi::ResultBuffer<E> db_ih,
+                    ffi::ResultBuffer<E> db_hh) {
+  if (sgemm == nullptr || dgemm == nullptr) return NoBlas();
+  using T = ffi::NativeType<E>;
+  auto L = MakeLayer<E>(x, h0, w_ih, w_hh, b_ih, b_hh, valid);
+  const int64_t G = 3 * L.d.H, I = L.d.I, H = L.d.H, size = G * (I + H + 2);
+  int parts = Parts(pool, L.d);
+  std::vector<T> partial(size_t(parts) * size);  // per part: dw_ih, dw_hh, db_ih, db_hh
+  ParallelFor(pool, parts, [&](int p) {
+    int64_t b0 = L.d.B * p / parts, b1 = L.d.B * (p + 1) / parts;
+    T* w = partial.data() + p * size;
+    BackwardPart(L, states.typed_data(), remat ? nullptr : gates.typed_data(), d_out.typed_data(), d_last.typed_data(), b0,
+                 static_cast<int>(b1 - b0), dx->typed_data(), dh0->typed_data(), w, w + G * I, w + G * (I + H),
+                 w + G * (I + H + 1));
+  });
+  T* dst[4] = {dw_ih->typed_data(), dw_hh->typed_data(), db_ih->typed_data(), db_hh->typed_data()};
+  int64_t offset[5] = {0, G * I, G * (I + H), G * (I + H + 1), size};
+  for (int a = 0; a < 4; ++a) {
+    for (int64_t j = offset[a]; j < offset[a + 1]; ++j) {
+      T sum = T(0);
+      for (int p = 0; p < parts; ++p) sum += partial[p * size + j];
+      dst[a][j - offset[a]] = sum;
+    }
+  }
+  return ffi::Error::Success();
+}
+
+}  // namespace
+
+extern "C" void jaxgru_set_blas(void* s, void* d) {
+  sgemm = reinterpret_cast<Sgemm>(s);
+  dgemm = reinterpret_cast<Dgemm>(d);
+}
+
+#define JAXGRU_FORWARD(name, E, save)                                                                    \
+  XLA_FFI_DEFINE_HANDLER_SYMBOL(name, (Forward<E, save>),                                                \
+                                ffi::Ffi::Bind()                                                         \
+                                  .Ctx<ffi::ThreadPool>()                                                \
+                                  .Arg<ffi::Buffer<E>>()                                                 \
+                                  .Arg<ffi::Buffer<E>>()                                                 \
+                                  .Arg<ffi::Buffer<E>>()                                                 \
+                                  .Arg<ffi::Buffer<E>>()                                                 \
+                                  .Arg<ffi::Buffer<E>>()                                                 \
+                                  .Arg<ffi::Buffer<E>>()                                                 \
+                                  .Arg<ffi::Buffer<ffi::PRED>>()                                         \
+                                  .Ret<ffi::Buffer<E>>()                                                 \
+                                  .Ret<ffi::Buffer<E>>()                                                 \
+                                  .Ret<ffi::Buffer<E>>()                                                 \
+                                  .Ret<ffi::Buffer<E>>());
+
+#define JAXGRU_BACKWARD(name, E)                                                                         \
+  XLA_FFI_DEFINE_HANDLER_SYMBOL(name, Backward<E>,                                                       \
+                                ffi::Ffi::Bind()                                                         \
+                                  .Ctx<ffi::ThreadPool>()                                                \
+                                  .Arg<ffi::Buffer<E>>()                                                 \
+                                  .Arg<ffi::Buffer<E>>()                                                 \
+                                  .Arg<ffi::Buffer<E>>()                                                 \
+                                  .Arg<ffi::Buffer<E>>()                                                 \
+                                  .Arg<ffi::Buffer<E>>()                                                 \
+                                  .Arg<ffi::Buffer<E>>()                                                 \
+                                  .Arg<ffi::Buffer<ffi::PRED>>()                                         \
+                                  .Arg<ffi::Buffer<E>>()                                                 \
+                                  .Arg<ffi::Buffer<E>>()                                                 \
+                                  .Arg<ffi::Buffer<E>>()                                                 \
+                                  .Arg<ffi::Buffer<E>>()                                                 \
+                                  .Attr<bool>("remat")                                                   \
+                                  .Ret<ffi::Buffer<E>>()                                                 \
+                                  .Ret<ffi::Buffer<E>>()                                                 \
+                                  .Ret<ffi::Buffer<E>>()                                                 \
+                                  .Ret<ffi::Buffer<E>>()                                                 \
+                                  .Ret<ffi::Buffer<E>>()                                                 \
+                                  .Ret<ffi::Buffer<E>>());
+
+JAXGRU_FORWARD(jaxgru_forward_f32, ffi::F32, false)
+JAXGRU_FORWARD(jaxgru_forward_f64, ffi::F64, false)
+JAXGRU_FORWARD(jaxgru_forward_save_f32, ffi::F32, true)
+JAXGRU_FORWARD(jaxgru_forward_save_f64, ffi::F64, true)
+JAXGRU_BACKWARD(jaxgru_backward_f32, ffi::F32)
+JAXGRU_BACKWARD(jaxgru_backward_f64, ffi::F64)

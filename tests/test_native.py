@@ -1,0 +1,222 @@
+"""impl="native" (the C++ kernel, native/gru_kernel.cc) beyond the shared grids.
+
+The torch grid (test_torch_gru.py), several chunks with remat (test_impl.py), higher orders and
+the explicit-sharding mesh (test_transforms.py) run the kernel too. Here: that CI has it, the
+batch split across threads, NaN padding, vmap, remat's memory, many devices, and bad input.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import pathlib
+import shutil
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+from _helpers import compare_with_torch, needs_native, random_torch
+from test_scale import run_python
+
+import jaxgru
+from jaxgru import _fused, _native
+
+I, H = 3, 5
+
+
+def test_built_where_ci_runs():
+  """CI must not pass by skipping every native test: there the kernel has to be built and load."""
+  if os.environ.get("CI") != "true":
+    pytest.skip("only under CI=true")
+  assert jaxgru.native_available(), jaxgru.native_status()
+
+
+def test_without_the_kernel_everything_else_runs(tmp_path: pathlib.Path):
+  """A copy of jaxgru without the built extension: native_status says why, the XLA paths run."""
+  shutil.copytree(pathlib.Path(jaxgru.__file__).parent, tmp_path / "jaxgru", ignore=shutil.ignore_patterns("*.so", "*.pyd"))
+  proc = run_python(
+    f"""
+    import sys
+    sys.path.insert(0, {str(tmp_path)!r})
+    import jax, jax.numpy as jnp, pytest
+    import jaxgru
+    assert jaxgru.__file__.startswith({str(tmp_path)!r})
+    assert not jaxgru.native_available()
+    assert "was not built" in jaxgru.native_status()
+    params = jaxgru.init_gru_params(jax.random.key(0), 3, 4)
+    out, _ = jaxgru.gru(params, jnp.ones((5, 2, 3)))
+    with pytest.raises(ValueError, match="impl='native' is not available here: the extension"):
+      jaxgru.gru(params, jnp.ones((5, 2, 3)), impl="native")
+    print("ok")
+    """
+  )
+  assert proc.stdout.strip().endswith("ok")
+
+
+@needs_native
+def test_auto_picks_the_kernel_where_it_measured_faster():
+  """auto: the kernel for float32/float64 up to AUTO_MAX_HIDDEN on one device, else the fused path."""
+
+  def runs_kernel(hidden, dtype=jnp.float32, **kwargs):
+    params = jaxgru.init_gru_params(jax.random.key(0), I, hidden, dtype=dtype)
+    hlo = jax.jit(lambda p, x: jaxgru.gru(p, x, **kwargs)).lower(params, jnp.ones((4, 2, I), dtype)).as_text()
+    return "jaxgru_forward" in hlo
+
+  assert runs_kernel(H) and runs_kernel(_native.AUTO_MAX_HIDDEN)
+  assert not runs_kernel(_native.AUTO_MAX_HIDDEN + 1)
+  assert not runs_kernel(H, jnp.bfloat16)
+  assert not runs_kernel(H, variant="classic") and not runs_kernel(H, impl="fused")
+
+
+@needs_native
+def test_automatic_sharding_keeps_the_fused_path():
+  """Under jit's in_shardings over 2 devices XLA would gather the batch for a custom call: auto
+  runs the fused path there; an explicitly sharded batch runs the kernel per device."""
+  proc = run_python(
+    """
+    import jax, jax.numpy as jnp, numpy as np
+    from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
+    import jaxgru
+    params = jaxgru.init_gru_params(jax.random.key(0), 3, 4)
+    mesh = Mesh(np.array(jax.devices()), ("data",))
+    rows = NamedSharding(mesh, P(None, "data"))
+    x = jax.device_put(jnp.ones((5, 4, 3)), rows)
+    hlo = jax.jit(lambda p, x: jaxgru.gru(p, x)[0], in_shardings=(None, rows)).lower(params, x).compile().as_text()
+    assert "jaxgru_forward" not in hlo and "all-gather" not in hlo
+    explicit = jax.make_mesh((2,), ("data",), axis_types=(AxisType.Explicit,))
+    with jax.set_mesh(explicit):
+      x = jax.device_put(jnp.ones((5, 4, 3)), NamedSharding(explicit, P(None, "data")))
+      hlo = jax.jit(lambda p, x: jaxgru.gru(p, x)[0]).lower(params, x).compile().as_text()
+    assert "jaxgru_forward" in hlo and "all-gather" not in hlo
+    print("ok")
+    """,
+    devices=2,
+  )
+  assert proc.stdout.strip().endswith("ok")
+
+
+@needs_native
+def test_batch_split_across_threads_matches_torch(precision):
+  """Work enough per step (B 3H (H + I) >= 2^19 multiply-adds) that the kernel cuts the batch into
+  parts for XLA's threads, uneven ones (50 rows) where there are 3 or 4."""
+  hidden, batch = 64, 50
+  module = random_torch(torch.nn.GRU(I, hidden, 2, bidirectional=True), seed=3, dtype=precision.torch_dtype)
+  rng = np.random.default_rng(2)
+  x = rng.standard_normal((21, batch, I)).astype(precision.np_dtype)
+  h0 = rng.standard_normal((4, batch, hidden)).astype(precision.np_dtype)
+  lengths = rng.integers(1, 22, batch)
+  compare_with_torch(module, x, h0, lengths=lengths, tol=precision.tol, impl="native")
+
+
+@functools.partial(jax.jit, static_argnames=("impl", "remat", "reverse"))
+def _direction_grads(x, h0, w, valid, *, impl, remat, reverse):
+  run = _native.direction if impl == "native" else _fused.direction
+
+  def loss(x, h0, w):
+    out, h_last = run(x, h0, w, valid, reverse, remat)
+    return jnp.sum(jnp.sin(out)) + jnp.sum(h_last**2)
+
+  return jax.value_and_grad(loss, argnums=(0, 1, 2))(x, h0, w)
+
+
+@needs_native
+@pytest.mark.parametrize("remat", [False, True])
+@pytest.mark.parametrize("reverse", [False, True])
+def test_nan_padding_never_reaches_the_result(remat, reverse):
+  """x past each length is NaN: the kernel's outputs and gradients are those of clean padding."""
+  rng = np.random.default_rng(0)
+  steps, batch = 19, 10
+  x = rng.standard_normal((steps, batch, I)).astype(np.float32)
+  lengths = rng.integers(1, steps + 1, batch)
+  valid = jnp.asarray(np.arange(steps)[:, None, None] < lengths[None, :, None])
+  w = tuple(jnp.asarray(rng.uniform(-0.6, 0.6, s), jnp.float32) for s in [(3 * H, I), (3 * H, H), (3 * H,), (3 * H,)])
+  h0 = jnp.asarray(rng.standard_normal((batch, H)), jnp.float32)
+  clean = _direction_grads(jnp.where(valid, x, 0), h0, w, valid, impl="native", remat=remat, reverse=reverse)
+  padded = _direction_grads(jnp.where(valid, x, jnp.nan), h0, w, valid, impl="native", remat=remat, reverse=reverse)
+  fused = _direction_grads(jnp.where(valid, x, 0), h0, w, valid, impl="fused", remat=remat, reverse=reverse)
+  for a, b, c in zip(jax.tree.leaves(padded), jax.tree.leaves(clean), jax.tree.leaves(fused), strict=True):
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(a, c, rtol=1e-5, atol=1e-5)
+
+
+@needs_native
+def test_vmap_over_params_and_sequences():
+  """An ensemble: each member equals its own run; vmap over sequences equals the batch."""
+  keys = jax.random.split(jax.random.key(0), 3)
+  stacked = jax.vmap(lambda k: jaxgru.init_gru_params(k, I, H, bidirectional=True))(keys)
+  x = jax.random.normal(jax.random.key(1), (6, 4, I))
+  lengths = jnp.array([6, 1, 3, 4])
+  outs, hs = jax.jit(jax.vmap(lambda p: jaxgru.gru(p, x, lengths=lengths, impl="native")))(stacked)
+  for i, k in enumerate(keys):
+    out, h = jaxgru.gru(jaxgru.init_gru_params(k, I, H, bidirectional=True), x, lengths=lengths, impl="native")
+    np.testing.assert_allclose(outs[i], out, atol=1e-6)
+    np.testing.assert_allclose(hs[i], h, atol=1e-6)
+  params = jax.tree.map(lambda a: a[0], stacked)
+  v_out, _ = jax.vmap(lambda s: jaxgru.gru(params, s, impl="native"), in_axes=1, out_axes=1)(x)
+  np.testing.assert_allclose(v_out, jaxgru.gru(params, x, impl="fused")[0], atol=1e-6)
+
+
+@needs_native
+def test_remat_keeps_only_the_states():
+  """XLA's accounting of the compiled gradient: remat drops the saved gates (4H per step and row)."""
+  params = jaxgru.init_gru_params(jax.random.key(0), 32, 64)
+  x = jnp.ones((2000, 8, 32))
+
+  def temp_bytes(remat):
+    grad = jax.jit(jax.grad(lambda p: jnp.sum(jaxgru.gru(p, x, impl="native", remat=remat)[0])))
+    return grad.lower(params).compile().memory_analysis().temp_size_in_bytes
+
+  state_bytes = 2000 * 8 * 64 * 4
+  stored, remat = temp_bytes(False), temp_bytes(True)
+  assert stored >= 7 * state_bytes  # out, states, the cotangent, dx and (r, z, n, W_hn h + b_hn)
+  assert remat <= 4 * state_bytes  # out, states, the output's cotangent, dx (half a state here)
+
+
+@needs_native
+def test_eight_devices_run_the_kernel_on_their_own_rows():
+  """Explicit-sharding mesh of 8: gradients equal the fused path's, and no all-gather of the batch."""
+  proc = run_python(
+    """
+    import jax, jax.numpy as jnp, numpy as np
+    from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
+    import jaxgru
+    mesh = jax.make_mesh((8,), ("data",), axis_types=(AxisType.Explicit,))
+    params = jaxgru.init_gru_params(jax.random.key(0), 3, 4, 2, bidirectional=True)
+    x = jax.random.normal(jax.random.key(1), (5, 16, 3))
+    lengths = jnp.arange(16) % 5 + 1
+    def loss(p, x, lengths, impl):
+      out, h_n = jaxgru.gru(p, x, lengths=lengths, impl=impl)
+      return jnp.sum(out**2) + jnp.sum(h_n)
+    want = jax.grad(loss)(params, x, lengths, "fused")
+    with jax.set_mesh(mesh):
+      xs = jax.device_put(x, NamedSharding(mesh, P(None, "data")))
+      ls = jax.device_put(lengths, NamedSharding(mesh, P("data")))
+      grad = jax.jit(jax.grad(loss), static_argnums=3)
+      got = grad(params, xs, ls, "native")
+      hlo = grad.lower(params, xs, ls, "native").compile().as_text()
+    assert "all-gather" not in hlo
+    assert max(float(jnp.abs(got[k] - want[k]).max()) for k in params) < 1e-5
+    print("ok")
+    """,
+    devices=8,
+  )
+  assert proc.stdout.strip().endswith("ok")
+
+
+@pytest.mark.parametrize(
+  "kwargs, dtype, match",
+  [
+    (dict(variant="classic"), jnp.float32, r"impl='native' implements variant='torch' only"),
+    (dict(), jnp.float16, r"impl='native' computes in float32 or float64, got x of dtype float16"),
+  ],
+)
+def test_bad_input(kwargs, dtype, match):
+  params = jaxgru.init_gru_params(jax.random.key(0), I, H, dtype=dtype)
+  if jaxgru.native_available() or "variant" in kwargs:
+    with pytest.raises(ValueError, match=match):
+      jaxgru.gru(params, jnp.ones((4, 2, I), dtype), impl="native", **kwargs)
+  else:
+    with pytest.raises(ValueError, match=r"impl='native' is not available here"):
+      jaxgru.gru(params, jnp.ones((4, 2, I), dtype), impl="native", **kwargs)
