@@ -5,7 +5,8 @@
 - ``jaxgru_pallas``: the same with ``impl="pallas"`` (the Pallas kernels); GPU only: on the CPU it
   would time Pallas' interpreter, so the suite leaves it out there (:data:`DEVICE_ONLY`).
 - ``jaxgru_nnx``: the NNX module :class:`jaxgru.GRU`, split once and merged inside the jitted function.
-- ``jaxgru_native``: :func:`jaxgru.gru` with ``impl="native"`` (the C++ kernel), where it is built.
+- ``jaxgru_native``: :func:`jaxgru.gru` with ``impl="native"`` (the C++ kernel), where it is built;
+  ``jaxgru_fused`` beside it, the XLA path that ``"auto"`` takes where the kernel does not serve.
 - ``flax``: Flax's own ``nnx.RNN(nnx.GRUCell)`` per layer (``nnx.Bidirectional`` when bidirectional),
   the JAX baseline users have today, split and merged the same way.
 - ``onnxruntime``: ONNX Runtime's CPU GRU kernel (a fused C++ GRU, weights prepacked when the
@@ -33,7 +34,7 @@ import jaxgru
 from benchmarks.shapes import Shape
 
 CONTENDERS = ("torch", "jaxgru", "jaxgru_nnx", "flax", "jaxgru_pallas", "onnxruntime") + (
-  ("jaxgru_native",) if jaxgru.native_available() else ()
+  ("jaxgru_native", "jaxgru_fused") if jaxgru.native_available() else ()
 )
 DEVICE_ONLY = ("jaxgru_pallas",)  # skipped when the suite runs on the CPU
 FORWARD_ONLY = ("onnxruntime",)  # inference engines: no gradients, no training step
@@ -137,9 +138,9 @@ def jax_fns(kind: str, shape: Shape, x: jax.Array, cot: jax.Array, torch_state: 
         out = layer(out, initial_carry=(zeros, zeros) if shape.bidirectional else zeros)
       return out
 
-  elif kind in ("jaxgru", "jaxgru_pallas"):
+  elif kind in ("jaxgru", "jaxgru_pallas", "jaxgru_fused"):
     params = {k: jnp.asarray(v) for k, v in torch_state.items()}
-    impl = "pallas" if kind == "jaxgru_pallas" else "auto"
+    impl = {"jaxgru_pallas": "pallas", "jaxgru_fused": "fused"}.get(kind, "auto")
 
     def apply(p, x):
       return jaxgru.gru(p, x, impl=impl)[0]
