@@ -17,6 +17,13 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   # shellcheck disable=SC2086  # JAXGRU_TORCH may carry pip options
   "${pip[@]}" ${JAXGRU_TORCH:-torch==2.13.0}
 fi
-# PIP_CONSTRAINT also pins what pip's isolated build environment installs (jaxlib, whose FFI
-# headers the native kernel is compiled against: the same version as the one it runs with).
-PIP_CONSTRAINT=requirements/constraints.txt "${pip[@]}" -c requirements/constraints.txt -e ".[dev]"
+# The editable install (and the native kernel's compile, ~20 s) runs again only when what it
+# depends on changed: the stamp is a hash of the build and dependency files and the C++ sources.
+stamp=.venv/.jaxgru-setup
+want=$(cat pyproject.toml setup.py requirements/constraints.txt native/* | sha256sum | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  # PIP_CONSTRAINT also pins what pip's isolated build environment installs (jaxlib, whose FFI
+  # headers the native kernel is compiled against: the same version as the one it runs with).
+  PIP_CONSTRAINT=requirements/constraints.txt "${pip[@]}" -c requirements/constraints.txt -e ".[dev]"
+  echo "$want" >"$stamp"
+fi
