@@ -5,6 +5,21 @@ from __future__ import annotations
 import argparse
 
 
+def int_at_least(low: int):
+  """An argparse type: an integer >= ``low`` (argparse names the flag in its error)."""
+
+  def parse(text: str) -> int:
+    try:
+      value = int(text)
+    except ValueError:
+      raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < low:
+      raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+    return value
+
+  return parse
+
+
 def seed(text: str) -> int:
   """A seed: an integer in [0, 2**32), which NumPy, JAX and torch all accept.
 

@@ -52,19 +52,6 @@ class SineRun:
   output: pathlib.Path | None = None
 
 
-def _int_at_least(low: int):
-  def parse(text: str) -> int:
-    try:
-      value = int(text)
-    except ValueError:
-      raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < low:
-      raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
-    return value
-
-  return parse
-
-
 def _float_in(low: float, high: float | None = None, *, low_open: bool = False, name: str = ""):
   def parse(text: str) -> float:
     try:
@@ -90,11 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
     formatter_class=argparse.ArgumentDefaultsHelpFormatter,
   )
   parser.add_argument("--seed", type=_argtypes.seed, default=0, help="seeds the data's noise and the initial weights")
-  parser.add_argument("--epochs", type=_int_at_least(1), default=200, help="full-batch training epochs")
-  parser.add_argument("--hidden-size", type=_int_at_least(1), default=16, help="GRU hidden size H")
+  parser.add_argument("--epochs", type=_argtypes.int_at_least(1), default=200, help="full-batch training epochs")
+  parser.add_argument("--hidden-size", type=_argtypes.int_at_least(1), default=16, help="GRU hidden size H")
   parser.add_argument("--lr", type=_float_in(0, low_open=True, name="> 0"), default=1e-3, help="Adam learning rate")
-  parser.add_argument("--seq-len", type=_int_at_least(1), default=10, help="window length: values seen per prediction")
-  parser.add_argument("--points", type=_int_at_least(2), default=200, help="length of the series")
+  parser.add_argument("--seq-len", type=_argtypes.int_at_least(1), default=10, help="window length: values seen per prediction")
+  parser.add_argument("--points", type=_argtypes.int_at_least(2), default=200, help="length of the series")
   parser.add_argument("--noise", type=_float_in(0, name=">= 0"), default=0.1, help="standard deviation of the noise")
   parser.add_argument(
     "--test-fraction",
@@ -104,12 +91,16 @@ def build_parser() -> argparse.ArgumentParser:
   )
   parser.add_argument("--variant", choices=sine_task.VARIANTS, default="torch", help="torch.nn.GRU's equations or the tutorial's")
   parser.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="parameters and data")
-  parser.add_argument("--ensemble", type=_int_at_least(1), default=1, metavar="N", help="train N seeded models at once (vmap)")
+  parser.add_argument(
+    "--ensemble", type=_argtypes.int_at_least(1), default=1, metavar="N", help="train N seeded models at once (vmap)"
+  )
   parser.add_argument(
     "--compare-torch", action="store_true", help="also train the tutorial's PyTorch model from the same weights"
   )
-  parser.add_argument("--torch-threads", type=_int_at_least(1), default=1, help="torch intra-op threads for --compare-torch")
-  parser.add_argument("--chunk", type=_int_at_least(1), default=20, help="epochs per compiled call (one lax.scan)")
+  parser.add_argument(
+    "--torch-threads", type=_argtypes.int_at_least(1), default=1, help="torch intra-op threads for --compare-torch"
+  )
+  parser.add_argument("--chunk", type=_argtypes.int_at_least(1), default=20, help="epochs per compiled call (one lax.scan)")
   parser.add_argument("--output", "-o", type=pathlib.Path, default=pathlib.Path("out/sine.png"), help="PNG to write")
   parser.add_argument("--no-progress", action="store_true", help="no progress bar")
   return parser
