@@ -12,7 +12,14 @@ backward pass is the kernel's. Higher orders: the kernel's backward pass is itse
 ``custom_vjp`` whose derivative is that of the fused XLA path's backward pass (plain JAX), so
 ``grad`` of ``grad`` and ``hessian`` work and agree with the other paths. Forward mode falls
 back like the fused path's (see :func:`jaxgru.gru`). Under ``vmap`` the kernel runs once per
-member (``vmap_method="sequential"``).
+member (``jax.custom_batching.sequential_vmap``).
+
+Sharding: each device runs the kernel on its own rows of the batch and the weight gradients are
+summed across devices. Under automatic sharding (``jax.jit`` with ``in_shardings``) the kernel's
+calls are ``custom_partitioning``-ed (:mod:`jaxgru._partition`): XLA's partitioner keeps the
+batch as it is sharded and replicates every other axis; under an explicit-sharding mesh a
+``jax.shard_map`` over the batch's axes does the same. On one device the program is the bare
+custom call.
 
 Axis legend: T time, B batch, I input size, H hidden size.
 """
@@ -27,7 +34,7 @@ import pathlib
 import jax
 import jax.numpy as jnp
 
-from jaxgru import _fused
+from jaxgru import _fused, _partition
 
 _SUFFIX = {jnp.dtype(jnp.float32): "f32", jnp.dtype(jnp.float64): "f64"}
 _TARGETS = ("jaxgru_forward", "jaxgru_forward_save", "jaxgru_backward")
@@ -80,12 +87,11 @@ AUTO_MAX_HIDDEN = 256
 
 def auto_picks(x: jax.Array, hidden_size: int) -> bool:
   """Whether ``impl="auto"`` runs the kernel for ``x`` (T, B, I): it is built, serves the dtype
-  and the CPU, the hidden size is one where it measured faster, and the batch is either on one
-  device or explicitly sharded (under automatic sharding XLA would gather it for a custom call)."""
+  and the CPU, and the hidden size is one where it measured faster. Sharded or not: each device
+  runs it on its own rows of the batch (see :func:`direction`)."""
   if not native_available() or jnp.dtype(x.dtype) not in _SUFFIX or jax.default_backend() != "cpu":
     return False
-  sharding = jax.typeof(x).sharding
-  return hidden_size <= AUTO_MAX_HIDDEN and (sharding.mesh.size <= 1 or _batch_axes(x) is not None)
+  return hidden_size <= AUTO_MAX_HIDDEN
 
 
 def _batch_axes(x: jax.Array):
@@ -103,9 +109,9 @@ def require(x: jax.Array) -> None:
     raise ValueError(f"impl='native' runs on the CPU only, the default backend is {jax.default_backend()!r}; use impl='auto'")
 
 
-def _call(target: str, dtype, result_shapes, *args, **attrs):
+def _ffi(target: str, dtype, result_shapes):
   results = [jax.ShapeDtypeStruct(s, dtype) for s in result_shapes]
-  return jax.ffi.ffi_call(f"{target}_{_SUFFIX[jnp.dtype(dtype)]}", results, vmap_method="sequential")(*args, **attrs)
+  return jax.ffi.ffi_call(f"{target}_{_SUFFIX[jnp.dtype(dtype)]}", results)
 
 
 def _operands(x, h0, w, valid):
@@ -116,13 +122,25 @@ def _operands(x, h0, w, valid):
   return (x, h0, w_ih, w_hh, zeros if b_ih is None else b_ih, zeros if b_hh is None else b_hh, mask)
 
 
+# The batch axis of the kernel's operands x, h0, w_ih, w_hh, b_ih, b_hh, mask: what a device's
+# share of the batch is under sharding (_partition.per_batch_shard).
+_ROWS = (1, 0, None, None, None, None, 1)
+
+
 def _forward(x, h0, w, valid, save: bool, remat: bool):
-  """(out, h_last, states, gates): states (T, B, H) and gates (T, B, 4H) = (r, z, n, hn) when saved."""
-  steps, batch, hidden = x.shape[0], x.shape[1], h0.shape[-1]
-  states = (steps, batch, hidden) if save else (0,)
-  gates = (steps, batch, 4 * hidden) if save and not remat else (0,)
-  shapes = [(steps, batch, hidden), (batch, hidden), states, gates]
-  return tuple(_call("jaxgru_forward_save" if save else "jaxgru_forward", x.dtype, shapes, *_operands(x, h0, w, valid)))
+  """(out, h_last, states, gates): states (T, B, H) and gates (T, B, 4H) = (r, z, n, hn) when saved,
+  else (0,)-shaped placeholders."""
+
+  def kernel(x, h0, *rest):
+    steps, batch, hidden = x.shape[0], x.shape[1], h0.shape[-1]
+    states = (steps, batch, hidden) if save else (0,)
+    gates = (steps, batch, 4 * hidden) if save and not remat else (0,)
+    shapes = [(steps, batch, hidden), (batch, hidden), states, gates]
+    return _ffi("jaxgru_forward_save" if save else "jaxgru_forward", x.dtype, shapes)(x, h0, *rest)
+
+  saved = (1 if save else None, 1 if save and not remat else None)
+  run = _partition.per_batch_shard(kernel, _partition.Layout(_ROWS, (1, 0, *saved)))
+  return run(*_operands(x, h0, w, valid))
 
 
 def _reference_forward(x, h0, w, valid):
@@ -161,10 +179,18 @@ def _saved_jvp(remat, primals, tangents):
 @functools.partial(jax.custom_jvp, nondiff_argnums=(8,))
 def _grads(x, h0, w, valid, states, gates, d_out, d_last, remat):
   """(dx, dh0, dw) from the kernel's backward pass."""
-  dtype, (steps, batch, inputs), hidden = x.dtype, x.shape, h0.shape[-1]
-  shapes = [(steps, batch, inputs), (batch, hidden), w[0].shape, w[1].shape, (3 * hidden,), (3 * hidden,)]
-  dx, dh0, dw_ih, dw_hh, db_ih, db_hh = _call(
-    "jaxgru_backward", dtype, shapes, *_operands(x, h0, w, valid), states, gates, d_out, d_last, remat=remat
+
+  def kernel(x, h0, w_ih, w_hh, *rest):
+    (steps, batch, inputs), hidden = x.shape, h0.shape[-1]
+    shapes = [(steps, batch, inputs), (batch, hidden), w_ih.shape, w_hh.shape, (3 * hidden,), (3 * hidden,)]
+    return _ffi("jaxgru_backward", x.dtype, shapes)(x, h0, w_ih, w_hh, *rest, remat=remat)
+
+  saved = (1 if states.ndim == 3 else None, 1 if gates.ndim == 3 else None)
+  layout = _partition.Layout(
+    _ROWS + saved + (1, 0), (1, 0, None, None, None, None), summed=(False, False, True, True, True, True)
+  )
+  dx, dh0, dw_ih, dw_hh, db_ih, db_hh = _partition.per_batch_shard(kernel, layout)(
+    *_operands(x, h0, w, valid), states, gates, d_out, d_last
   )
   return dx, dh0, (dw_ih, dw_hh, None if w[2] is None else db_ih, None if w[3] is None else db_hh)
 
@@ -213,13 +239,13 @@ def direction(
   The contract of :func:`jaxgru._fused.direction`: with ``valid`` (T, B, 1), steps past a
   sequence's end keep the state and output zero; the reverse direction starts at each
   sequence's last step. ``remat`` keeps only the states for the backward pass, which recomputes
-  the gates chunk by chunk.
+  the gates chunk by chunk. Sharded, each device runs the kernel on its own rows (see above).
   """
   if reverse:
     x, valid = jnp.flip(x, 0), None if valid is None else jnp.flip(valid, 0)
   run = functools.partial(_layer, remat=remat)
   sharding, batch_axes = jax.typeof(x).sharding, _batch_axes(x)
-  if batch_axes is not None:  # an explicit-sharding mesh: the kernel runs on each device's own rows
+  if batch_axes is not None:  # an explicit-sharding mesh; automatic sharding is _partition's
     rows, rows_t, P = (
       jax.sharding.PartitionSpec(batch_axes),
       jax.sharding.PartitionSpec(None, batch_axes),

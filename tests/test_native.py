@@ -11,6 +11,7 @@ import functools
 import os
 import pathlib
 import shutil
+import textwrap
 
 import jax
 import jax.numpy as jnp
@@ -70,29 +71,124 @@ def test_auto_picks_the_kernel_where_it_measured_faster():
   assert not runs_kernel(H, variant="classic") and not runs_kernel(H, impl="fused")
 
 
+# Parses the kernel's calls in a compiled program's text: [(target, [operand shape, ...]), ...].
+KERNEL_CALLS = r"""
+def kernel_calls(hlo):
+  import re
+  calls = []
+  for line in hlo.splitlines():
+    if (target := re.search(r'custom_call_target="(jaxgru_[a-z_0-9]+)"', line)) is not None:
+      operands = re.search(r"operand_layout_constraints=\{(.*?)\}, api_version", line).group(1)
+      shapes = [tuple(int(d) for d in dims.split(",") if d) for dims in re.findall(r"\w+\[([\d,]*)\]", operands)]
+      calls.append((target.group(1), shapes))
+  return calls
+"""
+
+
 @needs_native
-def test_automatic_sharding_keeps_the_fused_path():
-  """Under jit's in_shardings over 2 devices XLA would gather the batch for a custom call: auto
-  runs the fused path there; an explicitly sharded batch runs the kernel per device."""
+def test_one_device_runs_the_bare_kernel():
+  """Without a mesh the kernel's call is the program: no partitioning wrapper is lowered."""
+  params = jaxgru.init_gru_params(jax.random.key(0), I, H)
+  grad = jax.jit(jax.grad(lambda p, x: jnp.sum(jaxgru.gru(p, x)[0])))
+  lowered = grad.lower(params, jnp.ones((4, 2, I)))
+  assert "CustomSPMDPartitioning" not in lowered.as_text()
+  targets = [line for line in lowered.compile().as_text().splitlines() if "custom-call(" in line]
+  assert len(targets) == 2 and "jaxgru_forward_save_f32" in targets[0] and "jaxgru_backward_f32" in targets[1]
+
+
+@needs_native
+def test_automatic_sharding_runs_the_kernel_on_each_devices_rows():
+  """jit(in_shardings=...) over 2 devices of Auto axes, with Shardy and with GSPMD: auto runs the
+  kernel on each device's 3 of the 6 rows, forward and backward, with no all-gather, and the
+  outputs, h_n and gradients (params, x, h0) equal the fused path's on one device in float64.
+  A batch the devices do not divide, or x sharded along I, is resharded, never wrong; a vmap-ed
+  ensemble runs each member on each device's rows."""
   proc = run_python(
-    """
+    KERNEL_CALLS
+    + textwrap.dedent(
+      """
     import jax, jax.numpy as jnp, numpy as np
-    from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+    jax.config.update("jax_enable_x64", True)
     import jaxgru
-    params = jaxgru.init_gru_params(jax.random.key(0), 3, 4)
+    params = jaxgru.init_gru_params(jax.random.key(0), 4, 4, 2, bidirectional=True, dtype=jnp.float64)
+    params = jax.tree.map(lambda a: a + 0.1, params)  # no zero biases
+    x, h0 = jax.random.normal(jax.random.key(1), (5, 6, 4)), jax.random.normal(jax.random.key(2), (4, 6, 4))
+    lengths = jnp.array([5, 1, 3, 4, 2, 5])
     mesh = Mesh(np.array(jax.devices()), ("data",))
-    rows = NamedSharding(mesh, P(None, "data"))
-    x = jax.device_put(jnp.ones((5, 4, 3)), rows)
-    hlo = jax.jit(lambda p, x: jaxgru.gru(p, x)[0], in_shardings=(None, rows)).lower(params, x).compile().as_text()
-    assert "jaxgru_forward" not in hlo and "all-gather" not in hlo
-    explicit = jax.make_mesh((2,), ("data",), axis_types=(AxisType.Explicit,))
-    with jax.set_mesh(explicit):
-      x = jax.device_put(jnp.ones((5, 4, 3)), NamedSharding(explicit, P(None, "data")))
-      hlo = jax.jit(lambda p, x: jaxgru.gru(p, x)[0]).lower(params, x).compile().as_text()
-    assert "jaxgru_forward" in hlo and "all-gather" not in hlo
+    by_row = (None, NamedSharding(mesh, P(None, "data")), NamedSharding(mesh, P(None, "data")), NamedSharding(mesh, P("data")))
+
+    def run(p, x, h0, lengths, impl="auto", rows=slice(None)):
+      out, h_n = jaxgru.gru(p, x[:, rows], h0[:, rows], lengths=lengths[rows], impl=impl)
+      return out, h_n
+
+    def loss(p, x, h0, lengths, impl="auto", rows=slice(None)):
+      out, h_n = run(p, x, h0, lengths, impl, rows)
+      return jnp.sum(jnp.sin(out)) + jnp.sum(h_n**2)
+
+    grad = jax.grad(loss, argnums=(0, 1, 2))
+    want = (run(params, x, h0, lengths, "fused"), grad(params, x, h0, lengths, "fused"))
+    for shardy in (False, True):  # GSPMD, then Shardy (the default) for the rest
+      jax.config.update("jax_use_shardy_partitioner", shardy)
+      fns = (jax.jit(run, in_shardings=by_row), jax.jit(grad, in_shardings=by_row))
+      for fn, expected in zip(fns, want):
+        hlo = fn.lower(params, x, h0, lengths).compile().as_text()
+        calls = kernel_calls(hlo)
+        assert calls and "all-gather" not in hlo, (shardy, hlo)
+        assert all(shapes[0][1] == 3 and shapes[1][0] == 3 for _, shapes in calls), calls  # x (T, B/2, I), h0 (B/2, H)
+        got = fn(params, x, h0, lengths)
+        assert max(float(jnp.abs(a - b).max()) for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(expected))) < 1e-10
+      assert any(t.startswith("jaxgru_backward") for t, _ in kernel_calls(hlo)) and "all-reduce" in hlo
+
+    # 5 of the 6 rows: Shardy shards them unevenly; the kernel must see every row once
+    five = jax.jit(lambda *a: grad(*a, "auto", slice(0, 5)), in_shardings=by_row)
+    calls = kernel_calls(five.lower(params, x, h0, lengths).compile().as_text())
+    assert calls and all(shapes[0][1] == 5 for _, shapes in calls), calls
+    for a, b in zip(jax.tree.leaves(five(params, x, h0, lengths)), jax.tree.leaves(grad(params, x, h0, lengths, "fused", slice(0, 5)))):
+      assert float(jnp.abs(a - b).max()) < 1e-10
+    # x and h0 sharded along their last axis (I, H): gathered there, the batch whole
+    by_col = (None, NamedSharding(mesh, P(None, None, "data")), NamedSharding(mesh, P(None, None, "data")), None)
+    cols = jax.jit(grad, in_shardings=by_col)
+    assert kernel_calls(cols.lower(params, x, h0, lengths).compile().as_text())
+    for a, b in zip(jax.tree.leaves(cols(params, x, h0, lengths)), jax.tree.leaves(want[1])):
+      assert float(jnp.abs(a - b).max()) < 1e-10
+    # an ensemble of 3 under vmap: each member on each device's rows
+    stacked = jax.tree.map(lambda a: jnp.stack([a, 0.5 * a, -a]), params)
+    ensemble = jax.jit(jax.vmap(grad, in_axes=(0, None, None, None)), in_shardings=by_row)
+    hlo = ensemble.lower(stacked, x, h0, lengths).compile().as_text()
+    assert "all-gather" not in hlo and all(shapes[0][1] == 3 for _, shapes in kernel_calls(hlo))
+    for i in range(3):
+      member = grad(jax.tree.map(lambda a: a[i], stacked), x, h0, lengths, "fused")
+      got = jax.tree.map(lambda a: a[i], ensemble(stacked, x, h0, lengths))
+      assert max(float(jnp.abs(a - b).max()) for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(member))) < 1e-10
     print("ok")
-    """,
+    """
+    ),
     devices=2,
+  )
+  assert proc.stdout.strip().endswith("ok")
+
+
+@needs_native
+def test_sharded_training_step_runs_the_kernel_on_each_devices_rows():
+  """examples/sharded_training.py on 8 simulated devices: the compiled step runs the kernel (auto,
+  the default) on 16 / 8 = 2 rows per device, forward and backward, and gathers no batch."""
+  proc = run_python(
+    KERNEL_CALLS
+    + textwrap.dedent(
+      """
+    import sharded_training as st
+    cfg = st.Config(hidden_size=4, num_layers=2, seq_len=5, batch_size=16)
+    mesh = st.make_mesh(8)
+    hlo = st.train_step(cfg, mesh).lower(st.init_state(cfg, mesh), *st.global_batch(cfg, mesh, 0)).compile().as_text()
+    calls = kernel_calls(hlo)
+    assert {t for t, _ in calls} == {"jaxgru_forward_save_f32", "jaxgru_backward_f32"}, calls
+    assert len(calls) == 4 and all(shapes[0][:2] == (5, 2) for _, shapes in calls), calls  # x: (T, B/8, I)
+    assert "all-gather" not in hlo and "all-reduce" in hlo
+    print("ok")
+    """
+    ),
+    devices=8,
   )
   assert proc.stdout.strip().endswith("ok")
 
