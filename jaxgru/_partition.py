@@ -36,7 +36,8 @@ from jax.sharding import PartitionSpec as P
 @dataclasses.dataclass(frozen=True)
 class Layout:
   """Where the batch axis of each operand and result is (None: it has none), and which results
-  are sums over the batch (they carry no batch axis and are ``psum``-ed across its shards)."""
+  are sums over the batch (they carry no batch axis and are ``psum``-ed across its shards). A
+  result with neither must not depend on the batch: each device's copy is taken as the value."""
 
   operands: tuple[int | None, ...]
   results: tuple[int | None, ...]
@@ -74,7 +75,8 @@ def _spec(ndim: int, batch_dim: int | None, axes: tuple[str, ...]) -> P:
 
 
 def _batch_axes(mesh, layout: Layout, arg_shapes) -> tuple[str, ...]:
-  """The mesh axes the first batch-carrying operand's batch is sharded over, if they divide it."""
+  """The mesh axes that the batch of the first operand with one (x) is sharded over, if they
+  divide it; else none (the batch is then replicated)."""
   for shape, dim in zip(arg_shapes, layout.operands, strict=True):
     sharding = shape.sharding
     if dim is None or not isinstance(sharding, NamedSharding):

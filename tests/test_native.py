@@ -2,7 +2,8 @@
 
 The torch grid (test_torch_gru.py), several chunks with remat (test_impl.py), higher orders and
 the explicit-sharding mesh (test_transforms.py) run the kernel too. Here: that CI has it, the
-batch split across threads, NaN padding, vmap, remat's memory, many devices, and bad input.
+batch split across threads, NaN padding, vmap, remat's memory, many devices (automatic and
+explicit sharding: the compiled HLO's kernel calls parsed for their rows), and bad input.
 """
 
 from __future__ import annotations
