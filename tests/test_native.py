@@ -102,8 +102,8 @@ def test_automatic_sharding_runs_the_kernel_on_each_devices_rows():
   """jit(in_shardings=...) over 2 devices of Auto axes, with Shardy and with GSPMD: auto runs the
   kernel on each device's 3 of the 6 rows, forward and backward, with no all-gather, and the
   outputs, h_n and gradients (params, x, h0) equal the fused path's on one device in float64.
-  A batch the devices do not divide, or x sharded along I, is resharded, never wrong; a vmap-ed
-  ensemble runs each member on each device's rows."""
+  A batch the devices do not divide, or x sharded along I, is resharded, never wrong; the hessian
+  agrees; a vmap-ed ensemble runs each member on each device's rows."""
   proc = run_python(
     KERNEL_CALLS
     + textwrap.dedent(
@@ -119,16 +119,17 @@ def test_automatic_sharding_runs_the_kernel_on_each_devices_rows():
     mesh = Mesh(np.array(jax.devices()), ("data",))
     by_row = (None, NamedSharding(mesh, P(None, "data")), NamedSharding(mesh, P(None, "data")), NamedSharding(mesh, P("data")))
 
-    def run(p, x, h0, lengths, impl="auto", rows=slice(None)):
-      out, h_n = jaxgru.gru(p, x[:, rows], h0[:, rows], lengths=lengths[rows], impl=impl)
+    def run(p, x, h0, lengths, impl="auto", rows=6):  # the first rows of the batch
+      out, h_n = jaxgru.gru(p, x[:, :rows], h0[:, :rows], lengths=lengths[:rows], impl=impl)
       return out, h_n
 
-    def loss(p, x, h0, lengths, impl="auto", rows=slice(None)):
+    def loss(p, x, h0, lengths, impl="auto", rows=6):
       out, h_n = run(p, x, h0, lengths, impl, rows)
       return jnp.sum(jnp.sin(out)) + jnp.sum(h_n**2)
 
     grad = jax.grad(loss, argnums=(0, 1, 2))
-    want = (run(params, x, h0, lengths, "fused"), grad(params, x, h0, lengths, "fused"))
+    one = {f: jax.jit(f, static_argnums=(4, 5)) for f in (run, grad)}  # on one device, no sharding
+    want = (one[run](params, x, h0, lengths, "fused", 6), one[grad](params, x, h0, lengths, "fused", 6))
     for shardy in (False, True):  # GSPMD, then Shardy (the default) for the rest
       jax.config.update("jax_use_shardy_partitioner", shardy)
       fns = (jax.jit(run, in_shardings=by_row), jax.jit(grad, in_shardings=by_row))
@@ -142,10 +143,10 @@ def test_automatic_sharding_runs_the_kernel_on_each_devices_rows():
       assert any(t.startswith("jaxgru_backward") for t, _ in kernel_calls(hlo)) and "all-reduce" in hlo
 
     # 5 of the 6 rows: Shardy shards them unevenly; the kernel must see every row once
-    five = jax.jit(lambda *a: grad(*a, "auto", slice(0, 5)), in_shardings=by_row)
+    five = jax.jit(lambda *a: grad(*a, "auto", 5), in_shardings=by_row)
     calls = kernel_calls(five.lower(params, x, h0, lengths).compile().as_text())
     assert calls and all(shapes[0][1] == 5 for _, shapes in calls), calls
-    for a, b in zip(jax.tree.leaves(five(params, x, h0, lengths)), jax.tree.leaves(grad(params, x, h0, lengths, "fused", slice(0, 5)))):
+    for a, b in zip(jax.tree.leaves(five(params, x, h0, lengths)), jax.tree.leaves(one[grad](params, x, h0, lengths, "fused", 5))):
       assert float(jnp.abs(a - b).max()) < 1e-10
     # x and h0 sharded along their last axis (I, H): gathered there, the batch whole
     by_col = (None, NamedSharding(mesh, P(None, None, "data")), NamedSharding(mesh, P(None, None, "data")), None)
@@ -153,13 +154,20 @@ def test_automatic_sharding_runs_the_kernel_on_each_devices_rows():
     assert kernel_calls(cols.lower(params, x, h0, lengths).compile().as_text())
     for a, b in zip(jax.tree.leaves(cols(params, x, h0, lengths)), jax.tree.leaves(want[1])):
       assert float(jnp.abs(a - b).max()) < 1e-10
+    # forward over reverse: the kernel's derivatives are the fused path's, sharded too
+    def hessian(b, x, h0, lengths, impl="auto"):
+      return jax.hessian(lambda b: loss({**params, "bias_hh_l0": b}, x, h0, lengths, impl))(b)
+
+    sharded = jax.jit(hessian, in_shardings=(None, *by_row[1:]))(params["bias_hh_l0"], x, h0, lengths)
+    alone = jax.jit(hessian, static_argnums=4)(params["bias_hh_l0"], x, h0, lengths, "fused")
+    assert sharded.shape == (12, 12) and float(jnp.abs(sharded - alone).max()) < 1e-10
     # an ensemble of 3 under vmap: each member on each device's rows
     stacked = jax.tree.map(lambda a: jnp.stack([a, 0.5 * a, -a]), params)
     ensemble = jax.jit(jax.vmap(grad, in_axes=(0, None, None, None)), in_shardings=by_row)
     hlo = ensemble.lower(stacked, x, h0, lengths).compile().as_text()
     assert "all-gather" not in hlo and all(shapes[0][1] == 3 for _, shapes in kernel_calls(hlo))
     for i in range(3):
-      member = grad(jax.tree.map(lambda a: a[i], stacked), x, h0, lengths, "fused")
+      member = one[grad](jax.tree.map(lambda a: a[i], stacked), x, h0, lengths, "fused", 6)
       got = jax.tree.map(lambda a: a[i], ensemble(stacked, x, h0, lengths))
       assert max(float(jnp.abs(a - b).max()) for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(member))) < 1e-10
     print("ok")
