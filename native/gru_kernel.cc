@@ -56,101 +56,141 @@ struct Layer {
   const bool* valid;  // (T, B)
 };
 
+// Scratch memory, left uninitialised: every element is written before it is read.
+template <typename T>
+std::unique_ptr<T[]> Scratch(int64_t n) {
+  return std::unique_ptr<T[]>(new T[std::max<int64_t>(n, 1)]);
+}
+
+// Whether rows [b0, b0 + rows) of step t are all inside their sequences.
+inline bool AllValid(const bool* valid, int64_t B, int64_t t, int64_t b0, int rows) {
+  const bool* v = valid + t * B + b0;
+  return std::all_of(v, v + rows, [](bool ok) { return ok; });
+}
+
 // Gathers rows [b0, b0 + rows) of steps [t0, t0 + k) of src (T, B, cols) into dst (k * rows, cols),
-// zeroing masked-out rows (their x may be NaN padding). With src == nullptr, step -1 is h0.
+// zeroing masked-out rows (their x may be NaN padding); with valid == nullptr nothing is masked.
+// Step -1 is h0 (B, cols). A step's rows are contiguous in src: one copy each when none is masked.
 template <typename T>
 void Gather(const T* src, const T* h0, const bool* valid, const Dims& d, int64_t cols, int64_t t0, int k, int64_t b0, int rows,
             T* dst) {
   for (int s = 0; s < k; ++s) {
+    int64_t t = t0 + s;
+    const T* in = t < 0 ? h0 + b0 * cols : src + (t * d.B + b0) * cols;
+    T* out = dst + int64_t(s) * rows * cols;
+    std::copy(in, in + rows * cols, out);
+    if (valid == nullptr || AllValid(valid, d.B, t, b0, rows)) continue;
     for (int i = 0; i < rows; ++i) {
-      int64_t t = t0 + s, b = b0 + i;
-      T* out = dst + (int64_t(s) * rows + i) * cols;
-      const T* in = t < 0 ? h0 + b * cols : src + (t * d.B + b) * cols;
-      if (valid != nullptr && !valid[t * d.B + b]) {
-        std::fill(out, out + cols, T(0));
-      } else {
-        std::copy(in, in + cols, out);
-      }
+      if (!valid[t * d.B + b0 + i]) std::fill(out + i * cols, out + (i + 1) * cols, T(0));
     }
   }
 }
 
-
-// One step's gates for `rows` rows from gi (rows, 3H) = W_ih x and gh (rows, 3H) = W_hh h (no biases
-// yet): writes (r, z, n, hn) into gates (rows, 4H) and h' into h_new (rows, H).
+// The biases that add to W_ih x before a step: (b_ir + b_hr, b_iz + b_hz, b_in), (3H,). b_hn
+// stays apart: it is inside r * (W_hn h + b_hn).
 template <typename T>
-JAXGRU_CLONES void Gates(const T* __restrict gi, const T* __restrict gh, const T* __restrict b_ih, const T* __restrict b_hh,
-                         const T* __restrict h, int rows, int64_t H, T* __restrict gates, T* __restrict h_new) {
+void InputBias(const T* b_ih, const T* b_hh, int64_t H, T* bias) {
+  for (int64_t j = 0; j < 3 * H; ++j) bias[j] = b_ih[j] + (j < 2 * H ? b_hh[j] : T(0));
+}
+
+// gi (m, 3H) += bias (3H,) on every row.
+template <typename T>
+JAXGRU_CLONES void AddBias(T* __restrict gi, int64_t m, int64_t G, const T* __restrict bias) {
+  for (int64_t q = 0; q < m; ++q) {
+    T* __restrict row = gi + q * G;
+    for (int64_t j = 0; j < G; ++j) row[j] += bias[j];
+  }
+}
+
+// sum (G,) += the m rows of a (m, G).
+template <typename T>
+JAXGRU_CLONES void AddRows(const T* __restrict a, int64_t m, int64_t G, T* __restrict sum) {
+  for (int64_t q = 0; q < m; ++q) {
+    const T* __restrict row = a + q * G;
+    for (int64_t j = 0; j < G; ++j) sum[j] += row[j];
+  }
+}
+
+// One step's gates for `rows` rows from gi (rows, 3H) = W_ih x + InputBias and gh (rows, 3H) =
+// W_hh h (no bias): writes (r, z, n, hn) into gates (rows, 4H) and h' into h_new (rows, H).
+template <typename T>
+JAXGRU_CLONES void Gates(const T* __restrict gi, const T* __restrict gh, const T* __restrict b_hn, const T* __restrict h,
+                         int rows, int64_t H, T* __restrict gates, T* __restrict h_new) {
   for (int i = 0; i < rows; ++i) {
     const T *__restrict gi_r = gi + i * 3 * H, *__restrict gh_r = gh + i * 3 * H, *__restrict hp = h + i * H;
     T *__restrict g = gates + i * 4 * H, *__restrict out = h_new + i * H;
     for (int64_t j = 0; j < H; ++j) {
-      T r = Sigmoid(gi_r[j] + b_ih[j] + gh_r[j] + b_hh[j]);
-      T z = Sigmoid(gi_r[H + j] + b_ih[H + j] + gh_r[H + j] + b_hh[H + j]);
-      T hn = gh_r[2 * H + j] + b_hh[2 * H + j];
-      T n = Tanh(gi_r[2 * H + j] + b_ih[2 * H + j] + r * hn);
+      T r = Sigmoid(gi_r[j] + gh_r[j]);
+      T z = Sigmoid(gi_r[H + j] + gh_r[H + j]);
+      T hn = gh_r[2 * H + j] + b_hn[j];
+      T n = Tanh(gi_r[2 * H + j] + r * hn);
       g[j] = r, g[H + j] = z, g[2 * H + j] = n, g[3 * H + j] = hn;
       out[j] = (T(1) - z) * n + z * hp[j];
     }
   }
 }
 
-// One row of one step backwards, from its gates (r, z, n, hn) (4H,), the state before it h (H,)
-// and its output's cotangent: dh (H,) in: the carried dL/dh', out: g z (W_hh's share comes after);
-// a_i = (a_r, a_z, a_n) and a_h = (a_r, a_z, a_n r), each (3H,).
+// One step backwards for `rows` rows, from their gates (r, z, n, hn) (rows, 4H), the states before
+// it h (rows, H) and the output's cotangent d_out (rows, H): dh (rows, H) in: the carried dL/dh',
+// out: g z (W_hh's share comes after); a_i = (a_r, a_z, a_n) and a_h = (a_r, a_z, a_n r), each
+// (rows, 3H).
 template <typename T>
-JAXGRU_CLONES void GateGrads(const T* __restrict gates, const T* __restrict h, const T* __restrict d_out, int64_t H,
+JAXGRU_CLONES void GateGrads(const T* __restrict gates, const T* __restrict h, const T* __restrict d_out, int rows, int64_t H,
                              T* __restrict dh, T* __restrict a_i, T* __restrict a_h) {
-  const T *__restrict r = gates, *__restrict z = gates + H, *__restrict n = gates + 2 * H, *__restrict hn = gates + 3 * H;
-  for (int64_t j = 0; j < H; ++j) {
-    T g = dh[j] + d_out[j];
-    T a_n = g * (T(1) - z[j]) * (T(1) - n[j] * n[j]);
-    T a_z = g * (h[j] - n[j]) * z[j] * (T(1) - z[j]);
-    T a_r = a_n * hn[j] * r[j] * (T(1) - r[j]);
-    a_i[j] = a_r, a_i[H + j] = a_z, a_i[2 * H + j] = a_n;
-    a_h[j] = a_r, a_h[H + j] = a_z, a_h[2 * H + j] = a_n * r[j];
-    dh[j] = g * z[j];
+  for (int i = 0; i < rows; ++i) {
+    const T* __restrict gt = gates + i * 4 * H;
+    const T *__restrict r = gt, *__restrict z = gt + H, *__restrict n = gt + 2 * H, *__restrict hn = gt + 3 * H;
+    const T *__restrict hp = h + i * H, *__restrict go = d_out + i * H;
+    T *__restrict d = dh + i * H, *__restrict ai = a_i + i * 3 * H, *__restrict ah = a_h + i * 3 * H;
+    for (int64_t j = 0; j < H; ++j) {
+      T g = d[j] + go[j];
+      T a_n = g * (T(1) - z[j]) * (T(1) - n[j] * n[j]);
+      T a_z = g * (hp[j] - n[j]) * z[j] * (T(1) - z[j]);
+      T a_r = a_n * hn[j] * r[j] * (T(1) - r[j]);
+      ai[j] = a_r, ai[H + j] = a_z, ai[2 * H + j] = a_n;
+      ah[j] = a_r, ah[H + j] = a_z, ah[2 * H + j] = a_n * r[j];
+      d[j] = g * z[j];
+    }
   }
 }
 
 // Forward for batch rows [b0, b0 + rows): out (T, B, H) zero where masked, h_last (B, H), and when
 // saving, states (T, B, H) (the carried state after each step) and gates (T, B, 4H) = (r, z, n, hn).
+// A step's rows are contiguous in every (T, B, .) buffer, so the gates and the new state are
+// written in place there, masked rows patched afterwards.
 template <typename T>
 void ForwardPart(const Layer<T>& L, int64_t b0, int rows, T* out, T* h_last, T* states, T* saved) {
-  const int64_t H = L.d.H, I = L.d.I, B = L.d.B;
-  std::vector<T> xk(kChunk * rows * I), gi(kChunk * rows * 3 * H), gh(rows * 3 * H), gates(rows * 4 * H);
-  std::vector<T> h(L.h0 + b0 * H, L.h0 + (b0 + rows) * H), h_new(rows * H);
+  const int64_t H = L.d.H, I = L.d.I, B = L.d.B, G = 3 * H;
+  const int64_t K = std::min<int64_t>(kChunk, L.d.T);
+  auto xk = Scratch<T>(K * rows * I), gi = Scratch<T>(K * rows * G), gh = Scratch<T>(rows * G), bias = Scratch<T>(G);
+  auto h = Scratch<T>(2 * rows * H), own_gates = Scratch<T>(saved == nullptr ? rows * 4 * H : 0);
+  InputBias(L.b_ih, L.b_hh, H, bias.get());
+  std::copy(L.h0 + b0 * H, L.h0 + (b0 + rows) * H, h.get());
+  const T* state = h.get();  // the state each step starts from, (rows, H)
   for (int64_t t0 = 0; t0 < L.d.T; t0 += kChunk) {
     int k = static_cast<int>(std::min<int64_t>(kChunk, L.d.T - t0));
-    Gather(L.x, L.h0, L.valid, L.d, I, t0, k, b0, rows, xk.data());
-    Gemm<T>(false, true, k * rows, 3 * H, I, xk.data(), I, L.w_ih, I, T(0), gi.data(), 3 * H);  // (K rows, 3H)
+    Gather(L.x, L.h0, L.valid, L.d, I, t0, k, b0, rows, xk.get());
+    Gemm<T>(false, true, k * rows, G, I, xk.get(), I, L.w_ih, I, T(0), gi.get(), G);  // (K rows, 3H)
+    AddBias(gi.get(), int64_t(k) * rows, G, bias.get());
     for (int s = 0; s < k; ++s) {
-      int64_t t = t0 + s;
-      Gemm<T>(false, true, rows, 3 * H, H, h.data(), H, L.w_hh, H, T(0), gh.data(), 3 * H);
-      Gates(gi.data() + int64_t(s) * rows * 3 * H, gh.data(), L.b_ih, L.b_hh, h.data(), rows, H, gates.data(), h_new.data());
-      for (int i = 0; i < rows; ++i) {
-        int64_t row = t * B + b0 + i;
-        bool ok = L.valid[row];
-        T* hi = h.data() + i * H;
-        if (ok) std::copy(h_new.data() + i * H, h_new.data() + (i + 1) * H, hi);
-        if (ok) {
-          std::copy(hi, hi + H, out + row * H);
-        } else {
-          std::fill(out + row * H, out + (row + 1) * H, T(0));
-        }
-        if (states != nullptr) std::copy(hi, hi + H, states + row * H);
-        if (saved != nullptr) {
-          T* dst = saved + row * 4 * H;
-          if (ok) {
-            std::copy(gates.data() + i * 4 * H, gates.data() + (i + 1) * 4 * H, dst);
-          } else {
-            std::fill(dst, dst + 4 * H, T(0));
-          }
+      int64_t row0 = (t0 + s) * B + b0;
+      T* g = saved != nullptr ? saved + row0 * 4 * H : own_gates.get();
+      T* next = states != nullptr ? states + row0 * H : h.get() + (state == h.get() ? rows * H : 0);
+      Gemm<T>(false, true, rows, G, H, state, H, L.w_hh, H, T(0), gh.get(), G);
+      Gates(gi.get() + int64_t(s) * rows * G, gh.get(), L.b_hh + 2 * H, state, rows, H, g, next);
+      std::copy(next, next + rows * H, out + row0 * H);
+      if (!AllValid(L.valid, B, t0 + s, b0, rows)) {
+        for (int i = 0; i < rows; ++i) {
+          if (L.valid[row0 + i]) continue;
+          std::copy(state + i * H, state + (i + 1) * H, next + i * H);  // the state passes through
+          std::fill(out + (row0 + i) * H, out + (row0 + i + 1) * H, T(0));
+          std::fill(g + i * 4 * H, g + (i + 1) * 4 * H, T(0));
         }
       }
+      state = next;
     }
   }
-  std::copy(h.begin(), h.end(), h_last + b0 * H);
+  std::copy(state, state + rows * H, h_last + b0 * H);
 }
 
 // Backward for batch rows [b0, b0 + rows): dx (T, B, I), dh0 (B, H), and this part's weight
@@ -160,13 +200,13 @@ template <typename T>
 void BackwardPart(const Layer<T>& L, const T* states, const T* saved, const T* d_out, const T* d_last, int64_t b0, int rows,
                   T* dx, T* dh0, T* dw_ih, T* dw_hh, T* db_ih, T* db_hh) {
   const int64_t H = L.d.H, I = L.d.I, B = L.d.B, G = 3 * H;
-  std::vector<T> xk(kChunk * rows * I), hp(kChunk * rows * H), a_i(kChunk * rows * G), a_h(kChunk * rows * G),
-    dxk(kChunk * rows * I), gates, gi, gh;
-  if (saved == nullptr) {
-    gates.resize(kChunk * rows * 4 * H), gi.resize(kChunk * rows * G), gh.resize(kChunk * rows * G);
-  }
+  const int64_t K = std::min<int64_t>(kChunk, L.d.T), remat = saved == nullptr ? 1 : 0;
+  auto xk = Scratch<T>(K * rows * I), hp = Scratch<T>(K * rows * H), a_i = Scratch<T>(K * rows * G),
+       a_h = Scratch<T>(K * rows * G), dxk = Scratch<T>(K * rows * I), gates = Scratch<T>(remat * K * rows * 4 * H),
+       gi = Scratch<T>(remat * K * rows * G), gh = Scratch<T>(remat * K * rows * G), bias = Scratch<T>(G),
+       scratch_h = Scratch<T>(rows * H);
+  InputBias(L.b_ih, L.b_hh, H, bias.get());
   std::vector<T> dh(d_last + b0 * H, d_last + (b0 + rows) * H);
-  std::vector<T> scratch_h(rows * H);
   std::fill(dw_ih, dw_ih + G * I, T(0));
   std::fill(dw_hh, dw_hh + G * H, T(0));
   std::fill(db_ih, db_ih + G, T(0));
@@ -175,43 +215,47 @@ void BackwardPart(const Layer<T>& L, const T* states, const T* saved, const T* d
   for (int64_t c = chunks - 1; c >= 0; --c) {
     int64_t t0 = c * kChunk;
     int k = static_cast<int>(std::min<int64_t>(kChunk, L.d.T - t0));
-    Gather(L.x, L.h0, L.valid, L.d, I, t0, k, b0, rows, xk.data());
-    Gather(states, L.h0, static_cast<const bool*>(nullptr), L.d, H, t0 - 1, k, b0, rows, hp.data());  // h before each step
-    if (saved == nullptr) {
-      Gemm<T>(false, true, k * rows, G, I, xk.data(), I, L.w_ih, I, T(0), gi.data(), G);
-      Gemm<T>(false, true, k * rows, G, H, hp.data(), H, L.w_hh, H, T(0), gh.data(), G);
+    Gather(L.x, L.h0, L.valid, L.d, I, t0, k, b0, rows, xk.get());
+    Gather(states, L.h0, static_cast<const bool*>(nullptr), L.d, H, t0 - 1, k, b0, rows, hp.get());  // h before each step
+    if (remat) {
+      Gemm<T>(false, true, k * rows, G, I, xk.get(), I, L.w_ih, I, T(0), gi.get(), G);
+      AddBias(gi.get(), int64_t(k) * rows, G, bias.get());
+      Gemm<T>(false, true, k * rows, G, H, hp.get(), H, L.w_hh, H, T(0), gh.get(), G);
       for (int s = 0; s < k; ++s) {
         int64_t off = int64_t(s) * rows;
-        Gates(gi.data() + off * G, gh.data() + off * G, L.b_ih, L.b_hh, hp.data() + off * H, rows, H,
-              gates.data() + off * 4 * H, scratch_h.data());
+        Gates(gi.get() + off * G, gh.get() + off * G, L.b_hh + 2 * H, hp.get() + off * H, rows, H, gates.get() + off * 4 * H,
+              scratch_h.get());
       }
     }
     for (int s = k - 1; s >= 0; --s) {
-      int64_t t = t0 + s;
-      for (int i = 0; i < rows; ++i) {
-        int64_t row = t * B + b0 + i, local = int64_t(s) * rows + i;
-        const T* gt = saved != nullptr ? saved + row * 4 * H : gates.data() + local * 4 * H;
-        const T *h = hp.data() + local * H, *g_out = d_out + row * H;
-        T *ar = a_i.data() + local * G, *hr = a_h.data() + local * G;
-        T* dhi = dh.data() + i * H;
-        if (!L.valid[row]) {  // a skipped step passes dh through and sees no gradient
-          std::fill(ar, ar + G, T(0));
-          std::fill(hr, hr + G, T(0));
-          continue;
+      int64_t t = t0 + s, row0 = t * B + b0, local = int64_t(s) * rows;
+      const T* gt = remat ? gates.get() + local * 4 * H : saved + row0 * 4 * H;
+      T *ar = a_i.get() + local * G, *hr = a_h.get() + local * G;
+      if (AllValid(L.valid, B, t, b0, rows)) {
+        GateGrads(gt, hp.get() + local * H, d_out + row0 * H, rows, H, dh.data(), ar, hr);
+      } else {
+        for (int i = 0; i < rows; ++i) {
+          if (L.valid[row0 + i]) {
+            GateGrads(gt + i * 4 * H, hp.get() + (local + i) * H, d_out + (row0 + i) * H, 1, H, dh.data() + i * H, ar + i * G,
+                      hr + i * G);
+          } else {  // a skipped step passes dh through and sees no gradient
+            std::fill(ar + i * G, ar + (i + 1) * G, T(0));
+            std::fill(hr + i * G, hr + (i + 1) * G, T(0));
+          }
         }
-        GateGrads(gt, h, g_out, H, dhi, ar, hr);
       }
       // dh += [a_r, a_z, a_n r] W_hh: (rows, 3H) x (3H, H); masked rows add zero.
-      Gemm<T>(false, false, rows, H, G, a_h.data() + int64_t(s) * rows * G, G, L.w_hh, H, T(1), dh.data(), H);
+      Gemm<T>(false, false, rows, H, G, hr, G, L.w_hh, H, T(1), dh.data(), H);
     }
     int m = k * rows;
-    Gemm<T>(true, false, G, I, m, a_i.data(), G, xk.data(), I, T(1), dw_ih, I);
-    Gemm<T>(true, false, G, H, m, a_h.data(), G, hp.data(), H, T(1), dw_hh, H);
-    Gemm<T>(false, false, m, I, G, a_i.data(), G, L.w_ih, I, T(0), dxk.data(), I);
-    for (int q = 0; q < m; ++q) {
-      for (int64_t j = 0; j < G; ++j) db_ih[j] += a_i[q * G + j], db_hh[j] += a_h[q * G + j];
-      int64_t t = t0 + q / rows, b = b0 + q % rows;
-      std::copy(dxk.data() + int64_t(q) * I, dxk.data() + int64_t(q + 1) * I, dx + (t * B + b) * I);
+    Gemm<T>(true, false, G, I, m, a_i.get(), G, xk.get(), I, T(1), dw_ih, I);
+    Gemm<T>(true, false, G, H, m, a_h.get(), G, hp.get(), H, T(1), dw_hh, H);
+    Gemm<T>(false, false, m, I, G, a_i.get(), G, L.w_ih, I, T(0), dxk.get(), I);
+    AddRows(a_i.get(), m, G, db_ih);
+    AddRows(a_h.get(), m, G, db_hh);
+    for (int s = 0; s < k; ++s) {  // a step's rows are contiguous in dx
+      const T* src = dxk.get() + int64_t(s) * rows * I;
+      std::copy(src, src + rows * I, dx + ((t0 + s) * B + b0) * I);
     }
   }
   std::copy(dh.begin(), dh.end(), dh0 + b0 * H);
