@@ -36,7 +36,7 @@ using namespace jaxgru_native;  // NOLINT: the helpers of this one file
 
 constexpr int kChunk = 16;    // K
 constexpr int kMinRows = 8;   // the fewest batch rows worth a thread of their own ...
-constexpr int64_t kMinWork = int64_t(1) << 18;  // ... and multiply-adds per step (handing over costs ~10 us)
+constexpr int64_t kMinWork = int64_t(1) << 18;  // ... and multiply-adds per call (handing over costs ~10 us, once)
 
 struct Dims {
   int64_t T, B, I, H;
@@ -44,7 +44,7 @@ struct Dims {
 
 int Parts(ffi::ThreadPool& pool, const Dims& d) {
   int64_t threads = std::max<int64_t>(1, pool.num_threads());
-  int64_t work = d.B * 3 * d.H * (d.H + d.I);  // multiply-adds per step
+  int64_t work = d.T * d.B * 3 * d.H * (d.H + d.I);  // the forward's multiply-adds; parts meet once, at the end
   return static_cast<int>(std::clamp<int64_t>(std::min(d.B / kMinRows, work / kMinWork), 1, threads));
 }
 

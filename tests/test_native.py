@@ -204,7 +204,7 @@ def test_sharded_training_step_runs_the_kernel_on_each_devices_rows():
 
 @needs_native
 def test_batch_split_across_threads_matches_torch(precision):
-  """Work enough per step (B 3H (H + I) >= 2^19 multiply-adds) that the kernel cuts the batch into
+  """Work enough (T B 3H (H + I) >= 2^18 multiply-adds, 50 rows) that the kernel cuts the batch into
   parts for XLA's threads, uneven ones (50 rows) where there are 3 or 4."""
   hidden, batch = 64, 50
   module = random_torch(torch.nn.GRU(I, hidden, 2, bidirectional=True), seed=3, dtype=precision.torch_dtype)
