@@ -21,6 +21,10 @@ ENV_KEYS = (
   "TF_NUM_INTRAOP_THREADS",
   "MALLOC_MMAP_THRESHOLD_",
   "MALLOC_TRIM_THRESHOLD_",
+  "OPENBLAS_CORETYPE",  # these four: an instruction set restricted (benchmarks/avx2_proxy.sh)
+  "ATEN_CPU_CAPABILITY",
+  "MKL_ENABLE_INSTRUCTIONS",
+  "ONEDNN_MAX_CPU_ISA",
 )
 
 

@@ -16,7 +16,9 @@ namespace jaxgru_native {
 
 namespace ffi = xla::ffi;
 
-#if defined(__x86_64__) && defined(__linux__) && defined(__GNUC__) && !defined(__clang__)
+#if defined(__x86_64__) && defined(__linux__) && defined(__GNUC__) && !defined(__clang__) && defined(JAXGRU_MAX_ISA_AVX2)
+#define JAXGRU_CLONES __attribute__((target_clones("avx2", "default")))  // an AVX2 machine's build (benchmarks/avx2_proxy.sh)
+#elif defined(__x86_64__) && defined(__linux__) && defined(__GNUC__) && !defined(__clang__)
 #define JAXGRU_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))  // vector width picked at load
 #else
 #define JAXGRU_CLONES
