@@ -176,27 +176,32 @@ def _saved_jvp(remat, primals, tangents):
   return results, (d_out, d_last, d_states, jnp.zeros_like(results[3]))
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(8,))
-def _grads(x, h0, w, valid, states, gates, d_out, d_last, remat):
-  """(dx, dh0, dw) from the kernel's backward pass."""
+@functools.partial(jax.custom_jvp, nondiff_argnums=(8, 9))
+def _grads(x, h0, w, valid, states, gates, d_out, d_last, remat, input_grad):
+  """(dx, dh0, dw) from the kernel's backward pass; without ``input_grad`` (nothing asks for x's
+  gradient) the kernel skips dx's product and dx is zeros."""
 
   def kernel(x, h0, w_ih, w_hh, *rest):
     (steps, batch, inputs), hidden = x.shape, h0.shape[-1]
-    shapes = [(steps, batch, inputs), (batch, hidden), w_ih.shape, w_hh.shape, (3 * hidden,), (3 * hidden,)]
-    return _ffi("jaxgru_backward", x.dtype, shapes)(x, h0, w_ih, w_hh, *rest, remat=remat)
+    dx = (steps, batch, inputs) if input_grad else (0,)
+    shapes = [dx, (batch, hidden), w_ih.shape, w_hh.shape, (3 * hidden,), (3 * hidden,)]
+    return _ffi("jaxgru_backward", x.dtype, shapes)(x, h0, w_ih, w_hh, *rest, input_grad=input_grad, remat=remat)
 
   saved = (1 if states.ndim == 3 else None, 1 if gates.ndim == 3 else None)
   layout = _partition.Layout(
-    _ROWS + saved + (1, 0), (1, 0, None, None, None, None), summed=(False, False, True, True, True, True)
+    _ROWS + saved + (1, 0),
+    (1 if input_grad else None, 0, None, None, None, None),
+    summed=(False, False, True, True, True, True),
   )
   dx, dh0, dw_ih, dw_hh, db_ih, db_hh = _partition.per_batch_shard(kernel, layout)(
     *_operands(x, h0, w, valid), states, gates, d_out, d_last
   )
+  dx = dx if input_grad else jnp.zeros_like(x)
   return dx, dh0, (dw_ih, dw_hh, None if w[2] is None else db_ih, None if w[3] is None else db_hh)
 
 
 @_grads.defjvp
-def _grads_jvp(remat, primals, tangents):
+def _grads_jvp(remat, input_grad, primals, tangents):
   x, h0, w, valid, _, _, d_out, d_last = primals
   t_x, t_h0, t_w, _, _, _, t_out, t_last = tangents
   _, t_grads = jax.jvp(
@@ -204,7 +209,7 @@ def _grads_jvp(remat, primals, tangents):
     (x, h0, w, d_out, d_last),
     (t_x, t_h0, t_w, t_out, t_last),
   )
-  return _grads(*primals, remat), t_grads
+  return _grads(*primals, remat, input_grad), t_grads
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
@@ -214,16 +219,25 @@ def _layer(x, h0, w, valid, remat):
 
 
 def _layer_fwd(x, h0, w, valid, remat):
+  # symbolic_zeros: each input comes with whether it is differentiated (`perturbed`). A training
+  # step differentiates the weights alone: then the first layer's x needs no gradient, and the
+  # kernel skips its product (its backward pass cannot know which of its results are used).
+  input_grad = x.perturbed
+  x, h0, w, valid = jax.custom_derivatives.custom_vjp_primal_tree_values((x, h0, w, valid))
   out, h_last, states, gates = _saved(x, h0, w, valid, remat)
-  return (out, h_last), (x, h0, w, valid, states, gates)
+  return (out, h_last), (x, h0, w, valid, states, gates, () if input_grad else None)  # the flag as a tree
 
 
 def _layer_bwd(remat, residuals, cotangents):
-  x, h0, w, valid, states, gates = residuals
-  return (*_grads(x, h0, w, valid, states, gates, *cotangents, remat), None)
+  x, h0, w, valid, states, gates, input_grad = residuals
+  d_out, d_last = (
+    jnp.zeros(c.aval.shape, c.aval.dtype) if isinstance(c, jax.custom_derivatives.SymbolicZero) else c for c in cotangents
+  )
+  dx, dh0, dw = _grads(x, h0, w, valid, states, gates, d_out, d_last, remat, input_grad is not None)
+  return dx if input_grad is not None else None, dh0, dw, None
 
 
-_layer.defvjp(_layer_fwd, _layer_bwd)
+_layer.defvjp(_layer_fwd, _layer_bwd, symbolic_zeros=True)
 
 
 def direction(

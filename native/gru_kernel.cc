@@ -12,18 +12,22 @@
 // Backward, with g = dL/dh' (the carried dh plus this step's output cotangent):
 //   a_n = g (1 - z) (1 - n^2)     a_z = g (h - n) z (1 - z)     a_r = a_n hn r (1 - r)
 //   dh  = g z + [a_r, a_z, a_n r] W_hh                 (dh = g where the step is masked out)
-//   dx  = [a_r, a_z, a_n] W_ih
+//   dx  = [a_r, a_z, a_n] W_ih                         (only where x is differentiated: input_grad)
 //   dW_ih += [a_r, a_z, a_n]^T x    dW_hh += [a_r, a_z, a_n r]^T h    db = the same rows summed
 //
 // The batch rows of a sequence never meet, so the batch is cut into P parts that run the whole
-// time loop on their own (no barrier per step) on XLA's intra-op thread pool; the weight
+// time loop on their own (no barrier per step; P by the call's whole work, since parts meet once)
+// on XLA's intra-op thread pool; the weight
 // gradients are summed over parts at the end. Within a part, time runs in chunks of K steps: the
 // chunk's input projection (and in the backward pass its weight gradients) is one product over
 // K * rows, the recurrent product one per step. Products go to a cblas ?gemm whose address the
 // Python side hands over (jaxgru/_native.py): the BLAS is chosen at run time, not at build time.
 #include <algorithm>
+#include <array>
 #include <cstdint>
-#include <vector>
+#include <memory>
+
+#include <sys/mman.h>
 
 #include "gru_support.h"
 #include "xla/ffi/api/ffi.h"
@@ -56,10 +60,50 @@ struct Layer {
   const bool* valid;  // (T, B)
 };
 
-// Scratch memory, left uninitialised: every element is written before it is read.
+// A buffer of at least `bytes` that the calling thread keeps between calls, one per slot (0: a
+// part's work space, 1: the backward pass's per-part weight gradients). Large buffers allocated
+// afresh on every call come straight from mmap, and the first touch of each of their pages
+// faults: ~45k faults per forward+backward of the 2-layer bidirectional benchmark shape.
+inline char* ThreadBuffer(int slot, size_t bytes) {
+  thread_local std::unique_ptr<char[]> data[2];
+  thread_local size_t size[2] = {0, 0};
+  if (bytes > size[slot]) {
+    data[slot].reset(new char[bytes]);
+    size[slot] = bytes;
+  }
+  return data[slot].get();
+}
+
+// Asks for transparent huge pages on the whole 2 MiB pages inside a large result buffer before
+// it is first written: XLA allocates results afresh on every call, and each 4 KiB page would
+// fault on its first touch (~45k faults per forward+backward of the 2-layer bidirectional
+// benchmark shape). Advice only: where the kernel says no (THP off), nothing changes.
 template <typename T>
-std::unique_ptr<T[]> Scratch(int64_t n) {
-  return std::unique_ptr<T[]>(new T[std::max<int64_t>(n, 1)]);
+void HugePages(T* data, int64_t count) {
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  constexpr uintptr_t kHuge = uintptr_t(2) << 20;
+  uintptr_t begin = (reinterpret_cast<uintptr_t>(data) + kHuge - 1) & ~(kHuge - 1);
+  uintptr_t end = (reinterpret_cast<uintptr_t>(data) + count * sizeof(T)) & ~(kHuge - 1);
+  if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
+#endif
+}
+
+// Scratch arrays of sizes[i] elements each, uninitialised (every element is written before it
+// is read), 64-byte aligned, carved from the thread's buffer `slot`.
+template <typename T, size_t N>
+std::array<T*, N> Scratch(int slot, const std::array<int64_t, N>& sizes) {
+  constexpr size_t kAlign = 64;
+  auto padded = [](int64_t n) { return (size_t(std::max<int64_t>(n, 1)) * sizeof(T) + kAlign - 1) / kAlign * kAlign; };
+  size_t total = kAlign;
+  for (int64_t n : sizes) total += padded(n);
+  auto address = reinterpret_cast<uintptr_t>(ThreadBuffer(slot, total));
+  address = (address + kAlign - 1) / kAlign * kAlign;
+  std::array<T*, N> arrays;
+  for (size_t i = 0; i < N; ++i) {
+    arrays[i] = reinterpret_cast<T*>(address);
+    address += padded(sizes[i]);
+  }
+  return arrays;
 }
 
 // Whether rows [b0, b0 + rows) of step t are all inside their sequences.
@@ -162,22 +206,22 @@ template <typename T>
 void ForwardPart(const Layer<T>& L, int64_t b0, int rows, T* out, T* h_last, T* states, T* saved) {
   const int64_t H = L.d.H, I = L.d.I, B = L.d.B, G = 3 * H;
   const int64_t K = std::min<int64_t>(kChunk, L.d.T);
-  auto xk = Scratch<T>(K * rows * I), gi = Scratch<T>(K * rows * G), gh = Scratch<T>(rows * G), bias = Scratch<T>(G);
-  auto h = Scratch<T>(2 * rows * H), own_gates = Scratch<T>(saved == nullptr ? rows * 4 * H : 0);
-  InputBias(L.b_ih, L.b_hh, H, bias.get());
-  std::copy(L.h0 + b0 * H, L.h0 + (b0 + rows) * H, h.get());
-  const T* state = h.get();  // the state each step starts from, (rows, H)
+  auto [xk, gi, gh, bias, h, own_gates] = Scratch<T, 6>(
+    0, {K * rows * I, K * rows * G, rows * G, G, 2 * rows * H, saved == nullptr ? rows * 4 * H : 0});
+  InputBias(L.b_ih, L.b_hh, H, bias);
+  std::copy(L.h0 + b0 * H, L.h0 + (b0 + rows) * H, h);
+  const T* state = h;  // the state each step starts from, (rows, H)
   for (int64_t t0 = 0; t0 < L.d.T; t0 += kChunk) {
     int k = static_cast<int>(std::min<int64_t>(kChunk, L.d.T - t0));
-    Gather(L.x, L.h0, L.valid, L.d, I, t0, k, b0, rows, xk.get());
-    Gemm<T>(false, true, k * rows, G, I, xk.get(), I, L.w_ih, I, T(0), gi.get(), G);  // (K rows, 3H)
-    AddBias(gi.get(), int64_t(k) * rows, G, bias.get());
+    Gather(L.x, L.h0, L.valid, L.d, I, t0, k, b0, rows, xk);
+    Gemm<T>(false, true, k * rows, G, I, xk, I, L.w_ih, I, T(0), gi, G);  // (K rows, 3H)
+    AddBias(gi, int64_t(k) * rows, G, bias);
     for (int s = 0; s < k; ++s) {
       int64_t row0 = (t0 + s) * B + b0;
-      T* g = saved != nullptr ? saved + row0 * 4 * H : own_gates.get();
-      T* next = states != nullptr ? states + row0 * H : h.get() + (state == h.get() ? rows * H : 0);
-      Gemm<T>(false, true, rows, G, H, state, H, L.w_hh, H, T(0), gh.get(), G);
-      Gates(gi.get() + int64_t(s) * rows * G, gh.get(), L.b_hh + 2 * H, state, rows, H, g, next);
+      T* g = saved != nullptr ? saved + row0 * 4 * H : own_gates;
+      T* next = states != nullptr ? states + row0 * H : h + (state == h ? rows * H : 0);
+      Gemm<T>(false, true, rows, G, H, state, H, L.w_hh, H, T(0), gh, G);
+      Gates(gi + int64_t(s) * rows * G, gh, L.b_hh + 2 * H, state, rows, H, g, next);
       std::copy(next, next + rows * H, out + row0 * H);
       if (!AllValid(L.valid, B, t0 + s, b0, rows)) {
         for (int i = 0; i < rows; ++i) {
@@ -193,7 +237,8 @@ void ForwardPart(const Layer<T>& L, int64_t b0, int rows, T* out, T* h_last, T* 
   std::copy(state, state + rows * H, h_last + b0 * H);
 }
 
-// Backward for batch rows [b0, b0 + rows): dx (T, B, I), dh0 (B, H), and this part's weight
+// Backward for batch rows [b0, b0 + rows): dx (T, B, I) unless dx == nullptr (x needs no
+// gradient: a product of a quarter of the pass saved), dh0 (B, H), and this part's weight
 // gradients dw_ih (3H, I), dw_hh (3H, H), db_ih, db_hh (3H,), overwritten. saved == nullptr
 // (remat): the gates again from the states, one chunk at a time.
 template <typename T>
@@ -201,12 +246,11 @@ void BackwardPart(const Layer<T>& L, const T* states, const T* saved, const T* d
                   T* dx, T* dh0, T* dw_ih, T* dw_hh, T* db_ih, T* db_hh) {
   const int64_t H = L.d.H, I = L.d.I, B = L.d.B, G = 3 * H;
   const int64_t K = std::min<int64_t>(kChunk, L.d.T), remat = saved == nullptr ? 1 : 0;
-  auto xk = Scratch<T>(K * rows * I), hp = Scratch<T>(K * rows * H), a_i = Scratch<T>(K * rows * G),
-       a_h = Scratch<T>(K * rows * G), dxk = Scratch<T>(K * rows * I), gates = Scratch<T>(remat * K * rows * 4 * H),
-       gi = Scratch<T>(remat * K * rows * G), gh = Scratch<T>(remat * K * rows * G), bias = Scratch<T>(G),
-       scratch_h = Scratch<T>(rows * H);
-  InputBias(L.b_ih, L.b_hh, H, bias.get());
-  std::vector<T> dh(d_last + b0 * H, d_last + (b0 + rows) * H);
+  auto [xk, hp, a_i, a_h, dxk, gates, gi, gh, bias, scratch_h, dh] = Scratch<T, 11>(
+    0, {K * rows * I, K * rows * H, K * rows * G, K * rows * G, dx == nullptr ? 0 : K * rows * I, remat * K * rows * 4 * H,
+        remat * K * rows * G, remat * K * rows * G, G, rows * H, rows * H});
+  InputBias(L.b_ih, L.b_hh, H, bias);
+  std::copy(d_last + b0 * H, d_last + (b0 + rows) * H, dh);
   std::fill(dw_ih, dw_ih + G * I, T(0));
   std::fill(dw_hh, dw_hh + G * H, T(0));
   std::fill(db_ih, db_ih + G, T(0));
@@ -215,28 +259,28 @@ void BackwardPart(const Layer<T>& L, const T* states, const T* saved, const T* d
   for (int64_t c = chunks - 1; c >= 0; --c) {
     int64_t t0 = c * kChunk;
     int k = static_cast<int>(std::min<int64_t>(kChunk, L.d.T - t0));
-    Gather(L.x, L.h0, L.valid, L.d, I, t0, k, b0, rows, xk.get());
-    Gather(states, L.h0, static_cast<const bool*>(nullptr), L.d, H, t0 - 1, k, b0, rows, hp.get());  // h before each step
+    Gather(L.x, L.h0, L.valid, L.d, I, t0, k, b0, rows, xk);
+    Gather(states, L.h0, static_cast<const bool*>(nullptr), L.d, H, t0 - 1, k, b0, rows, hp);  // h before each step
     if (remat) {
-      Gemm<T>(false, true, k * rows, G, I, xk.get(), I, L.w_ih, I, T(0), gi.get(), G);
-      AddBias(gi.get(), int64_t(k) * rows, G, bias.get());
-      Gemm<T>(false, true, k * rows, G, H, hp.get(), H, L.w_hh, H, T(0), gh.get(), G);
+      Gemm<T>(false, true, k * rows, G, I, xk, I, L.w_ih, I, T(0), gi, G);
+      AddBias(gi, int64_t(k) * rows, G, bias);
+      Gemm<T>(false, true, k * rows, G, H, hp, H, L.w_hh, H, T(0), gh, G);
       for (int s = 0; s < k; ++s) {
         int64_t off = int64_t(s) * rows;
-        Gates(gi.get() + off * G, gh.get() + off * G, L.b_hh + 2 * H, hp.get() + off * H, rows, H, gates.get() + off * 4 * H,
-              scratch_h.get());
+        Gates(gi + off * G, gh + off * G, L.b_hh + 2 * H, hp + off * H, rows, H, gates + off * 4 * H,
+              scratch_h);
       }
     }
     for (int s = k - 1; s >= 0; --s) {
       int64_t t = t0 + s, row0 = t * B + b0, local = int64_t(s) * rows;
-      const T* gt = remat ? gates.get() + local * 4 * H : saved + row0 * 4 * H;
-      T *ar = a_i.get() + local * G, *hr = a_h.get() + local * G;
+      const T* gt = remat ? gates + local * 4 * H : saved + row0 * 4 * H;
+      T *ar = a_i + local * G, *hr = a_h + local * G;
       if (AllValid(L.valid, B, t, b0, rows)) {
-        GateGrads(gt, hp.get() + local * H, d_out + row0 * H, rows, H, dh.data(), ar, hr);
+        GateGrads(gt, hp + local * H, d_out + row0 * H, rows, H, dh, ar, hr);
       } else {
         for (int i = 0; i < rows; ++i) {
           if (L.valid[row0 + i]) {
-            GateGrads(gt + i * 4 * H, hp.get() + (local + i) * H, d_out + (row0 + i) * H, 1, H, dh.data() + i * H, ar + i * G,
+            GateGrads(gt + i * 4 * H, hp + (local + i) * H, d_out + (row0 + i) * H, 1, H, dh + i * H, ar + i * G,
                       hr + i * G);
           } else {  // a skipped step passes dh through and sees no gradient
             std::fill(ar + i * G, ar + (i + 1) * G, T(0));
@@ -245,20 +289,21 @@ void BackwardPart(const Layer<T>& L, const T* states, const T* saved, const T* d
         }
       }
       // dh += [a_r, a_z, a_n r] W_hh: (rows, 3H) x (3H, H); masked rows add zero.
-      Gemm<T>(false, false, rows, H, G, hr, G, L.w_hh, H, T(1), dh.data(), H);
+      Gemm<T>(false, false, rows, H, G, hr, G, L.w_hh, H, T(1), dh, H);
     }
     int m = k * rows;
-    Gemm<T>(true, false, G, I, m, a_i.get(), G, xk.get(), I, T(1), dw_ih, I);
-    Gemm<T>(true, false, G, H, m, a_h.get(), G, hp.get(), H, T(1), dw_hh, H);
-    Gemm<T>(false, false, m, I, G, a_i.get(), G, L.w_ih, I, T(0), dxk.get(), I);
-    AddRows(a_i.get(), m, G, db_ih);
-    AddRows(a_h.get(), m, G, db_hh);
+    Gemm<T>(true, false, G, I, m, a_i, G, xk, I, T(1), dw_ih, I);
+    Gemm<T>(true, false, G, H, m, a_h, G, hp, H, T(1), dw_hh, H);
+    AddRows(a_i, m, G, db_ih);
+    AddRows(a_h, m, G, db_hh);
+    if (dx == nullptr) continue;
+    Gemm<T>(false, false, m, I, G, a_i, G, L.w_ih, I, T(0), dxk, I);
     for (int s = 0; s < k; ++s) {  // a step's rows are contiguous in dx
-      const T* src = dxk.get() + int64_t(s) * rows * I;
+      const T* src = dxk + int64_t(s) * rows * I;
       std::copy(src, src + rows * I, dx + ((t0 + s) * B + b0) * I);
     }
   }
-  std::copy(dh.begin(), dh.end(), dh0 + b0 * H);
+  std::copy(dh, dh + rows * H, dh0 + b0 * H);
 }
 
 template <ffi::DataType E>
@@ -282,6 +327,9 @@ ffi::Error Forward(ffi::ThreadPool pool, ffi::Buffer<E> x, ffi::Buffer<E> h0, ff
   using T = ffi::NativeType<E>;
   T* s = kSave ? states->typed_data() : nullptr;
   T* g = kSave && gates->element_count() > 0 ? gates->typed_data() : nullptr;  // empty under remat
+  HugePages(out->typed_data(), out->element_count());
+  if (s != nullptr) HugePages(s, states->element_count());
+  if (g != nullptr) HugePages(g, gates->element_count());
   ParallelFor(pool, parts, [&](int p) {
     int64_t b0 = L.d.B * p / parts, b1 = L.d.B * (p + 1) / parts;
     ForwardPart(L, b0, static_cast<int>(b1 - b0), out->typed_data(), h_last->typed_data(), s, g);
@@ -292,20 +340,22 @@ ffi::Error Forward(ffi::ThreadPool pool, ffi::Buffer<E> x, ffi::Buffer<E> h0, ff
 template <ffi::DataType E>
 ffi::Error Backward(ffi::ThreadPool pool, ffi::Buffer<E> x, ffi::Buffer<E> h0, ffi::Buffer<E> w_ih, ffi::Buffer<E> w_hh,
                     ffi::Buffer<E> b_ih, ffi::Buffer<E> b_hh, ffi::Buffer<ffi::PRED> valid, ffi::Buffer<E> states,
-                    ffi::Buffer<E> gates, ffi::Buffer<E> d_out, ffi::Buffer<E> d_last, bool remat, ffi::ResultBuffer<E> dx,
-                    ffi::ResultBuffer<E> dh0, ffi::ResultBuffer<E> dw_ih, ffi::ResultBuffer<E> dw_hh, ffi::ResultBuffer<E> db_ih,
-                    ffi::ResultBuffer<E> db_hh) {
+                    ffi::Buffer<E> gates, ffi::Buffer<E> d_out, ffi::Buffer<E> d_last, bool input_grad, bool remat,
+                    ffi::ResultBuffer<E> dx, ffi::ResultBuffer<E> dh0, ffi::ResultBuffer<E> dw_ih, ffi::ResultBuffer<E> dw_hh,
+                    ffi::ResultBuffer<E> db_ih, ffi::ResultBuffer<E> db_hh) {
   if (sgemm == nullptr || dgemm == nullptr) return NoBlas();
   using T = ffi::NativeType<E>;
   auto L = MakeLayer<E>(x, h0, w_ih, w_hh, b_ih, b_hh, valid);
   const int64_t G = 3 * L.d.H, I = L.d.I, H = L.d.H, size = G * (I + H + 2);
   int parts = Parts(pool, L.d);
-  std::vector<T> partial(size_t(parts) * size);  // per part: dw_ih, dw_hh, db_ih, db_hh
+  T* d_x = input_grad ? dx->typed_data() : nullptr;  // else dx is an empty placeholder
+  if (input_grad) HugePages(d_x, dx->element_count());
+  T* partial = Scratch<T, 1>(1, {parts * size})[0];  // per part: dw_ih, dw_hh, db_ih, db_hh
   ParallelFor(pool, parts, [&](int p) {
     int64_t b0 = L.d.B * p / parts, b1 = L.d.B * (p + 1) / parts;
-    T* w = partial.data() + p * size;
+    T* w = partial + p * size;
     BackwardPart(L, states.typed_data(), remat ? nullptr : gates.typed_data(), d_out.typed_data(), d_last.typed_data(), b0,
-                 static_cast<int>(b1 - b0), dx->typed_data(), dh0->typed_data(), w, w + G * I, w + G * (I + H),
+                 static_cast<int>(b1 - b0), d_x, dh0->typed_data(), w, w + G * I, w + G * (I + H),
                  w + G * (I + H + 1));
   });
   T* dst[4] = {dw_ih->typed_data(), dw_hh->typed_data(), db_ih->typed_data(), db_hh->typed_data()};
@@ -358,6 +408,7 @@ extern "C" void jaxgru_set_blas(void* s, void* d) {
                                   .Arg<ffi::Buffer<E>>()                                                 \
                                   .Arg<ffi::Buffer<E>>()                                                 \
                                   .Arg<ffi::Buffer<E>>()                                                 \
+                                  .Attr<bool>("input_grad")                                              \
                                   .Attr<bool>("remat")                                                   \
                                   .Ret<ffi::Buffer<E>>()                                                 \
                                   .Ret<ffi::Buffer<E>>()                                                 \

@@ -325,3 +325,31 @@ def test_bad_input(kwargs, dtype, match):
   else:
     with pytest.raises(ValueError, match=r"impl='native' is not available here"):
       jaxgru.gru(params, jnp.ones((4, 2, I), dtype), impl="native", **kwargs)
+
+
+@needs_native
+def test_weights_only_gradient_skips_the_input_product():
+  """Differentiated with respect to the weights alone (a training step), the first layer's
+  backward call returns no dx (an empty result: its product is skipped) and the gradients equal
+  the fused path's; with x differentiated too, every layer's call returns dx."""
+  params = jaxgru.init_gru_params(jax.random.key(0), I, H, num_layers=2, bias=True, dtype=jnp.float32)
+  params = jax.tree.map(lambda p: p + 0.1 * jax.random.normal(jax.random.key(1), p.shape), params)
+  x = jax.random.normal(jax.random.key(2), (7, 4, I))
+  lengths = jnp.array([7, 3, 5, 1])
+
+  def loss(p, x, impl):
+    out, h_n = jaxgru.gru(p, x, lengths=lengths, impl=impl)
+    return jnp.sum(out**2) + jnp.sum(jnp.sin(h_n))
+
+  def dx_results(argnums):
+    text = jax.jit(jax.grad(functools.partial(loss, impl="native"), argnums)).lower(params, x).as_text()
+    calls = [line for line in text.splitlines() if "jaxgru_backward" in line and "->" in line]
+    return [line.rsplit("-> (", 1)[1].split(",")[0] for line in calls]
+
+  assert sorted(dx_results(0)) == ["tensor<0xf32>", f"tensor<7x4x{H}xf32>"]  # layer 2's x is layer 1's output
+  assert sorted(dx_results((0, 1))) == sorted([f"tensor<7x4x{H}xf32>", f"tensor<7x4x{I}xf32>"])
+  with jax.default_matmul_precision("highest"):
+    got = jax.jit(jax.grad(functools.partial(loss, impl="native")))(params, x)
+    want = jax.jit(jax.grad(functools.partial(loss, impl="fused")))(params, x)
+  for name in params:
+    np.testing.assert_allclose(got[name], want[name], rtol=1e-5, atol=1e-5, err_msg=name)
