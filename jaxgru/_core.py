@@ -171,8 +171,8 @@ def gru(
       ``jax.custom_vjp``; torch variant only); ``"reference"``: a plain ``lax.scan``
       differentiated by JAX; ``"native"``: the C++ CPU kernel (torch variant, float32 and
       float64; see :func:`jaxgru.native_available`); ``"auto"`` (default): for the torch
-      variant the native kernel where it measured faster (CPU, hidden size up to 256, the
-      batch on one device or explicitly sharded), else fused; the reference wherever
+      variant the native kernel where it measured faster (CPU, hidden size up to 512;
+      sharded, each device runs it on its own rows), else fused; the reference wherever
       forward-mode autodiff (``jax.jvp``, ``jax.jacfwd``) meets it directly. All give the
       same numbers up to float rounding. ``"pallas"``: the time loop
       in one Pallas kernel per layer and direction, for GPUs and TPUs, interpreted on the CPU

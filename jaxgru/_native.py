@@ -81,8 +81,8 @@ def native_available() -> bool:
 
 
 # impl="auto" takes the kernel up to this hidden size: where it measured faster than the fused
-# path on this project's CPU (benchmarks/NOTES.md, entry 8).
-AUTO_MAX_HIDDEN = 256
+# path on this project's CPU (benchmarks/NOTES.md, entries 8 and 10f).
+AUTO_MAX_HIDDEN = 512
 
 
 def auto_picks(x: jax.Array, hidden_size: int) -> bool:
