@@ -24,7 +24,7 @@ include = _ffi_include()
 kernel = Extension(
   "jaxgru._gru_kernel",
   sources=["native/gru_kernel.cc"],
-  depends=["native/gru_support.h"],
+  depends=["native/gru_support.h", "native/gru_gemm.h", "native/gru_gemm_isa.h"],
   include_dirs=[include] if include else [],
   language="c++",
   extra_compile_args=["-std=c++17", "-O3", "-Wno-attributes", "-Wno-return-type"],

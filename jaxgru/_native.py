@@ -29,6 +29,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import importlib.machinery
+import os
 import pathlib
 
 import jax
@@ -62,12 +63,31 @@ def _load() -> str | None:
   kernel.jaxgru_set_blas(
     ctypes.cast(blas[f"{prefix}_cblas_sgemm"], ctypes.c_void_p), ctypes.cast(blas[f"{prefix}_cblas_dgemm"], ctypes.c_void_p)
   )
+  isa = os.environ.get("JAXGRU_NATIVE_ISA")
+  if isa and not kernel.jaxgru_select_isa(isa.encode()):
+    return (
+      f"JAXGRU_NATIVE_ISA={isa!r} is not an instruction set this CPU and build run (one of {', '.join(ISAS)}, where supported)"
+    )
+  kernel.jaxgru_isa.restype = ctypes.c_char_p
+  _load.isa = kernel.jaxgru_isa().decode()
   for target in _TARGETS:
     for suffix in _SUFFIX.values():
       name = f"{target}_{suffix}"
       jax.ffi.register_ffi_target(name, jax.ffi.pycapsule(kernel[name]), platform="cpu")
   _load.libraries = (blas, kernel)  # keep both loaded
   return None
+
+
+# The float32 engines, best first (native/gru_gemm.h); JAXGRU_NATIVE_ISA picks one below the best
+# that the CPU runs (the tests run each on one machine; benchmarks compare them).
+ISAS = ("avx512", "avx2", "blas")
+
+
+def isa() -> str | None:
+  """The engine of the kernel's float32 products: ``"avx512"`` or ``"avx2"`` (its own, on weights
+  packed once per call), ``"blas"`` (OpenBLAS, where neither runs), or ``None`` when the kernel
+  cannot run."""
+  return _load.isa if _load() is None else None
 
 
 def native_status() -> str | None:

@@ -20,8 +20,10 @@
 // on XLA's intra-op thread pool; the weight
 // gradients are summed over parts at the end. Within a part, time runs in chunks of K steps: the
 // chunk's input projection (and in the backward pass its weight gradients) is one product over
-// K * rows, the recurrent product one per step. Products go to a cblas ?gemm whose address the
-// Python side hands over (jaxgru/_native.py): the BLAS is chosen at run time, not at build time.
+// K * rows, the recurrent product one per step. float32 products against a weight (the input
+// projection, the step, dh and dx) are the kernel's own, on a copy of the weight packed once per
+// call (gru_gemm.h); the weight gradients and every float64 product go to a cblas ?gemm whose
+// address the Python side hands over (jaxgru/_native.py).
 #include <algorithm>
 #include <array>
 #include <cstdint>
@@ -29,6 +31,7 @@
 
 #include <sys/mman.h>
 
+#include "gru_gemm.h"
 #include "gru_support.h"
 #include "xla/ffi/api/ffi.h"
 
@@ -52,22 +55,45 @@ int Parts(ffi::ThreadPool& pool, const Dims& d) {
   return static_cast<int>(std::clamp<int64_t>(std::min(d.B / kMinRows, work / kMinWork), 1, threads));
 }
 
+// A weight as the right-hand side of C (m, n) = A (m, k) op(W) (+ C): op(W) = W^T (the forward
+// products, W (n, k)) or W (the backward's dh and dx, W (k, n)). float32 multiplies by its packed
+// copy once PackWeights has made it, float64 through the BLAS.
+template <typename T>
+struct Weight {
+  const T* w;
+  bool trans;
+  int64_t n, k;
+  const float* packed = nullptr;
+};
+
+template <typename T>
+void Mul(const T* a, int64_t m, const Weight<T>& w, T beta, T* c, int64_t ldc) {  // a: (m, k), row-major
+  if constexpr (std::is_same_v<T, float>) {
+    if (w.packed != nullptr) return gemm::MatMul(a, w.k, 1, m, w.packed, w.n, w.k, c, ldc, beta != T(0));
+  }
+  Gemm<T>(false, w.trans, static_cast<int>(m), static_cast<int>(w.n), static_cast<int>(w.k), a, static_cast<int>(w.k), w.w,
+          static_cast<int>(w.trans ? w.k : w.n), beta, c, static_cast<int>(ldc));
+}
+
 // The buffers one part works on; every pointer is at row 0 of the whole batch.
 template <typename T>
 struct Layer {
   Dims d;
   const T *x, *h0, *w_ih, *w_hh, *b_ih, *b_hh;
   const bool* valid;  // (T, B)
+  Weight<T> ih, hh;      // W_ih^T (I, 3H), W_hh^T (H, 3H): the forward's products
+  Weight<T> ih_b, hh_b;  // W_ih (3H, I), W_hh (3H, H): the backward's dx and dh
 };
 
 // A buffer of at least `bytes` that the calling thread keeps between calls, one per slot (0: a
-// part's work space, 1: the backward pass's per-part weight gradients), so that a call allocates
+// part's work space, 1: the backward pass's per-part weight gradients, 2: the packed weights), so
+// that a call allocates
 // nothing once its thread has seen a call as large. It holds at most a chunk's work space (K
 // steps), never T's. It did not change the page-fault count (those are XLA's results, see
 // HugePages) nor a measured time (benchmarks/NOTES.md, entry 10c).
 inline char* ThreadBuffer(int slot, size_t bytes) {
-  thread_local std::unique_ptr<char[]> data[2];
-  thread_local size_t size[2] = {0, 0};
+  thread_local std::unique_ptr<char[]> data[3];
+  thread_local size_t size[3] = {0, 0, 0};
   if (bytes > size[slot]) {
     data[slot].reset(new char[bytes]);
     size[slot] = bytes;
@@ -215,13 +241,13 @@ void ForwardPart(const Layer<T>& L, int64_t b0, int rows, T* out, T* h_last, T* 
   for (int64_t t0 = 0; t0 < L.d.T; t0 += kChunk) {
     int k = static_cast<int>(std::min<int64_t>(kChunk, L.d.T - t0));
     Gather(L.x, L.h0, L.valid, L.d, I, t0, k, b0, rows, xk);
-    Gemm<T>(false, true, k * rows, G, I, xk, I, L.w_ih, I, T(0), gi, G);  // (K rows, 3H)
+    Mul(xk, int64_t(k) * rows, L.ih, T(0), gi, G);  // (K rows, 3H)
     AddBias(gi, int64_t(k) * rows, G, bias);
     for (int s = 0; s < k; ++s) {
       int64_t row0 = (t0 + s) * B + b0;
       T* g = saved != nullptr ? saved + row0 * 4 * H : own_gates;
       T* next = states != nullptr ? states + row0 * H : h + (state == h ? rows * H : 0);
-      Gemm<T>(false, true, rows, G, H, state, H, L.w_hh, H, T(0), gh, G);
+      Mul(state, rows, L.hh, T(0), gh, G);
       Gates(gi + int64_t(s) * rows * G, gh, L.b_hh + 2 * H, state, rows, H, g, next);
       std::copy(next, next + rows * H, out + row0 * H);
       if (!AllValid(L.valid, B, t0 + s, b0, rows)) {
@@ -263,9 +289,9 @@ void BackwardPart(const Layer<T>& L, const T* states, const T* saved, const T* d
     Gather(L.x, L.h0, L.valid, L.d, I, t0, k, b0, rows, xk);
     Gather(states, L.h0, static_cast<const bool*>(nullptr), L.d, H, t0 - 1, k, b0, rows, hp);  // h before each step
     if (remat) {
-      Gemm<T>(false, true, k * rows, G, I, xk, I, L.w_ih, I, T(0), gi, G);
+      Mul(xk, int64_t(k) * rows, L.ih, T(0), gi, G);
       AddBias(gi, int64_t(k) * rows, G, bias);
-      Gemm<T>(false, true, k * rows, G, H, hp, H, L.w_hh, H, T(0), gh, G);
+      Mul(hp, int64_t(k) * rows, L.hh, T(0), gh, G);
       for (int s = 0; s < k; ++s) {
         int64_t off = int64_t(s) * rows;
         Gates(gi + off * G, gh + off * G, L.b_hh + 2 * H, hp + off * H, rows, H, gates + off * 4 * H,
@@ -290,7 +316,7 @@ void BackwardPart(const Layer<T>& L, const T* states, const T* saved, const T* d
         }
       }
       // dh += [a_r, a_z, a_n r] W_hh: (rows, 3H) x (3H, H); masked rows add zero.
-      Gemm<T>(false, false, rows, H, G, hr, G, L.w_hh, H, T(1), dh, H);
+      Mul(hr, rows, L.hh_b, T(1), dh, H);
     }
     int m = k * rows;
     Gemm<T>(true, false, G, I, m, a_i, G, xk, I, T(1), dw_ih, I);
@@ -298,7 +324,7 @@ void BackwardPart(const Layer<T>& L, const T* states, const T* saved, const T* d
     AddRows(a_i, m, G, db_ih);
     AddRows(a_h, m, G, db_hh);
     if (dx == nullptr) continue;
-    Gemm<T>(false, false, m, I, G, a_i, G, L.w_ih, I, T(0), dxk, I);
+    Mul(a_i, m, L.ih_b, T(0), dxk, I);
     for (int s = 0; s < k; ++s) {  // a step's rows are contiguous in dx
       const T* src = dxk + int64_t(s) * rows * I;
       std::copy(src, src + rows * I, dx + ((t0 + s) * B + b0) * I);
@@ -312,8 +338,42 @@ Layer<ffi::NativeType<E>> MakeLayer(ffi::Buffer<E> x, ffi::Buffer<E> h0, ffi::Bu
                                     ffi::Buffer<E> b_ih, ffi::Buffer<E> b_hh, ffi::Buffer<ffi::PRED> valid) {
   auto dims = x.dimensions();
   Dims d{dims[0], dims[1], dims[2], h0.dimensions()[1]};
-  return {d, x.typed_data(), h0.typed_data(), w_ih.typed_data(), w_hh.typed_data(), b_ih.typed_data(), b_hh.typed_data(),
-          valid.typed_data()};
+  using T = ffi::NativeType<E>;
+  const T *wi = w_ih.typed_data(), *wh = w_hh.typed_data();
+  const int64_t G = 3 * d.H;
+  return {d,
+          x.typed_data(),
+          h0.typed_data(),
+          wi,
+          wh,
+          b_ih.typed_data(),
+          b_hh.typed_data(),
+          valid.typed_data(),
+          {wi, true, G, d.I},
+          {wh, true, G, d.H},
+          {wi, false, d.I, G},
+          {wh, false, d.H, G}};
+}
+
+// float32 with an engine: packs the weights that the call multiplies by into the calling thread's
+// buffer 2, the panels shared among the parts' threads (float64 and "blas" pack nothing).
+template <typename T, size_t N>
+void PackWeights(ffi::ThreadPool& pool, int parts, const std::array<Weight<T>*, N>& weights) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (!gemm::Active()) return;
+    std::array<int64_t, N> sizes;
+    for (size_t i = 0; i < N; ++i) sizes[i] = gemm::PackedSize(weights[i]->n, weights[i]->k);
+    auto packed = Scratch<float, N>(2, sizes);
+    ParallelFor(pool, parts, [&](int p) {
+      for (size_t i = 0; i < N; ++i) {
+        const Weight<T>& w = *weights[i];
+        int64_t panels = gemm::Panels(w.n);
+        // element (j, l) of the (n, k) matrix whose transpose multiplies: W itself, or W's transpose
+        gemm::Pack(w.w, w.n, w.k, w.trans ? w.k : 1, w.trans ? 1 : w.n, panels * p / parts, panels * (p + 1) / parts, packed[i]);
+      }
+    });
+    for (size_t i = 0; i < N; ++i) weights[i]->packed = packed[i];
+  }
 }
 
 ffi::Error NoBlas() { return ffi::Error(ffi::ErrorCode::kFailedPrecondition, "jaxgru native kernel: no BLAS was set"); }
@@ -328,6 +388,7 @@ ffi::Error Forward(ffi::ThreadPool pool, ffi::Buffer<E> x, ffi::Buffer<E> h0, ff
   using T = ffi::NativeType<E>;
   T* s = kSave ? states->typed_data() : nullptr;
   T* g = kSave && gates->element_count() > 0 ? gates->typed_data() : nullptr;  // empty under remat
+  PackWeights<T, 2>(pool, parts, {&L.ih, &L.hh});
   HugePages(out->typed_data(), out->element_count());
   if (s != nullptr) HugePages(s, states->element_count());
   if (g != nullptr) HugePages(g, gates->element_count());
@@ -351,6 +412,15 @@ ffi::Error Backward(ffi::ThreadPool pool, ffi::Buffer<E> x, ffi::Buffer<E> h0, f
   int parts = Parts(pool, L.d);
   T* d_x = input_grad ? dx->typed_data() : nullptr;  // else dx is an empty placeholder
   if (input_grad) HugePages(d_x, dx->element_count());
+  if (remat && input_grad) {
+    PackWeights<T, 4>(pool, parts, {&L.hh_b, &L.ih_b, &L.ih, &L.hh});
+  } else if (remat) {
+    PackWeights<T, 3>(pool, parts, {&L.hh_b, &L.ih, &L.hh});
+  } else if (input_grad) {
+    PackWeights<T, 2>(pool, parts, {&L.hh_b, &L.ih_b});
+  } else {
+    PackWeights<T, 1>(pool, parts, {&L.hh_b});
+  }
   T* partial = Scratch<T, 1>(1, {parts * size})[0];  // per part: dw_ih, dw_hh, db_ih, db_hh
   ParallelFor(pool, parts, [&](int p) {
     int64_t b0 = L.d.B * p / parts, b1 = L.d.B * (p + 1) / parts;
@@ -372,6 +442,10 @@ ffi::Error Backward(ffi::ThreadPool pool, ffi::Buffer<E> x, ffi::Buffer<E> h0, f
 }
 
 }  // namespace
+
+// The float32 engine's instruction set: its name, or, given a name, whether it could be picked.
+extern "C" const char* jaxgru_isa() { return gemm::Pick().name; }
+extern "C" int jaxgru_select_isa(const char* name) { return gemm::Select(name) ? 1 : 0; }
 
 extern "C" void jaxgru_set_blas(void* s, void* d) {
   sgemm = reinterpret_cast<Sgemm>(s);

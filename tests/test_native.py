@@ -226,6 +226,85 @@ def _direction_grads(x, h0, w, valid, *, impl, remat, reverse):
   return jax.value_and_grad(loss, argnums=(0, 1, 2))(x, h0, w)
 
 
+# (T, B, I, H): rows past the register tiles (13 = 8 + 5 = 2 x 6 + 1), columns past the panels
+# (3H = 57), sums over more than 1024 (I = 1100 in the input projection; 3H = 1050 in the
+# backward's dh), and a batch split across threads (50 rows, work >= 2^18).
+ENGINE_SHAPES = [(5, 13, 37, 19), (3, 9, 1100, 20), (3, 7, 4, 350), (21, 50, 3, 64)]
+
+_ENGINE_CHECK = """
+import numpy as np, jax, jax.numpy as jnp
+from jaxgru import _fused, _native
+
+def run(direction, x, h0, w, valid, remat):
+  def loss(x, h0, w):
+    out, h_last = direction(x, h0, w, valid, False, remat)
+    return jnp.sum(jnp.sin(out)) + jnp.sum(h_last**2)
+  return jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2)))(x, h0, w)
+
+def check(shapes):
+  rng = np.random.default_rng(0)
+  for steps, batch, inputs, hidden in shapes:
+    k = 1 / np.sqrt(hidden)  # torch's initialisation range
+    w = tuple(jnp.asarray(rng.uniform(-k, k, s), jnp.float32) for s in [(3 * hidden, inputs), (3 * hidden, hidden), (3 * hidden,), (3 * hidden,)])
+    x = jnp.asarray(rng.standard_normal((steps, batch, inputs)), jnp.float32)
+    h0 = jnp.asarray(rng.standard_normal((batch, hidden)), jnp.float32)
+    lengths = rng.integers(1, steps + 1, batch)
+    valid = jnp.asarray(np.arange(steps)[:, None, None] < lengths[None, :, None])
+    for remat in (False, True):
+      got, want = run(_native.direction, x, h0, w, valid, remat), run(_fused.direction, x, h0, w, valid, remat)
+      for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+        a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+        err, scale = float(np.max(np.abs(a - b))), max(1.0, float(np.max(np.abs(b))))
+        assert err <= 2e-5 * scale, (_native.isa(), steps, batch, inputs, hidden, remat, err, scale)
+"""
+
+
+@needs_native
+@pytest.mark.parametrize("isa", _native.ISAS)
+def test_each_engine_matches_the_fused_path(isa):
+  """Every float32 engine this CPU runs (JAXGRU_NATIVE_ISA), gradients included, against the fused
+  path: the best one here, the others each in a process of its own."""
+  if isa == _native.isa():
+    namespace: dict = {}
+    exec(_ENGINE_CHECK, namespace)  # noqa: S102  (the same check as the subprocesses run)
+    namespace["check"](ENGINE_SHAPES)
+    return
+  proc = run_python(
+    textwrap.dedent(f"""
+    import os
+    os.environ["JAXGRU_NATIVE_ISA"] = {isa!r}
+    from jaxgru import _native
+    if _native.native_status() is not None:
+      print("unsupported:", _native.native_status())
+      raise SystemExit
+    assert _native.isa() == {isa!r}
+    """)
+    + _ENGINE_CHECK
+    + f"check({ENGINE_SHAPES!r})\nprint('ok')\n"
+  )
+  if "unsupported:" in proc.stdout:
+    pytest.skip(proc.stdout.strip())
+  assert proc.stdout.strip().endswith("ok")
+
+
+def test_an_unknown_engine_is_refused_by_name():
+  """JAXGRU_NATIVE_ISA names an engine this CPU runs, or the kernel says why not (auto: fused)."""
+  proc = run_python(
+    """
+    import os
+    os.environ["JAXGRU_NATIVE_ISA"] = "sse9"
+    import jax, jax.numpy as jnp, pytest
+    import jaxgru
+    assert "JAXGRU_NATIVE_ISA='sse9'" in jaxgru.native_status() and "avx512, avx2, blas" in jaxgru.native_status()
+    params = jaxgru.init_gru_params(jax.random.key(0), 3, 4)
+    with pytest.raises(ValueError, match="JAXGRU_NATIVE_ISA"):
+      jaxgru.gru(params, jnp.ones((5, 2, 3)), impl="native")
+    print("ok")
+    """
+  )
+  assert proc.stdout.strip().endswith("ok")
+
+
 @needs_native
 @pytest.mark.parametrize("remat", [False, True])
 @pytest.mark.parametrize("reverse", [False, True])
