@@ -25,6 +25,7 @@ ENV_KEYS = (
   "ATEN_CPU_CAPABILITY",
   "MKL_ENABLE_INSTRUCTIONS",
   "ONEDNN_MAX_CPU_ISA",
+  "JAXGRU_NATIVE_ISA",
 )
 
 
@@ -43,6 +44,8 @@ def describe(device: str, precision: str) -> dict[str, Any]:
   import flax
   import optax
 
+  from jaxgru import _native
+
   gpu = torch.cuda.get_device_name() if device == "cuda" else None
   env = {k: os.environ[k] for k in ENV_KEYS if k in os.environ}
   usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
@@ -58,6 +61,11 @@ def describe(device: str, precision: str) -> dict[str, Any]:
     "threads": (
       f"torch.get_num_threads()={torch.get_num_threads()}, torch.get_num_interop_threads()={torch.get_num_interop_threads()}, "
       f"XLA's own pool (one thread per usable core: {usable}); env {env or 'none set'}"
+    ),
+    "native": (
+      f"the kernel's float32 products on its {_native.isa()} engine, float64 and weight gradients on OpenBLAS"
+      if _native.native_available()
+      else f"not available: {_native.native_status()}"
     ),
     "dtype": "float32",
     "matmul_precision": precision,

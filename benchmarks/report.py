@@ -33,14 +33,27 @@ def _error(cell: dict[str, Any]) -> str:
   return "-"
 
 
+def _timing(timing: dict[str, Any] | None) -> str:
+  """How the suite interleaved the contenders (reports written before ``timing`` existed: one call each in turn)."""
+  if not timing or timing["interleave"] == "call":
+    return "interleaved repeats (one call of each contender in turn) after warm-up"
+  return (
+    f"repeats timed in blocks of {timing['block']} back-to-back calls per contender after warm-up, blocks in a fresh "
+    f"random order every round, each after an untimed {timing['gap_s']:g} s pause and call"
+  )
+
+
 def header(report: dict[str, Any]) -> list[str]:
   m = report["machine"]
   lines = [
     f"Machine: {m['cpu']} ({m['cores']} cores), {m['device']}; {m['versions']}",
     f"Threads: {m['threads']}. Load average before / after: {m.get('load_before', '-')} / {m.get('load_after', '-')}.",
+    *([f"Native kernel: {m['native']}."] if "native" in m else []),
     f"{m.get('dtype', 'float32')}, matmul precision {m['matmul_precision']}, TF32 {'on' if m.get('tf32') else 'off'}; "
     f"peak matmul {report['peak_gflops']:.0f} GFLOP/s ({report['peak_source']}).",
-    "Times: median ± interquartile range of interleaved repeats after warm-up, in ms, compile excluded (compile times below).",
+    "Times: median ± interquartile range of "
+    + _timing(report.get("timing"))
+    + ", in ms, compile excluded (compile times below).",
   ]
   if m.get("busy"):
     lines.append(f"**Warning: {m['busy']}**")

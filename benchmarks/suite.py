@@ -2,9 +2,12 @@
 
 Run ``python -m benchmarks`` (``--help`` for the grid, modes, contenders and repeats). For every
 shape and mode each JAX contender is compiled apart (compile time reported), every contender is
-warmed up, then all are timed round-robin: one call of each in turn (in a fresh random order every
-repetition), repeated, so that drift of a shared machine falls on all of them alike.
-Medians are reported with their interquartile range and minimum.
+warmed up, then all are timed in rounds: in each round every contender, in a fresh random order,
+runs a block of calls back to back (as in a training loop), after an untimed pause and call that
+let the previous contender's threads go idle (torch's OpenMP threads keep spinning for a few ms
+after a call and slow whoever runs next: benchmarks/NOTES.md, entry 11c). Rounds repeat, so
+that drift of a shared machine falls on all of them alike; ``--interleave call`` times one call of
+each in turn instead. Medians are reported with their interquartile range and minimum.
 
 Then the seed's whole task (``benchmarks/seed_task.py``) and peak memory over a long sequence with
 and without ``remat`` (``benchmarks/memory.py``). Reports go to ``benchmarks/results/``:
@@ -127,16 +130,21 @@ def run_cell(
   times: dict[str, list[float]] = {k: [] for k in order}
   deadline = time.perf_counter() + args.budget
   shuffle = np.random.default_rng(0)
-  for rep in range(args.max_repeats):
-    # A fresh order every repetition: a rotation keeps who-follows-whom fixed, and the contender
-    # right after torch pays for its OpenMP threads spinning down (benchmarks/NOTES.md, entry 7).
+  block = 1 if args.interleave == "call" else min(args.block, args.max_repeats)
+  while True:
+    # A fresh order every round: a rotation keeps who-follows-whom fixed (benchmarks/NOTES.md, entry 7).
     for kind in shuffle.permutation(order):
-      if args.settle:
-        time.sleep(args.settle)  # untimed; a pause lets threads go to sleep, which costs both sides (NOTES, entry 7)
-      start = time.perf_counter()
-      calls[kind]()
-      times[kind].append(time.perf_counter() - start)
-    if rep + 1 >= args.repeats and time.perf_counter() > deadline:
+      if block > 1:  # untimed: the previous contender's threads go idle, this one's warm up again
+        time.sleep(args.gap)
+        calls[kind]()
+      for _ in range(block):
+        if args.settle:
+          time.sleep(args.settle)  # untimed; a pause lets threads go to sleep, which costs both sides (NOTES, entry 7)
+        start = time.perf_counter()
+        calls[kind]()
+        times[kind].append(time.perf_counter() - start)
+    done = len(times[order[0]])
+    if done >= args.max_repeats or (done >= args.repeats and time.perf_counter() > deadline):
       break
   total = flops(shape, mode)
   result: dict[str, Any] = {
@@ -186,6 +194,18 @@ def parser() -> argparse.ArgumentParser:
     help="untimed pause before every timed call, in s (default 0: threads stay warm as in a loop)",
   )
   t.add_argument("--warmup", type=_positive, default=1, help="untimed calls per contender after compiling (default 1)")
+  t.add_argument(
+    "--interleave",
+    choices=("block", "call"),
+    default="block",
+    help="block (default): each contender's calls timed back to back, a block at a time; call: one call of each in turn",
+  )
+  t.add_argument(
+    "--block", type=_positive, default=5, help="timed calls per contender per round with --interleave block (default 5)"
+  )
+  t.add_argument(
+    "--gap", type=_seconds, default=0.1, help="untimed pause before each block, in s (default 0.1: torch's threads go idle)"
+  )
   t.add_argument("--quick", action="store_true", help="a seconds-long smoke run: the seed's shape only, 2 repeats, grid only")
   s = p.add_argument_group("machine")
   s.add_argument("--torch-threads", type=_positive, help="torch.set_num_threads (default: torch's own choice)")
@@ -310,7 +330,8 @@ def main(argv: list[str] | None = None) -> int:
     info = machine.describe(device, precision)
     peak, source = machine.peak_gflops(device)
     print(machine.header(info), f"\npeak matmul: {peak:.0f} GFLOP/s ({source})", flush=True)
-    report: dict[str, Any] = {"machine": info, "peak_gflops": peak, "peak_source": source, "cells": []}
+    timing = {"interleave": args.interleave, "block": args.block, "gap_s": args.gap, "settle_s": args.settle}
+    report: dict[str, Any] = {"machine": info, "peak_gflops": peak, "peak_source": source, "timing": timing, "cells": []}
     for shape in shapes if "grid" in parts else []:
       for mode in args.modes:
         cell = run_cell(shape, mode, tuple(args.contenders), args, device, peak)
