@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The benchmark suite as if on an AVX2-only x86 CPU, on a machine that has AVX-512: a proxy, not
 # an AVX2 machine (the caches, the clock and the core stay this machine's). Restricted to AVX2:
-# XLA (--xla_cpu_max_isa), the native kernel's gate loops (built again without the AVX-512
-# clone, in a scratch copy of the repository), OpenBLAS (OPENBLAS_CORETYPE=Haswell), and torch
+# XLA (--xla_cpu_max_isa), the native kernel (built again without the AVX-512 clone of its gate
+# loops and without its AVX-512 engine, in a scratch copy of the repository: its float32 products
+# run on the AVX2 engine), OpenBLAS (OPENBLAS_CORETYPE=Haswell), and torch
 # (ATen's kernels, MKL and oneDNN). The report is benchmarks/results/cpu-avx2-proxy.{json,md,png}
 # unless --name / --out say otherwise; other arguments go to `python -m benchmarks`.
 #

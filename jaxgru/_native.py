@@ -100,18 +100,27 @@ def native_available() -> bool:
   return _load() is None
 
 
-# impl="auto" takes the kernel up to this hidden size: where it measured faster than the fused
-# path on this project's CPU (benchmarks/NOTES.md, entries 8 and 10f).
-AUTO_MAX_HIDDEN = 512
+# impl="auto" takes the kernel up to these hidden sizes: where it measured faster than the fused
+# path. float32 on the kernel's own engine: up to 1024 (Intel Xeon, benchmarks/NOTES.md, entry
+# 11d; at 2048 its forward lost); on OpenBLAS alone (float64, or a CPU with neither engine): up to
+# 512 (AMD EPYC, entry 10f).
+AUTO_MAX_HIDDEN = 1024
+AUTO_MAX_HIDDEN_BLAS = 512
+
+
+def auto_max_hidden(dtype) -> int:
+  """The largest hidden size at which ``impl="auto"`` takes the kernel for ``dtype``."""
+  engine = jnp.dtype(dtype) == jnp.float32 and isa() not in (None, "blas")
+  return AUTO_MAX_HIDDEN if engine else AUTO_MAX_HIDDEN_BLAS
 
 
 def auto_picks(x: jax.Array, hidden_size: int) -> bool:
   """Whether ``impl="auto"`` runs the kernel for ``x`` (T, B, I): it is built, serves the dtype
-  and the CPU, and the hidden size is one where it measured faster. Sharded or not: each device
-  runs it on its own rows of the batch (see :func:`direction`)."""
+  and the CPU, and the hidden size is one where it measured faster (:func:`auto_max_hidden`).
+  Sharded or not: each device runs it on its own rows of the batch (see :func:`direction`)."""
   if not native_available() or jnp.dtype(x.dtype) not in _SUFFIX or jax.default_backend() != "cpu":
     return False
-  return hidden_size <= AUTO_MAX_HIDDEN
+  return hidden_size <= auto_max_hidden(x.dtype)
 
 
 def _batch_axes(x: jax.Array):
