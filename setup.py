@@ -27,7 +27,9 @@ kernel = Extension(
   depends=["native/gru_support.h", "native/gru_gemm.h", "native/gru_gemm_isa.h"],
   include_dirs=[include] if include else [],
   language="c++",
-  extra_compile_args=["-std=c++17", "-O3", "-Wno-attributes", "-Wno-return-type"],
+  # -fno-trapping-math: no FP exception flags are read, and without it GCC vectorises the gate
+  # loops only in their AVX-512 clone (the AVX2 one ran scalar: benchmarks/NOTES.md, entry 11f)
+  extra_compile_args=["-std=c++17", "-O3", "-fno-trapping-math", "-Wno-attributes", "-Wno-return-type"],
   optional=True,
 )
 setup(ext_modules=[kernel] if include else [])

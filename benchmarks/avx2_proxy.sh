@@ -15,7 +15,14 @@ scratch="$(mktemp -d)"
 trap 'rm -rf "$scratch"' EXIT
 cp -r "$repo/jaxgru" "$repo/native" "$repo/benchmarks" "$repo/parity" "$repo/setup.py" "$scratch/"
 rm -f "$scratch"/jaxgru/_gru_kernel*.so
-(cd "$scratch" && CFLAGS="-DJAXGRU_MAX_ISA_AVX2" "$python" setup.py -q build_ext --inplace >/dev/null)
+# CPPFLAGS: setuptools passes it to the C++ compile (CFLAGS it does not: until this check, the
+# proxy ran the full AVX-512 kernel, benchmarks/NOTES.md, entry 11f).
+(cd "$scratch" && CPPFLAGS="-DJAXGRU_MAX_ISA_AVX2" "$python" setup.py -q build_ext --inplace >/dev/null)
+engine=$(cd "$scratch" && "$python" -c "from jaxgru import _native; print(_native.isa())")
+if [ "$engine" != avx2 ]; then
+  echo "avx2_proxy.sh: the rebuilt kernel runs the '$engine' engine, not avx2; nothing was measured" >&2
+  exit 1
+fi
 export XLA_FLAGS="${XLA_FLAGS:+$XLA_FLAGS }--xla_cpu_max_isa=AVX2"
 export OPENBLAS_CORETYPE=Haswell ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 ONEDNN_MAX_CPU_ISA=AVX2
 cd "$scratch"

@@ -101,17 +101,17 @@ def native_available() -> bool:
 
 
 # impl="auto" takes the kernel up to these hidden sizes: where it measured faster than the fused
-# path. float32 on the kernel's own engine: up to 1024 (Intel Xeon, benchmarks/NOTES.md, entry
-# 11d; at 2048 its forward lost); on OpenBLAS alone (float64, or a CPU with neither engine): up to
-# 512 (AMD EPYC, entry 10f).
+# path. float32 on the AVX-512 engine: up to 1024 (Intel Xeon, benchmarks/NOTES.md, entry 11d; at
+# 2048 its forward lost). Everywhere else, up to 512: float64 and OpenBLAS alone (AMD EPYC, entry
+# 10f), and the AVX2 engine, as fast as OpenBLAS or faster at the step's products (entry 11f) but
+# measured against the fused path only by a proxy whose XLA still ran AVX-512 products.
 AUTO_MAX_HIDDEN = 1024
 AUTO_MAX_HIDDEN_BLAS = 512
 
 
 def auto_max_hidden(dtype) -> int:
   """The largest hidden size at which ``impl="auto"`` takes the kernel for ``dtype``."""
-  engine = jnp.dtype(dtype) == jnp.float32 and isa() not in (None, "blas")
-  return AUTO_MAX_HIDDEN if engine else AUTO_MAX_HIDDEN_BLAS
+  return AUTO_MAX_HIDDEN if jnp.dtype(dtype) == jnp.float32 and isa() == "avx512" else AUTO_MAX_HIDDEN_BLAS
 
 
 def auto_picks(x: jax.Array, hidden_size: int) -> bool:

@@ -59,8 +59,8 @@ def test_without_the_kernel_everything_else_runs(tmp_path: pathlib.Path):
 
 @needs_native
 def test_auto_picks_the_kernel_where_it_measured_faster():
-  """auto: the kernel for float32 up to AUTO_MAX_HIDDEN on the kernel's own engine (float64 and the
-  BLAS engine: AUTO_MAX_HIDDEN_BLAS), else the fused path."""
+  """auto: the kernel for float32 up to AUTO_MAX_HIDDEN on the AVX-512 engine (float64, the AVX2
+  and BLAS engines: AUTO_MAX_HIDDEN_BLAS), else the fused path."""
 
   def runs_kernel(hidden, dtype=jnp.float32, **kwargs):
     params = jaxgru.init_gru_params(jax.random.key(0), I, hidden, dtype=dtype)
@@ -68,11 +68,13 @@ def test_auto_picks_the_kernel_where_it_measured_faster():
     return "jaxgru_forward" in hlo
 
   limit = _native.auto_max_hidden(jnp.float32)
-  assert limit == (_native.AUTO_MAX_HIDDEN if _native.isa() != "blas" else _native.AUTO_MAX_HIDDEN_BLAS)
+  assert limit == (_native.AUTO_MAX_HIDDEN if _native.isa() == "avx512" else _native.AUTO_MAX_HIDDEN_BLAS)
   assert runs_kernel(H) and runs_kernel(limit) and not runs_kernel(limit + 1)
   with jax.enable_x64(True):
     assert _native.auto_max_hidden(jnp.float64) == _native.AUTO_MAX_HIDDEN_BLAS
-    assert runs_kernel(_native.AUTO_MAX_HIDDEN_BLAS, jnp.float64) and not runs_kernel(_native.AUTO_MAX_HIDDEN_BLAS + 1, jnp.float64)
+    assert runs_kernel(_native.AUTO_MAX_HIDDEN_BLAS, jnp.float64) and not runs_kernel(
+      _native.AUTO_MAX_HIDDEN_BLAS + 1, jnp.float64
+    )
   assert not runs_kernel(H, jnp.bfloat16)
   assert not runs_kernel(H, variant="classic") and not runs_kernel(H, impl="fused")
 
