@@ -63,8 +63,14 @@ struct Weight {
   const T* w;
   bool trans;
   int64_t n, k;
+  bool step;  // multiplies one step's rows (W_hh); else K steps' rows at once (W_ih)
   const float* packed = nullptr;
 };
+
+// The engine's products against W_ih sum over k = I (the input projection) or k = 3H (dx), over K
+// steps' rows at once. From k = 1024 OpenBLAS ran those 8-12% faster (161-165 against 145-149
+// GFLOP/s, benchmarks/NOTES.md, entry 11g), so they stay with it; the steps' products do not.
+constexpr int64_t kBlasDepth = 1024;
 
 template <typename T>
 void Mul(const T* a, int64_t m, const Weight<T>& w, T beta, T* c, int64_t ldc) {  // a: (m, k), row-major
@@ -349,30 +355,35 @@ Layer<ffi::NativeType<E>> MakeLayer(ffi::Buffer<E> x, ffi::Buffer<E> h0, ffi::Bu
           b_ih.typed_data(),
           b_hh.typed_data(),
           valid.typed_data(),
-          {wi, true, G, d.I},
-          {wh, true, G, d.H},
-          {wi, false, d.I, G},
-          {wh, false, d.H, G}};
+          {wi, true, G, d.I, false},
+          {wh, true, G, d.H, true},
+          {wi, false, d.I, G, false},
+          {wh, false, d.H, G, true}};
 }
 
 // float32 with an engine: packs the weights that the call multiplies by into the calling thread's
-// buffer 2, the panels shared among the parts' threads (float64 and "blas" pack nothing).
+// buffer 2, the panels shared among the parts' threads (float64 and "blas" pack nothing, nor
+// does W_ih from kBlasDepth on).
 template <typename T, size_t N>
 void PackWeights(ffi::ThreadPool& pool, int parts, const std::array<Weight<T>*, N>& weights) {
   if constexpr (std::is_same_v<T, float>) {
     if (!gemm::Active()) return;
     std::array<int64_t, N> sizes;
-    for (size_t i = 0; i < N; ++i) sizes[i] = gemm::PackedSize(weights[i]->n, weights[i]->k);
+    for (size_t i = 0; i < N; ++i) {
+      bool engine = weights[i]->step || weights[i]->k < kBlasDepth;
+      sizes[i] = engine ? gemm::PackedSize(weights[i]->n, weights[i]->k) : 0;
+    }
     auto packed = Scratch<float, N>(2, sizes);
     ParallelFor(pool, parts, [&](int p) {
       for (size_t i = 0; i < N; ++i) {
         const Weight<T>& w = *weights[i];
+        if (sizes[i] == 0) continue;
         int64_t panels = gemm::Panels(w.n);
         // element (j, l) of the (n, k) matrix whose transpose multiplies: W itself, or W's transpose
         gemm::Pack(w.w, w.n, w.k, w.trans ? w.k : 1, w.trans ? 1 : w.n, panels * p / parts, panels * (p + 1) / parts, packed[i]);
       }
     });
-    for (size_t i = 0; i < N; ++i) weights[i]->packed = packed[i];
+    for (size_t i = 0; i < N; ++i) weights[i]->packed = sizes[i] > 0 ? packed[i] : nullptr;
   }
 }
 
