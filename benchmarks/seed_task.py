@@ -19,7 +19,7 @@ import torch
 from parity import sine_task
 
 EPOCHS = 200
-GAP_S = 0.1  # untimed pause after each torch run, before jaxgru's
+GAP_S = 0.1  # untimed pause after each torch run, then an untimed jaxgru run, as in the grid's blocks
 
 
 def _torch_run(data: sine_task.SineData, seed: int, device: str = "cpu") -> float:
@@ -66,7 +66,8 @@ def run(device: str = "cpu", repeats: int = 5) -> dict[str, Any]:
   torch_s, jax_s = [], []
   for rep in range(repeats):
     torch_s.append(_torch_run(data, rep, device))
-    time.sleep(GAP_S)  # untimed: torch's OpenMP threads stop spinning (benchmarks/NOTES.md, entry 11c)
+    time.sleep(GAP_S)  # untimed: torch's OpenMP threads stop spinning (benchmarks/NOTES.md, entry 11c) ...
+    jax.block_until_ready(compiled(params, opt_state, x, y))  # ... and idle cores wake up again
     start = time.perf_counter()
     jax.block_until_ready(compiled(params, opt_state, x, y))
     jax_s.append(time.perf_counter() - start)
