@@ -101,15 +101,13 @@ inline bool Select(const char* name) {
 // Whether there is an engine (else the caller multiplies through the BLAS).
 inline bool Active() { return Pick().nr > 0; }
 
-// With an engine: W (n, k), element (j, l) at w[j sn + l sk], packed for MatMul: panels of nr
-// columns, k rows each. The number of floats the packed copy takes:
-inline int64_t PackedSize(int64_t n, int64_t k) {
-  int64_t nr = Pick().nr;
-  return (n + nr - 1) / nr * nr * k;
-}
+// With an engine: W (n, k), element (j, l) at w[j sn + l sk], packed for MatMul in panels of nr
+// columns, k rows each. The panels of n columns, and the floats the packed copy takes (both 0
+// without an engine):
+inline int64_t Panels(int64_t n) { return Active() ? (n + Pick().nr - 1) / Pick().nr : 0; }
+inline int64_t PackedSize(int64_t n, int64_t k) { return Panels(n) * Pick().nr * k; }
 
 // Packs panels [p0, p1) of w (all of them: p0 = 0, p1 = Panels(n)).
-inline int64_t Panels(int64_t n) { return (n + Pick().nr - 1) / Pick().nr; }
 inline void Pack(const float* w, int64_t n, int64_t k, int64_t sn, int64_t sk, int64_t p0, int64_t p1, float* packed) {
   Pick().pack(w, n, k, sn, sk, p0, p1, packed);
 }

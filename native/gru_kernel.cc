@@ -93,9 +93,8 @@ struct Layer {
 
 // A buffer of at least `bytes` that the calling thread keeps between calls, one per slot (0: a
 // part's work space, 1: the backward pass's per-part weight gradients, 2: the packed weights), so
-// that a call allocates
-// nothing once its thread has seen a call as large. It holds at most a chunk's work space (K
-// steps), never T's. It did not change the page-fault count (those are XLA's results, see
+// that a call allocates nothing once its thread has seen a call as large. It holds at most a
+// chunk's work space (K steps), never T's. It did not change the page-fault count (those are XLA's results, see
 // HugePages) nor a measured time (benchmarks/NOTES.md, entry 10c).
 inline char* ThreadBuffer(int slot, size_t bytes) {
   thread_local std::unique_ptr<char[]> data[3];

@@ -234,8 +234,8 @@ def _direction_grads(x, h0, w, valid, *, impl, remat, reverse):
 
 
 # (T, B, I, H): rows past the register tiles (13 = 8 + 5 = 2 x 6 + 1), columns past the panels
-# (3H = 57), sums over more than 1024 (I = 1100 in the input projection; 3H = 1050 in the
-# backward's dh), and a batch split across threads (50 rows, work >= 2^18).
+# (3H = 57), a sum over more than 1024 in blocks (3H = 1050 in the backward's dh), W_ih's products
+# handed to OpenBLAS from k = 1024 (I = 1100), and a batch split across threads (50 rows, work >= 2^18).
 ENGINE_SHAPES = [(5, 13, 37, 19), (3, 9, 1100, 20), (3, 7, 4, 350), (21, 50, 3, 64)]
 
 _ENGINE_CHECK = """
@@ -294,6 +294,7 @@ def test_each_engine_matches_the_fused_path(isa):
   assert proc.stdout.strip().endswith("ok")
 
 
+@needs_native
 def test_an_unknown_engine_is_refused_by_name():
   """JAXGRU_NATIVE_ISA names an engine this CPU runs, or the kernel says why not (auto: fused)."""
   proc = run_python(
