@@ -1,4 +1,5 @@
-r"""``impl="native"``: one direction of one layer through the C++ kernel in ``native/gru_kernel.cc``.
+r"""``impl="native"``: one layer, both directions when bidirectional, through the C++ kernel in
+``native/gru_kernel.cc``.
 
 The kernel is an XLA FFI custom call (CPU only, float32 and float64). It is built by
 ``pip install`` when a C++ compiler is there (``setup.py``; the build is optional) and does its
@@ -21,7 +22,10 @@ batch as it is sharded and replicates every other axis; under an explicit-shardi
 ``jax.shard_map`` over the batch's axes does the same. On one device the program is the bare
 custom call.
 
-Axis legend: T time, B batch, I input size, H hidden size.
+A bidirectional layer is one call of the kernel: the reverse direction runs its loop from the
+last step down and writes its half of the output in place (no flips, no concatenation).
+
+Axis legend: T time, B batch, I input size, H hidden size, D directions (1 or 2).
 """
 
 from __future__ import annotations
@@ -146,41 +150,68 @@ def _ffi(target: str, dtype, result_shapes):
 def _operands(x, h0, w, valid):
   """The kernel's inputs: zero biases for a bias-free layer, valid (T, B) all true when None."""
   w_ih, w_hh, b_ih, b_hh = w
-  zeros = jnp.zeros((w_hh.shape[0],), x.dtype)
+  zeros = jnp.zeros(w_hh.shape[:2], x.dtype)
   mask = jnp.ones(x.shape[:2], bool) if valid is None else valid.reshape(x.shape[:2])
   return (x, h0, w_ih, w_hh, zeros if b_ih is None else b_ih, zeros if b_hh is None else b_hh, mask)
 
 
 # The batch axis of the kernel's operands x, h0, w_ih, w_hh, b_ih, b_hh, mask: what a device's
 # share of the batch is under sharding (_partition.per_batch_shard).
-_ROWS = (1, 0, None, None, None, None, 1)
+_ROWS = (1, 1, None, None, None, None, 1)
 
 
 def _forward(x, h0, w, valid, save: bool, remat: bool):
-  """(out, h_last, states, gates): states (T, B, H) and gates (T, B, 4H) = (r, z, n, hn) when saved,
-  else (0,)-shaped placeholders."""
+  """(out (T, B, D*H), h_last (D, B, H), states, gates): states (D, T, B, H) and gates
+  (D, T, B, 4H) = (r, z, n, hn) when saved, else (0,)-shaped placeholders; both in each
+  direction's own order of steps (the reverse direction's first is the input's last)."""
 
   def kernel(x, h0, *rest):
-    steps, batch, hidden = x.shape[0], x.shape[1], h0.shape[-1]
-    states = (steps, batch, hidden) if save else (0,)
-    gates = (steps, batch, 4 * hidden) if save and not remat else (0,)
-    shapes = [(steps, batch, hidden), (batch, hidden), states, gates]
+    (steps, batch), (directions, hidden) = x.shape[:2], (h0.shape[0], h0.shape[-1])
+    states = (directions, steps, batch, hidden) if save else (0,)
+    gates = (directions, steps, batch, 4 * hidden) if save and not remat else (0,)
+    shapes = [(steps, batch, directions * hidden), (directions, batch, hidden), states, gates]
     return _ffi("jaxgru_forward_save" if save else "jaxgru_forward", x.dtype, shapes)(x, h0, *rest)
 
-  saved = (1 if save else None, 1 if save and not remat else None)
-  run = _partition.per_batch_shard(kernel, _partition.Layout(_ROWS, (1, 0, *saved)))
+  saved = (2 if save else None, 2 if save and not remat else None)
+  run = _partition.per_batch_shard(kernel, _partition.Layout(_ROWS, (1, 1, *saved)))
   return run(*_operands(x, h0, w, valid))
 
 
+def _directions(x, h0, w, valid):
+  """Each direction's (x, h0, w, valid) for the fused path: the reverse one's x and valid flipped."""
+  for d in range(h0.shape[0]):
+    w_d = tuple(None if a is None else a[d] for a in w)
+    if d == 0:
+      yield x, h0[d], w_d, valid
+    else:
+      yield jnp.flip(x, 0), h0[d], w_d, None if valid is None else jnp.flip(valid, 0)
+
+
 def _reference_forward(x, h0, w, valid):
-  """(out, h_last, states) by the fused path's forward scan: plain JAX, differentiable both ways."""
-  h_last, states = _fused._forward(x, h0, w, valid, False, _fused.chunk_size(x.shape[0]))
-  return _fused._output(states, valid), h_last, states
+  """(out, h_last, states) by the fused path's forward scans: plain JAX, differentiable both ways."""
+  outs, lasts, states = [], [], []
+  for d, (x_d, h0_d, w_d, valid_d) in enumerate(_directions(x, h0, w, valid)):
+    h_last, states_d = _fused._forward(x_d, h0_d, w_d, valid_d, False, _fused.chunk_size(x.shape[0]))
+    out = _fused._output(states_d, valid_d)
+    outs.append(jnp.flip(out, 0) if d else out)
+    lasts.append(h_last)
+    states.append(states_d)
+  return jnp.concatenate(outs, -1), jnp.stack(lasts), jnp.stack(states)
+
+
+def _reference_layer(x, h0, w, valid):
+  """(out, h_last) by the fused path's custom_vjp, one direction at a time."""
+  outs, lasts = [], []
+  for d, (x_d, h0_d, w_d, valid_d) in enumerate(_directions(x, h0, w, valid)):
+    out, h_last = _fused._layer(x_d, h0_d, w_d, valid_d, False, _fused.chunk_size(x.shape[0]))
+    outs.append(jnp.flip(out, 0) if d else out)
+    lasts.append(h_last)
+  return jnp.concatenate(outs, -1), jnp.stack(lasts)
 
 
 def _reference_grads(x, h0, w, valid, d_out, d_last):
   """The fused path's VJP, plain JAX: what the kernel's backward pass computes."""
-  _, pull = jax.vjp(lambda x, h0, w: _fused._layer(x, h0, w, valid, False, _fused.chunk_size(x.shape[0])), x, h0, w)
+  _, pull = jax.vjp(lambda x, h0, w: _reference_layer(x, h0, w, valid), x, h0, w)
   return pull((d_out, d_last))
 
 
@@ -211,15 +242,15 @@ def _grads(x, h0, w, valid, states, gates, d_out, d_last, remat, input_grad):
   gradient) the kernel skips dx's product and dx is zeros."""
 
   def kernel(x, h0, w_ih, w_hh, *rest):
-    (steps, batch, inputs), hidden = x.shape, h0.shape[-1]
+    (steps, batch, inputs), (directions, hidden) = x.shape, (h0.shape[0], h0.shape[-1])
     dx = (steps, batch, inputs) if input_grad else (0,)
-    shapes = [dx, (batch, hidden), w_ih.shape, w_hh.shape, (3 * hidden,), (3 * hidden,)]
+    shapes = [dx, (directions, batch, hidden), w_ih.shape, w_hh.shape, (directions, 3 * hidden), (directions, 3 * hidden)]
     return _ffi("jaxgru_backward", x.dtype, shapes)(x, h0, w_ih, w_hh, *rest, input_grad=input_grad, remat=remat)
 
-  saved = (1 if states.ndim == 3 else None, 1 if gates.ndim == 3 else None)
+  saved = (2 if states.ndim == 4 else None, 2 if gates.ndim == 4 else None)
   layout = _partition.Layout(
-    _ROWS + saved + (1, 0),
-    (1 if input_grad else None, 0, None, None, None, None),
+    _ROWS + saved + (1, 1),
+    (1 if input_grad else None, 1, None, None, None, None),
     summed=(False, False, True, True, True, True),
   )
   dx, dh0, dw_ih, dw_hh, db_ih, db_hh = _partition.per_batch_shard(kernel, layout)(
@@ -269,37 +300,32 @@ def _layer_bwd(remat, residuals, cotangents):
 _layer.defvjp(_layer_fwd, _layer_bwd, symbolic_zeros=True)
 
 
-def direction(
+def layer(
   x: jax.Array,
   h0: jax.Array,
-  w: _fused.Weights,
+  weights: tuple[_fused.Weights, ...],
   valid: jax.Array | None,
-  reverse: bool,
   remat: bool,
 ) -> tuple[jax.Array, jax.Array]:
-  """One direction of one layer on the kernel: (T, B, I), (B, H) -> (T, B, H), (B, H).
+  """One layer on the kernel, its D directions in one call: (T, B, I), (D, B, H) -> (T, B, D*H),
+  (D, B, H); ``weights`` holds each direction's (w_ih, w_hh, b_ih, b_hh), the second reverse.
 
-  The contract of :func:`jaxgru._fused.direction`: with ``valid`` (T, B, 1), steps past a
-  sequence's end keep the state and output zero; the reverse direction starts at each
-  sequence's last step. ``remat`` keeps only the states for the backward pass, which recomputes
-  the gates chunk by chunk. Sharded, each device runs the kernel on its own rows (see above).
+  The contract of :func:`jaxgru._fused.direction` for each direction, the outputs side by side:
+  with ``valid`` (T, B, 1), steps past a sequence's end keep the state and output zero; the
+  reverse direction starts at each sequence's last step. ``remat`` keeps only the states for the
+  backward pass, which recomputes the gates chunk by chunk. Sharded, each device runs the kernel
+  on its own rows (see above).
   """
-  if reverse:
-    x, valid = jnp.flip(x, 0), None if valid is None else jnp.flip(valid, 0)
+  w = tuple(None if ws[0] is None else jnp.stack(ws) for ws in zip(*weights, strict=True))
   run = functools.partial(_layer, remat=remat)
   sharding, batch_axes = jax.typeof(x).sharding, _batch_axes(x)
   if batch_axes is not None:  # an explicit-sharding mesh; automatic sharding is _partition's
-    rows, rows_t, P = (
-      jax.sharding.PartitionSpec(batch_axes),
-      jax.sharding.PartitionSpec(None, batch_axes),
-      jax.sharding.PartitionSpec(),
-    )
+    rows_t, P = jax.sharding.PartitionSpec(None, batch_axes), jax.sharding.PartitionSpec()
     run = jax.shard_map(
       run,
       mesh=sharding.mesh,
-      in_specs=(rows_t, rows, P, None if valid is None else rows_t),
-      out_specs=(rows_t, rows),
+      in_specs=(rows_t, rows_t, P, None if valid is None else rows_t),
+      out_specs=(rows_t, rows_t),
       check_vma=False,  # the custom call does not track which axes vary; the weights come back psummed
     )
-  out, h_last = run(x, h0, w, valid)
-  return (jnp.flip(out, 0) if reverse else out), h_last
+  return run(x, h0, w, valid)

@@ -1,6 +1,8 @@
-// One layer and direction of torch's GRU on the CPU, forward and backward, as XLA FFI handlers.
+// One layer of torch's GRU on the CPU, both directions when bidirectional, forward and backward,
+// as XLA FFI handlers.
 //
-// Axis legend: T time, B batch, I input size, H hidden size, K steps per chunk, P batch parts.
+// Axis legend: T time, B batch, I input size, H hidden size, D directions (1 or 2), K steps per
+// chunk, P batch parts.
 // Every buffer is row-major; gates are stacked (r, z, n) along 3H like torch's weights.
 //
 // Forward, per step t and batch row b (torch's equations):
@@ -14,6 +16,13 @@
 //   dh  = g z + [a_r, a_z, a_n r] W_hh                 (dh = g where the step is masked out)
 //   dx  = [a_r, a_z, a_n] W_ih                         (only where x is differentiated: input_grad)
 //   dW_ih += [a_r, a_z, a_n]^T x    dW_hh += [a_r, a_z, a_n r]^T h    db = the same rows summed
+//
+// Direction d = 1 (the reverse one) runs its time loop from step T - 1 down: its logical step t
+// reads input step T - 1 - t, which is torch's reverse direction (flip, run, flip back) without
+// the flips; its output goes to columns [H, 2H) of out (T, B, 2H) directly, as the cotangent
+// comes from there, and the two directions' dx add up in one buffer. One call for both
+// directions saves the flips, the concatenation, the split of d_out and the sum of the dx that
+// two calls cost (benchmarks/NOTES.md, entry 11i).
 //
 // The batch rows of a sequence never meet, so the batch is cut into P parts that run the whole
 // time loop on their own (no barrier per step; P by the call's whole work, since parts meet once)
@@ -49,9 +58,9 @@ struct Dims {
   int64_t T, B, I, H;
 };
 
-int Parts(ffi::ThreadPool& pool, const Dims& d) {
+int Parts(ffi::ThreadPool& pool, const Dims& d, int directions = 1) {
   int64_t threads = std::max<int64_t>(1, pool.num_threads());
-  int64_t work = d.T * d.B * 3 * d.H * (d.H + d.I);  // the forward's multiply-adds; parts meet once, at the end
+  int64_t work = directions * d.T * d.B * 3 * d.H * (d.H + d.I);  // the forward's multiply-adds; parts meet once, at the end
   return static_cast<int>(std::clamp<int64_t>(std::min(d.B / kMinRows, work / kMinWork), 1, threads));
 }
 
@@ -81,14 +90,18 @@ void Mul(const T* a, int64_t m, const Weight<T>& w, T beta, T* c, int64_t ldc) {
           static_cast<int>(w.trans ? w.k : w.n), beta, c, static_cast<int>(ldc));
 }
 
-// The buffers one part works on; every pointer is at row 0 of the whole batch.
+// The buffers one direction works on; every pointer is at row 0 of the whole batch, h0 and the
+// weights at this direction's.
 template <typename T>
 struct Layer {
   Dims d;
   const T *x, *h0, *w_ih, *w_hh, *b_ih, *b_hh;
-  const bool* valid;  // (T, B)
+  const bool* valid;  // (T, B), the input steps'
+  bool reverse;       // logical step t reads input step T - 1 - t
+  int64_t ld, col;    // out and d_out are (T, B, ld), this direction's H columns from col
   Weight<T> ih, hh;      // W_ih^T (I, 3H), W_hh^T (H, 3H): the forward's products
   Weight<T> ih_b, hh_b;  // W_ih (3H, I), W_hh (3H, H): the backward's dx and dh
+  int64_t Step(int64_t t) const { return reverse ? d.T - 1 - t : t; }  // the input step of logical step t
 };
 
 // A buffer of at least `bytes` that the calling thread keeps between calls, one per slot (0: a
@@ -146,12 +159,13 @@ inline bool AllValid(const bool* valid, int64_t B, int64_t t, int64_t b0, int ro
 
 // Gathers rows [b0, b0 + rows) of steps [t0, t0 + k) of src (T, B, cols) into dst (k * rows, cols),
 // zeroing masked-out rows (their x may be NaN padding); with valid == nullptr nothing is masked.
-// Step -1 is h0 (B, cols). A step's rows are contiguous in src: one copy each when none is masked.
+// Step -1 is h0 (B, cols); `reverse` reads step T - 1 - t for t (x in the reverse direction).
+// A step's rows are contiguous in src: one copy each when none is masked.
 template <typename T>
 void Gather(const T* src, const T* h0, const bool* valid, const Dims& d, int64_t cols, int64_t t0, int k, int64_t b0, int rows,
-            T* dst) {
+            T* dst, bool reverse = false) {
   for (int s = 0; s < k; ++s) {
-    int64_t t = t0 + s;
+    int64_t t = t0 + s < 0 || !reverse ? t0 + s : d.T - 1 - (t0 + s);
     const T* in = t < 0 ? h0 + b0 * cols : src + (t * d.B + b0) * cols;
     T* out = dst + int64_t(s) * rows * cols;
     std::copy(in, in + rows * cols, out);
@@ -207,16 +221,16 @@ JAXGRU_CLONES void Gates(const T* __restrict gi, const T* __restrict gh, const T
 }
 
 // One step backwards for `rows` rows, from their gates (r, z, n, hn) (rows, 4H), the states before
-// it h (rows, H) and the output's cotangent d_out (rows, H): dh (rows, H) in: the carried dL/dh',
+// it h (rows, H) and the output's cotangent d_out (rows, H; row i at d_out + i ldo): dh (rows, H) in: the carried dL/dh',
 // out: g z (W_hh's share comes after); a_i = (a_r, a_z, a_n) and a_h = (a_r, a_z, a_n r), each
 // (rows, 3H).
 template <typename T>
-JAXGRU_CLONES void GateGrads(const T* __restrict gates, const T* __restrict h, const T* __restrict d_out, int rows, int64_t H,
-                             T* __restrict dh, T* __restrict a_i, T* __restrict a_h) {
+JAXGRU_CLONES void GateGrads(const T* __restrict gates, const T* __restrict h, const T* __restrict d_out, int64_t ldo, int rows,
+                             int64_t H, T* __restrict dh, T* __restrict a_i, T* __restrict a_h) {
   for (int i = 0; i < rows; ++i) {
     const T* __restrict gt = gates + i * 4 * H;
     const T *__restrict r = gt, *__restrict z = gt + H, *__restrict n = gt + 2 * H, *__restrict hn = gt + 3 * H;
-    const T *__restrict hp = h + i * H, *__restrict go = d_out + i * H;
+    const T *__restrict hp = h + i * H, *__restrict go = d_out + i * ldo;
     T *__restrict d = dh + i * H, *__restrict ai = a_i + i * 3 * H, *__restrict ah = a_h + i * 3 * H;
     for (int64_t j = 0; j < H; ++j) {
       T g = d[j] + go[j];
@@ -230,10 +244,11 @@ JAXGRU_CLONES void GateGrads(const T* __restrict gates, const T* __restrict h, c
   }
 }
 
-// Forward for batch rows [b0, b0 + rows): out (T, B, H) zero where masked, h_last (B, H), and when
-// saving, states (T, B, H) (the carried state after each step) and gates (T, B, 4H) = (r, z, n, hn).
-// A step's rows are contiguous in every (T, B, .) buffer, so the gates and the new state are
-// written in place there, masked rows patched afterwards.
+// One direction's forward for batch rows [b0, b0 + rows): its columns of out (T, B, ld) zero where
+// masked, h_last (B, H), and when saving, states (T, B, H) (the carried state after each logical
+// step) and gates (T, B, 4H) = (r, z, n, hn), both in logical steps. A step's rows are contiguous
+// in every (T, B, .) buffer but out, so the gates and the new state are written in place there,
+// masked rows patched afterwards.
 template <typename T>
 void ForwardPart(const Layer<T>& L, int64_t b0, int rows, T* out, T* h_last, T* states, T* saved) {
   const int64_t H = L.d.H, I = L.d.I, B = L.d.B, G = 3 * H;
@@ -245,21 +260,26 @@ void ForwardPart(const Layer<T>& L, int64_t b0, int rows, T* out, T* h_last, T* 
   const T* state = h;  // the state each step starts from, (rows, H)
   for (int64_t t0 = 0; t0 < L.d.T; t0 += kChunk) {
     int k = static_cast<int>(std::min<int64_t>(kChunk, L.d.T - t0));
-    Gather(L.x, L.h0, L.valid, L.d, I, t0, k, b0, rows, xk);
+    Gather(L.x, L.h0, L.valid, L.d, I, t0, k, b0, rows, xk, L.reverse);
     Mul(xk, int64_t(k) * rows, L.ih, T(0), gi, G);  // (K rows, 3H)
     AddBias(gi, int64_t(k) * rows, G, bias);
     for (int s = 0; s < k; ++s) {
-      int64_t row0 = (t0 + s) * B + b0;
+      int64_t step = L.Step(t0 + s), row0 = (t0 + s) * B + b0, in0 = step * B + b0;  // logical, input rows
       T* g = saved != nullptr ? saved + row0 * 4 * H : own_gates;
       T* next = states != nullptr ? states + row0 * H : h + (state == h ? rows * H : 0);
+      T* o = out + in0 * L.ld + L.col;
       Mul(state, rows, L.hh, T(0), gh, G);
       Gates(gi + int64_t(s) * rows * G, gh, L.b_hh + 2 * H, state, rows, H, g, next);
-      std::copy(next, next + rows * H, out + row0 * H);
-      if (!AllValid(L.valid, B, t0 + s, b0, rows)) {
+      if (L.ld == H) {
+        std::copy(next, next + rows * H, o);
+      } else {
+        for (int i = 0; i < rows; ++i) std::copy(next + i * H, next + (i + 1) * H, o + i * L.ld);
+      }
+      if (!AllValid(L.valid, B, step, b0, rows)) {
         for (int i = 0; i < rows; ++i) {
-          if (L.valid[row0 + i]) continue;
+          if (L.valid[in0 + i]) continue;
           std::copy(state + i * H, state + (i + 1) * H, next + i * H);  // the state passes through
-          std::fill(out + (row0 + i) * H, out + (row0 + i + 1) * H, T(0));
+          std::fill(o + i * L.ld, o + i * L.ld + H, T(0));
           std::fill(g + i * 4 * H, g + (i + 1) * 4 * H, T(0));
         }
       }
@@ -269,13 +289,14 @@ void ForwardPart(const Layer<T>& L, int64_t b0, int rows, T* out, T* h_last, T* 
   std::copy(state, state + rows * H, h_last + b0 * H);
 }
 
-// Backward for batch rows [b0, b0 + rows): dx (T, B, I) unless dx == nullptr (x needs no
-// gradient: a product of a quarter of the pass saved), dh0 (B, H), and this part's weight
-// gradients dw_ih (3H, I), dw_hh (3H, H), db_ih, db_hh (3H,), overwritten. saved == nullptr
-// (remat): the gates again from the states, one chunk at a time.
+// One direction's backward for batch rows [b0, b0 + rows), from the cotangent of its columns of
+// out (T, B, ld): dx (T, B, I) unless dx == nullptr (x needs no gradient: a product of a quarter
+// of the pass saved), written or, with add_dx, added to (the second direction's), dh0 (B, H), and
+// this part's weight gradients dw_ih (3H, I), dw_hh (3H, H), db_ih, db_hh (3H,), overwritten.
+// saved == nullptr (remat): the gates again from the states, one chunk at a time.
 template <typename T>
 void BackwardPart(const Layer<T>& L, const T* states, const T* saved, const T* d_out, const T* d_last, int64_t b0, int rows,
-                  T* dx, T* dh0, T* dw_ih, T* dw_hh, T* db_ih, T* db_hh) {
+                  T* dx, bool add_dx, T* dh0, T* dw_ih, T* dw_hh, T* db_ih, T* db_hh) {
   const int64_t H = L.d.H, I = L.d.I, B = L.d.B, G = 3 * H;
   const int64_t K = std::min<int64_t>(kChunk, L.d.T), remat = saved == nullptr ? 1 : 0;
   auto [xk, hp, a_i, a_h, dxk, gates, gi, gh, bias, scratch_h, dh] = Scratch<T, 11>(
@@ -291,7 +312,7 @@ void BackwardPart(const Layer<T>& L, const T* states, const T* saved, const T* d
   for (int64_t c = chunks - 1; c >= 0; --c) {
     int64_t t0 = c * kChunk;
     int k = static_cast<int>(std::min<int64_t>(kChunk, L.d.T - t0));
-    Gather(L.x, L.h0, L.valid, L.d, I, t0, k, b0, rows, xk);
+    Gather(L.x, L.h0, L.valid, L.d, I, t0, k, b0, rows, xk, L.reverse);
     Gather(states, L.h0, static_cast<const bool*>(nullptr), L.d, H, t0 - 1, k, b0, rows, hp);  // h before each step
     if (remat) {
       Mul(xk, int64_t(k) * rows, L.ih, T(0), gi, G);
@@ -304,16 +325,16 @@ void BackwardPart(const Layer<T>& L, const T* states, const T* saved, const T* d
       }
     }
     for (int s = k - 1; s >= 0; --s) {
-      int64_t t = t0 + s, row0 = t * B + b0, local = int64_t(s) * rows;
+      int64_t step = L.Step(t0 + s), row0 = (t0 + s) * B + b0, in0 = step * B + b0, local = int64_t(s) * rows;
       const T* gt = remat ? gates + local * 4 * H : saved + row0 * 4 * H;
+      const T* go = d_out + in0 * L.ld + L.col;
       T *ar = a_i + local * G, *hr = a_h + local * G;
-      if (AllValid(L.valid, B, t, b0, rows)) {
-        GateGrads(gt, hp + local * H, d_out + row0 * H, rows, H, dh, ar, hr);
+      if (AllValid(L.valid, B, step, b0, rows)) {
+        GateGrads(gt, hp + local * H, go, L.ld, rows, H, dh, ar, hr);
       } else {
         for (int i = 0; i < rows; ++i) {
-          if (L.valid[row0 + i]) {
-            GateGrads(gt + i * 4 * H, hp + (local + i) * H, d_out + (row0 + i) * H, 1, H, dh + i * H, ar + i * G,
-                      hr + i * G);
+          if (L.valid[in0 + i]) {
+            GateGrads(gt + i * 4 * H, hp + (local + i) * H, go + i * L.ld, L.ld, 1, H, dh + i * H, ar + i * G, hr + i * G);
           } else {  // a skipped step passes dh through and sees no gradient
             std::fill(ar + i * G, ar + (i + 1) * G, T(0));
             std::fill(hr + i * G, hr + (i + 1) * G, T(0));
@@ -332,83 +353,130 @@ void BackwardPart(const Layer<T>& L, const T* states, const T* saved, const T* d
     Mul(a_i, m, L.ih_b, T(0), dxk, I);
     for (int s = 0; s < k; ++s) {  // a step's rows are contiguous in dx
       const T* src = dxk + int64_t(s) * rows * I;
-      std::copy(src, src + rows * I, dx + ((t0 + s) * B + b0) * I);
+      T* dst = dx + (L.Step(t0 + s) * B + b0) * I;
+      if (add_dx) {
+        AddRows(src, 1, rows * I, dst);
+      } else {
+        std::copy(src, src + rows * I, dst);
+      }
     }
   }
   std::copy(dh, dh + rows * H, dh0 + b0 * H);
 }
 
+constexpr int kMaxDirections = 2;
+
+// Direction `dir` of the layer: x (T, B, I) and valid (T, B) shared, h0 (D, B, H), w_ih (D, 3H, I),
+// w_hh (D, 3H, H), b_ih, b_hh (D, 3H); direction 1 runs in reverse.
 template <ffi::DataType E>
 Layer<ffi::NativeType<E>> MakeLayer(ffi::Buffer<E> x, ffi::Buffer<E> h0, ffi::Buffer<E> w_ih, ffi::Buffer<E> w_hh,
-                                    ffi::Buffer<E> b_ih, ffi::Buffer<E> b_hh, ffi::Buffer<ffi::PRED> valid) {
+                                    ffi::Buffer<E> b_ih, ffi::Buffer<E> b_hh, ffi::Buffer<ffi::PRED> valid, int dir) {
   auto dims = x.dimensions();
-  Dims d{dims[0], dims[1], dims[2], h0.dimensions()[1]};
+  const int64_t D = h0.dimensions()[0];
+  Dims d{dims[0], dims[1], dims[2], h0.dimensions()[2]};
   using T = ffi::NativeType<E>;
-  const T *wi = w_ih.typed_data(), *wh = w_hh.typed_data();
   const int64_t G = 3 * d.H;
+  const T *wi = w_ih.typed_data() + dir * G * d.I, *wh = w_hh.typed_data() + dir * G * d.H;
   return {d,
           x.typed_data(),
-          h0.typed_data(),
+          h0.typed_data() + dir * d.B * d.H,
           wi,
           wh,
-          b_ih.typed_data(),
-          b_hh.typed_data(),
+          b_ih.typed_data() + dir * G,
+          b_hh.typed_data() + dir * G,
           valid.typed_data(),
+          dir == 1,
+          D * d.H,
+          dir * d.H,
           {wi, true, G, d.I, false},
           {wh, true, G, d.H, true},
           {wi, false, d.I, G, false},
           {wh, false, d.H, G, true}};
 }
 
-// float32 with an engine: packs the weights that the call multiplies by into the calling thread's
-// buffer 2, the panels shared among the parts' threads (float64 and "blas" pack nothing, nor
-// does W_ih from kBlasDepth on).
+// float32 with an engine: packs the weights that the call multiplies by (nullptr: none) into the
+// calling thread's buffer 2, the panels shared among the parts' threads (float64 and "blas" pack
+// nothing, nor does W_ih from kBlasDepth on).
 template <typename T, size_t N>
 void PackWeights(ffi::ThreadPool& pool, int parts, const std::array<Weight<T>*, N>& weights) {
   if constexpr (std::is_same_v<T, float>) {
     if (!gemm::Active()) return;
     std::array<int64_t, N> sizes;
     for (size_t i = 0; i < N; ++i) {
-      bool engine = weights[i]->step || weights[i]->k < kBlasDepth;
+      bool engine = weights[i] != nullptr && (weights[i]->step || weights[i]->k < kBlasDepth);
       sizes[i] = engine ? gemm::PackedSize(weights[i]->n, weights[i]->k) : 0;
     }
     auto packed = Scratch<float, N>(2, sizes);
     ParallelFor(pool, parts, [&](int p) {
       for (size_t i = 0; i < N; ++i) {
-        const Weight<T>& w = *weights[i];
         if (sizes[i] == 0) continue;
+        const Weight<T>& w = *weights[i];
         int64_t panels = gemm::Panels(w.n);
         // element (j, l) of the (n, k) matrix whose transpose multiplies: W itself, or W's transpose
         gemm::Pack(w.w, w.n, w.k, w.trans ? w.k : 1, w.trans ? 1 : w.n, panels * p / parts, panels * (p + 1) / parts, packed[i]);
       }
     });
-    for (size_t i = 0; i < N; ++i) weights[i]->packed = sizes[i] > 0 ? packed[i] : nullptr;
+    for (size_t i = 0; i < N; ++i) {
+      if (weights[i] != nullptr) weights[i]->packed = sizes[i] > 0 ? packed[i] : nullptr;
+    }
   }
 }
 
 ffi::Error NoBlas() { return ffi::Error(ffi::ErrorCode::kFailedPrecondition, "jaxgru native kernel: no BLAS was set"); }
+
+ffi::Error BadDirections() {
+  return ffi::Error(ffi::ErrorCode::kInvalidArgument, "jaxgru native kernel: h0 must be (D, B, H) with D = 1 or 2");
+}
+
+// The forward's work units: each direction's batch cut in `split` parts, the directions side by
+// side when the pool has a thread for each (`side`), else one after another in each part.
+struct Plan {
+  int split;
+  bool side;
+  int Units(int directions) const { return side ? directions * split : split; }
+};
+
+Plan ForwardPlan(ffi::ThreadPool& pool, const Dims& d, int directions) {
+  int64_t threads = std::max<int64_t>(1, pool.num_threads());
+  int64_t work = directions * d.T * d.B * 3 * d.H * (d.H + d.I);
+  int64_t units = std::clamp<int64_t>(std::min(directions * (d.B / kMinRows), work / kMinWork), 1, threads);
+  if (directions > 1 && units >= directions && d.B >= kMinRows) return {static_cast<int>(units / directions), true};
+  return {Parts(pool, d, directions), false};
+}
 
 template <ffi::DataType E, bool kSave>
 ffi::Error Forward(ffi::ThreadPool pool, ffi::Buffer<E> x, ffi::Buffer<E> h0, ffi::Buffer<E> w_ih, ffi::Buffer<E> w_hh,
                    ffi::Buffer<E> b_ih, ffi::Buffer<E> b_hh, ffi::Buffer<ffi::PRED> valid, ffi::ResultBuffer<E> out,
                    ffi::ResultBuffer<E> h_last, ffi::ResultBuffer<E> states, ffi::ResultBuffer<E> gates) {
   if (sgemm == nullptr || dgemm == nullptr) return NoBlas();
-  auto L = MakeLayer<E>(x, h0, w_ih, w_hh, b_ih, b_hh, valid);
-  int parts = Parts(pool, L.d);
+  if (h0.dimensions().size() != 3 || h0.dimensions()[0] < 1 || h0.dimensions()[0] > kMaxDirections) return BadDirections();
+  const int D = static_cast<int>(h0.dimensions()[0]);
   using T = ffi::NativeType<E>;
+  std::array<Layer<T>, kMaxDirections> L;
+  for (int dir = 0; dir < D; ++dir) L[dir] = MakeLayer<E>(x, h0, w_ih, w_hh, b_ih, b_hh, valid, dir);
+  const Dims d = L[0].d;
+  Plan plan = ForwardPlan(pool, d, D);
   T* s = kSave ? states->typed_data() : nullptr;
   T* g = kSave && gates->element_count() > 0 ? gates->typed_data() : nullptr;  // empty under remat
-  PackWeights<T, 2>(pool, parts, {&L.ih, &L.hh});
+  std::array<Weight<T>*, 2 * kMaxDirections> weights{};
+  for (int dir = 0; dir < D; ++dir) weights[2 * dir] = &L[dir].ih, weights[2 * dir + 1] = &L[dir].hh;
+  PackWeights<T, 2 * kMaxDirections>(pool, plan.Units(D), weights);
   HugePages(out->typed_data(), out->element_count());
   if (s != nullptr) HugePages(s, states->element_count());
   if (g != nullptr) HugePages(g, gates->element_count());
-  ParallelFor(pool, parts, [&](int p) {
-    int64_t b0 = L.d.B * p / parts, b1 = L.d.B * (p + 1) / parts;
-    ForwardPart(L, b0, static_cast<int>(b1 - b0), out->typed_data(), h_last->typed_data(), s, g);
+  ParallelFor(pool, plan.Units(D), [&](int u) {
+    int p = u % plan.split, first = plan.side ? u / plan.split : 0, last = plan.side ? first + 1 : D;
+    int64_t b0 = d.B * p / plan.split, b1 = d.B * (p + 1) / plan.split;
+    for (int dir = first; dir < last; ++dir) {
+      ForwardPart(L[dir], b0, static_cast<int>(b1 - b0), out->typed_data(), h_last->typed_data() + dir * d.B * d.H,
+                  s == nullptr ? nullptr : s + dir * d.T * d.B * d.H, g == nullptr ? nullptr : g + dir * d.T * d.B * 4 * d.H);
+    }
   });
   return ffi::Error::Success();
 }
 
+// The backward's parts each run every direction on their rows, one after another: the
+// directions' dx add up in the same rows, so no two threads write a row of it.
 template <ffi::DataType E>
 ffi::Error Backward(ffi::ThreadPool pool, ffi::Buffer<E> x, ffi::Buffer<E> h0, ffi::Buffer<E> w_ih, ffi::Buffer<E> w_hh,
                     ffi::Buffer<E> b_ih, ffi::Buffer<E> b_hh, ffi::Buffer<ffi::PRED> valid, ffi::Buffer<E> states,
@@ -416,36 +484,43 @@ ffi::Error Backward(ffi::ThreadPool pool, ffi::Buffer<E> x, ffi::Buffer<E> h0, f
                     ffi::ResultBuffer<E> dx, ffi::ResultBuffer<E> dh0, ffi::ResultBuffer<E> dw_ih, ffi::ResultBuffer<E> dw_hh,
                     ffi::ResultBuffer<E> db_ih, ffi::ResultBuffer<E> db_hh) {
   if (sgemm == nullptr || dgemm == nullptr) return NoBlas();
+  if (h0.dimensions().size() != 3 || h0.dimensions()[0] < 1 || h0.dimensions()[0] > kMaxDirections) return BadDirections();
+  const int D = static_cast<int>(h0.dimensions()[0]);
   using T = ffi::NativeType<E>;
-  auto L = MakeLayer<E>(x, h0, w_ih, w_hh, b_ih, b_hh, valid);
-  const int64_t G = 3 * L.d.H, I = L.d.I, H = L.d.H, size = G * (I + H + 2);
-  int parts = Parts(pool, L.d);
+  std::array<Layer<T>, kMaxDirections> L;
+  for (int dir = 0; dir < D; ++dir) L[dir] = MakeLayer<E>(x, h0, w_ih, w_hh, b_ih, b_hh, valid, dir);
+  const Dims d = L[0].d;
+  const int64_t G = 3 * d.H, I = d.I, H = d.H, size = G * (I + H + 2);
+  int parts = Parts(pool, d, D);
   T* d_x = input_grad ? dx->typed_data() : nullptr;  // else dx is an empty placeholder
   if (input_grad) HugePages(d_x, dx->element_count());
-  if (remat && input_grad) {
-    PackWeights<T, 4>(pool, parts, {&L.hh_b, &L.ih_b, &L.ih, &L.hh});
-  } else if (remat) {
-    PackWeights<T, 3>(pool, parts, {&L.hh_b, &L.ih, &L.hh});
-  } else if (input_grad) {
-    PackWeights<T, 2>(pool, parts, {&L.hh_b, &L.ih_b});
-  } else {
-    PackWeights<T, 1>(pool, parts, {&L.hh_b});
+  std::array<Weight<T>*, 4 * kMaxDirections> weights{};
+  for (int dir = 0, n = 0; dir < D; ++dir) {
+    weights[n++] = &L[dir].hh_b;
+    if (input_grad) weights[n++] = &L[dir].ih_b;
+    if (remat) weights[n++] = &L[dir].ih, weights[n++] = &L[dir].hh;
   }
-  T* partial = Scratch<T, 1>(1, {parts * size})[0];  // per part: dw_ih, dw_hh, db_ih, db_hh
+  PackWeights<T, 4 * kMaxDirections>(pool, parts, weights);
+  T* partial = Scratch<T, 1>(1, {parts * D * size})[0];  // per part and direction: dw_ih, dw_hh, db_ih, db_hh
   ParallelFor(pool, parts, [&](int p) {
-    int64_t b0 = L.d.B * p / parts, b1 = L.d.B * (p + 1) / parts;
-    T* w = partial + p * size;
-    BackwardPart(L, states.typed_data(), remat ? nullptr : gates.typed_data(), d_out.typed_data(), d_last.typed_data(), b0,
-                 static_cast<int>(b1 - b0), d_x, dh0->typed_data(), w, w + G * I, w + G * (I + H),
-                 w + G * (I + H + 1));
+    int64_t b0 = d.B * p / parts, b1 = d.B * (p + 1) / parts;
+    for (int dir = 0; dir < D; ++dir) {
+      T* w = partial + (int64_t(p) * D + dir) * size;
+      BackwardPart(L[dir], states.typed_data() + dir * d.T * d.B * H, remat ? nullptr : gates.typed_data() + dir * d.T * d.B * 4 * H,
+                   d_out.typed_data(), d_last.typed_data() + dir * d.B * H, b0, static_cast<int>(b1 - b0), d_x, dir > 0,
+                   dh0->typed_data() + dir * d.B * H, w, w + G * I, w + G * (I + H), w + G * (I + H + 1));
+    }
   });
   T* dst[4] = {dw_ih->typed_data(), dw_hh->typed_data(), db_ih->typed_data(), db_hh->typed_data()};
   int64_t offset[5] = {0, G * I, G * (I + H), G * (I + H + 1), size};
-  for (int a = 0; a < 4; ++a) {
-    for (int64_t j = offset[a]; j < offset[a + 1]; ++j) {
-      T sum = T(0);
-      for (int p = 0; p < parts; ++p) sum += partial[p * size + j];
-      dst[a][j - offset[a]] = sum;
+  for (int dir = 0; dir < D; ++dir) {
+    for (int a = 0; a < 4; ++a) {
+      T* out = dst[a] + dir * (offset[a + 1] - offset[a]);
+      for (int64_t j = offset[a]; j < offset[a + 1]; ++j) {
+        T sum = T(0);
+        for (int p = 0; p < parts; ++p) sum += partial[(int64_t(p) * D + dir) * size + j];
+        out[j - offset[a]] = sum;
+      }
     }
   }
   return ffi::Error::Success();

@@ -23,7 +23,7 @@ from _helpers import compare_with_torch, needs_native, random_torch
 from test_scale import run_python
 
 import jaxgru
-from jaxgru import _fused, _native
+from jaxgru import _native
 
 I, H = 3, 5
 
@@ -144,7 +144,7 @@ def test_automatic_sharding_runs_the_kernel_on_each_devices_rows():
         hlo = fn.lower(params, x, h0, lengths).compile().as_text()
         calls = kernel_calls(hlo)
         assert calls and "all-gather" not in hlo, (shardy, hlo)
-        assert all(shapes[0][1] == 3 and shapes[1][0] == 3 for _, shapes in calls), calls  # x (T, B/2, I), h0 (B/2, H)
+        assert all(shapes[0][1] == 3 and shapes[1][1] == 3 for _, shapes in calls), calls  # x (T, B/2, I), h0 (D, B/2, H)
         got = fn(params, x, h0, lengths)
         assert max(float(jnp.abs(a - b).max()) for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(expected))) < 1e-10
       assert any(t.startswith("jaxgru_backward") for t, _ in kernel_calls(hlo)) and "all-reduce" in hlo
@@ -222,48 +222,54 @@ def test_batch_split_across_threads_matches_torch(precision):
   compare_with_torch(module, x, h0, lengths=lengths, tol=precision.tol, impl="native")
 
 
-@functools.partial(jax.jit, static_argnames=("impl", "remat", "reverse"))
-def _direction_grads(x, h0, w, valid, *, impl, remat, reverse):
-  run = _native.direction if impl == "native" else _fused.direction
-
-  def loss(x, h0, w):
-    out, h_last = run(x, h0, w, valid, reverse, remat)
-    return jnp.sum(jnp.sin(out)) + jnp.sum(h_last**2)
-
-  return jax.value_and_grad(loss, argnums=(0, 1, 2))(x, h0, w)
-
-
-# (T, B, I, H): rows past the register tiles (13 = 8 + 5 = 2 x 6 + 1), columns past the panels
+# (T, B, I, H, D): rows past the register tiles (13 = 8 + 5 = 2 x 6 + 1), columns past the panels
 # (3H = 57), a sum over more than 1024 in blocks (3H = 1050 in the backward's dh), W_ih's products
-# handed to OpenBLAS from k = 1024 (I = 1100), and a batch split across threads (50 rows, work >= 2^18).
-ENGINE_SHAPES = [(5, 13, 37, 19), (3, 9, 1100, 20), (3, 7, 4, 350), (21, 50, 3, 64)]
+# handed to OpenBLAS from k = 1024 (I = 1100), and a batch split across threads (50 rows, work >=
+# 2^18); one direction and two (one call, the second reverse, its output in columns [H, 2H)).
+ENGINE_SHAPES = [(5, 13, 37, 19, 1), (3, 9, 1100, 20, 2), (3, 7, 4, 350, 1), (21, 50, 3, 64, 2)]
 
 _ENGINE_CHECK = """
+import functools
 import numpy as np, jax, jax.numpy as jnp
 from jaxgru import _fused, _native
 
-def run(direction, x, h0, w, valid, remat):
-  def loss(x, h0, w):
-    out, h_last = direction(x, h0, w, valid, False, remat)
-    return jnp.sum(jnp.sin(out)) + jnp.sum(h_last**2)
-  return jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2)))(x, h0, w)
+def fused_layer(x, h0, ws, valid, remat):
+  # the fused path one direction at a time, the outputs side by side: what _native.layer computes
+  runs = [_fused.direction(x, h0[d], w, valid, d == 1, remat) for d, w in enumerate(ws)]
+  return jnp.concatenate([out for out, _ in runs], -1), jnp.stack([h for _, h in runs])
+
+@functools.partial(jax.jit, static_argnames=("impl", "remat"))
+def layer_grads(x, h0, ws, valid, *, impl, remat):
+  run = _native.layer if impl == "native" else fused_layer
+  def loss(x, h0, ws):
+    out, h_last = run(x, h0, ws, valid, remat)
+    return jnp.sum(jnp.sin(out) * jnp.arange(out.shape[-1])) + jnp.sum(h_last**2 * jnp.arange(h_last.shape[0])[:, None, None])
+  return jax.value_and_grad(loss, argnums=(0, 1, 2))(x, h0, ws)
+
+def random_layer(rng, steps, batch, inputs, hidden, directions, dtype=jnp.float32):
+  k = 1 / np.sqrt(hidden)  # torch's initialisation range
+  shapes = [(3 * hidden, inputs), (3 * hidden, hidden), (3 * hidden,), (3 * hidden,)]
+  ws = tuple(tuple(jnp.asarray(rng.uniform(-k, k, s), dtype) for s in shapes) for _ in range(directions))
+  x = jnp.asarray(rng.standard_normal((steps, batch, inputs)), dtype)
+  h0 = jnp.asarray(rng.standard_normal((directions, batch, hidden)), dtype)
+  lengths = rng.integers(1, steps + 1, batch)
+  valid = jnp.asarray(np.arange(steps)[:, None, None] < lengths[None, :, None])
+  return x, h0, ws, valid
 
 def check(shapes):
   rng = np.random.default_rng(0)
-  for steps, batch, inputs, hidden in shapes:
-    k = 1 / np.sqrt(hidden)  # torch's initialisation range
-    w = tuple(jnp.asarray(rng.uniform(-k, k, s), jnp.float32) for s in [(3 * hidden, inputs), (3 * hidden, hidden), (3 * hidden,), (3 * hidden,)])
-    x = jnp.asarray(rng.standard_normal((steps, batch, inputs)), jnp.float32)
-    h0 = jnp.asarray(rng.standard_normal((batch, hidden)), jnp.float32)
-    lengths = rng.integers(1, steps + 1, batch)
-    valid = jnp.asarray(np.arange(steps)[:, None, None] < lengths[None, :, None])
+  for steps, batch, inputs, hidden, directions in shapes:
+    x, h0, ws, valid = random_layer(rng, steps, batch, inputs, hidden, directions)
     for remat in (False, True):
-      got, want = run(_native.direction, x, h0, w, valid, remat), run(_fused.direction, x, h0, w, valid, remat)
+      got = layer_grads(x, h0, ws, valid, impl="native", remat=remat)
+      want = layer_grads(x, h0, ws, valid, impl="fused", remat=remat)
       for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
         a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
         err, scale = float(np.max(np.abs(a - b))), max(1.0, float(np.max(np.abs(b))))
-        assert err <= 2e-5 * scale, (_native.isa(), steps, batch, inputs, hidden, remat, err, scale)
+        assert err <= 2e-5 * scale, (_native.isa(), steps, batch, inputs, hidden, directions, remat, err, scale)
 """
+ENGINE: dict = {}
+exec(_ENGINE_CHECK, ENGINE)  # noqa: S102  (the helpers that the subprocesses run too)
 
 
 @needs_native
@@ -272,9 +278,7 @@ def test_each_engine_matches_the_fused_path(isa):
   """Every float32 engine this CPU runs (JAXGRU_NATIVE_ISA), gradients included, against the fused
   path: the best one here, the others each in a process of its own."""
   if isa == _native.isa():
-    namespace: dict = {}
-    exec(_ENGINE_CHECK, namespace)  # noqa: S102  (the same check as the subprocesses run)
-    namespace["check"](ENGINE_SHAPES)
+    ENGINE["check"](ENGINE_SHAPES)
     return
   proc = run_python(
     textwrap.dedent(f"""
@@ -315,19 +319,15 @@ def test_an_unknown_engine_is_refused_by_name():
 
 @needs_native
 @pytest.mark.parametrize("remat", [False, True])
-@pytest.mark.parametrize("reverse", [False, True])
-def test_nan_padding_never_reaches_the_result(remat, reverse):
-  """x past each length is NaN: the kernel's outputs and gradients are those of clean padding."""
-  rng = np.random.default_rng(0)
-  steps, batch = 19, 10
-  x = rng.standard_normal((steps, batch, I)).astype(np.float32)
-  lengths = rng.integers(1, steps + 1, batch)
-  valid = jnp.asarray(np.arange(steps)[:, None, None] < lengths[None, :, None])
-  w = tuple(jnp.asarray(rng.uniform(-0.6, 0.6, s), jnp.float32) for s in [(3 * H, I), (3 * H, H), (3 * H,), (3 * H,)])
-  h0 = jnp.asarray(rng.standard_normal((batch, H)), jnp.float32)
-  clean = _direction_grads(jnp.where(valid, x, 0), h0, w, valid, impl="native", remat=remat, reverse=reverse)
-  padded = _direction_grads(jnp.where(valid, x, jnp.nan), h0, w, valid, impl="native", remat=remat, reverse=reverse)
-  fused = _direction_grads(jnp.where(valid, x, 0), h0, w, valid, impl="fused", remat=remat, reverse=reverse)
+@pytest.mark.parametrize("directions", [1, 2])
+def test_nan_padding_never_reaches_the_result(remat, directions):
+  """x past each length is NaN: the kernel's outputs and gradients are those of clean padding
+  (the reverse direction starts inside the padding)."""
+  x, h0, ws, valid = ENGINE["random_layer"](np.random.default_rng(0), 19, 10, I, H, directions)
+  grads = functools.partial(ENGINE["layer_grads"], h0=h0, ws=ws, valid=valid, remat=remat)
+  clean = grads(jnp.where(valid, x, 0), impl="native")
+  padded = grads(jnp.where(valid, x, jnp.nan), impl="native")
+  fused = grads(jnp.where(valid, x, 0), impl="fused")
   for a, b, c in zip(jax.tree.leaves(padded), jax.tree.leaves(clean), jax.tree.leaves(fused), strict=True):
     np.testing.assert_array_equal(a, b)
     np.testing.assert_allclose(a, c, rtol=1e-5, atol=1e-5)
