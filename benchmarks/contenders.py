@@ -9,6 +9,11 @@
   ``jaxgru_fused`` beside it, the XLA path that ``"auto"`` takes where the kernel does not serve.
 - ``flax``: Flax's own ``nnx.RNN(nnx.GRUCell)`` per layer (``nnx.Bidirectional`` when bidirectional),
   the JAX baseline users have today, split and merged the same way.
+- ``keras``: Keras 3's own ``keras.layers.GRU`` (``reset_after=True``, torch's equations;
+  ``Bidirectional`` when bidirectional, one layer per torch layer) on the JAX backend, holding the
+  torch model's weights (:func:`parity.keras.to_keras`), run as a jitted
+  ``stateless_call`` over its variables (the ``keras`` extra). Since Keras 3.15 its JAX GRU is a
+  ``lax.scan`` with the input projections hoisted out of the loop.
 - ``onnxruntime``: ONNX Runtime's CPU GRU kernel (a fused C++ GRU, weights prepacked when the
   session is made) on an ONNX model of ``GRU`` operators (:mod:`parity.onnx`) holding the torch
   model's weights; ``forward`` only, on the CPU only (the ``onnx`` extra).
@@ -33,7 +38,7 @@ from flax import nnx
 import jaxgru
 from benchmarks.shapes import Shape
 
-CONTENDERS = ("torch", "jaxgru", "jaxgru_nnx", "flax", "jaxgru_pallas", "onnxruntime") + (
+CONTENDERS = ("torch", "jaxgru", "jaxgru_nnx", "flax", "keras", "jaxgru_pallas", "onnxruntime") + (
   ("jaxgru_native", "jaxgru_fused") if jaxgru.native_available() else ()
 )
 DEVICE_ONLY = ("jaxgru_pallas",)  # skipped when the suite runs on the CPU
@@ -112,6 +117,35 @@ def onnxruntime_missing() -> str | None:
   return None
 
 
+def keras_missing() -> str | None:
+  """Why the ``keras`` contender cannot run here, or None when it can (Keras 3 on the JAX backend)."""
+  try:
+    from parity import keras as parity_keras
+
+    backend = parity_keras.keras.backend.backend()
+  except ImportError as err:
+    return f"keras skipped: {err} (install the keras extra)"
+  return None if backend == "jax" else f"keras skipped: its backend is {backend!r}, not 'jax' (KERAS_BACKEND)"
+
+
+def keras_model(torch_state: dict[str, np.ndarray], shape: Shape) -> tuple[Any, list[jax.Array], Any]:
+  """Keras's GRU stack holding torch's weights: ``(apply(variables, x), trainable variables,
+  non-trainable ones)``, ``apply`` pure and jittable, x (T, B, I) time-major as torch's."""
+  from parity import keras as parity_keras
+
+  keras = parity_keras.keras
+  layers = parity_keras.to_keras(torch_state, return_state=False)
+  model = keras.Sequential([keras.Input((shape.steps, shape.input_size), batch_size=shape.batch), *layers])
+  trainable = [jnp.asarray(v.value) for v in model.trainable_variables]
+  fixed = [jnp.asarray(v.value) for v in model.non_trainable_variables]
+
+  def apply(variables, x):
+    out, _ = model.stateless_call(variables, fixed, jnp.swapaxes(x, 0, 1))  # Keras is batch first
+    return jnp.swapaxes(out, 0, 1)
+
+  return apply, trainable, fixed
+
+
 def flax_model(shape: Shape) -> list[nnx.Module]:
   """Flax's own GRU stack: nnx.RNN(nnx.GRUCell) per layer, nnx.Bidirectional when bidirectional."""
   rngs = nnx.Rngs(0)
@@ -150,6 +184,9 @@ def jax_fns(kind: str, shape: Shape, x: jax.Array, cot: jax.Array, torch_state: 
 
     def apply(p, x):
       return jaxgru.gru(p, x, impl="native")[0]
+
+  elif kind == "keras":
+    apply, params, _ = keras_model(torch_state, shape)
 
   elif kind == "jaxgru_nnx":  # the NNX module, split once, merged inside the compiled function
     model = jaxgru.GRU(shape.input_size, shape.hidden_size, shape.num_layers, bidirectional=shape.bidirectional, rngs=nnx.Rngs(0))

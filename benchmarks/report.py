@@ -64,9 +64,10 @@ def markdown(report: dict[str, Any]) -> str:
   lines = header(report) + [""]
   if report["cells"]:
     names = [k for k in CONTENDERS if any(k in c["results"] for c in report["cells"])]
+    rivals = ["torch", "flax"] + (["keras"] if "keras" in names else [])
     lines += [
-      "| shape (TxBxIxH) | mode | " + " | ".join(f"{k} ms" for k in names) + " | torch/jaxgru | flax/jaxgru |",
-      "|---|---|" + "---:|" * (len(names) + 2),
+      "| shape (TxBxIxH) | mode | " + " | ".join(f"{k} ms" for k in names) + "".join(f" | {k}/jaxgru" for k in rivals) + " |",
+      "|---|---|" + "---:|" * (len(names) + len(rivals)),
     ]
     for cell in report["cells"]:
       r = cell["results"]
@@ -74,7 +75,8 @@ def markdown(report: dict[str, Any]) -> str:
       lines.append(
         f"| {cell['shape']} | {cell['mode']} | "
         + " | ".join(times)
-        + f" | {_fmt(ratio(cell, 'torch'), '.2f', 'x')} | {_fmt(ratio(cell, 'flax'), '.2f', 'x')} |"
+        + "".join(f" | {_fmt(ratio(cell, k), '.2f', 'x')}" for k in rivals)
+        + " |"
       )
     lines += [
       "",
@@ -126,7 +128,7 @@ def chart(report: dict[str, Any], path: pathlib.Path) -> None:
 
 
 def chart_figure(report: dict[str, Any]) -> Any:
-  """Bars of torch/jaxgru and flax/jaxgru per cell (higher: jaxgru faster), with the 1.5x and 2x
+  """Bars of torch/jaxgru, flax/jaxgru and keras/jaxgru per cell (higher: jaxgru faster), with the 1.5x and 2x
   targets, and the busy-machine warning of the text reports across the plot when there is one.
   A ``matplotlib.figure.Figure`` (no pyplot state)."""
   from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -139,9 +141,11 @@ def chart_figure(report: dict[str, Any]) -> Any:
   FigureCanvasAgg(fig)
   ax = fig.subplots()
   values = {}
-  for offset, name in ((-0.2, "torch"), (0.2, "flax")):
+  rivals = ["torch", "flax"] + (["keras"] if any("keras" in c["results"] for c in cells) else [])
+  width = 0.8 / len(rivals)
+  for k, name in enumerate(rivals):
     values[name] = [ratio(c, name) or 0.0 for c in cells]
-    ax.bar(pos + offset, values[name], width=0.4, label=f"{name} time / jaxgru time")
+    ax.bar(pos + (k - (len(rivals) - 1) / 2) * width, values[name], width=width, label=f"{name} time / jaxgru time")
   ax.axhline(1.0, color="black", linewidth=0.8)
   ax.axhline(1.5, color="tab:blue", linestyle="--", linewidth=0.8, label="1.5x (target vs torch)")
   ax.axhline(2.0, color="tab:orange", linestyle=":", linewidth=0.8, label="2x (target vs flax)")
@@ -150,7 +154,7 @@ def chart_figure(report: dict[str, Any]) -> Any:
   ax.set_xticks(pos, labels, rotation=90, fontsize=7)
   ax.set_ylabel("speed-up of jaxgru (higher is better)")
   ax.set_title(
-    f"jaxgru vs torch.nn.GRU and nnx.RNN(GRUCell): {report['machine']['device']}, {report['machine']['matmul_precision']}"
+    f"jaxgru vs torch.nn.GRU, nnx.RNN(GRUCell) and Keras 3: {report['machine']['device']}, {report['machine']['matmul_precision']}"
   )
   ax.legend(fontsize=8)
   if busy := report["machine"].get("busy"):

@@ -40,6 +40,7 @@ from benchmarks.contenders import (
   TorchGRU,
   jax_call,
   jax_fns,
+  keras_missing,
   max_relative_error,
   onnxruntime_missing,
 )
@@ -75,9 +76,18 @@ def _stats(values: list[float]) -> dict[str, float]:
 
 
 def run_cell(
-  shape: Shape, mode: str, contenders: tuple[str, ...], args: argparse.Namespace, device: str, peak: float
+  shape: Shape,
+  mode: str,
+  contenders: tuple[str, ...],
+  args: argparse.Namespace,
+  device: str,
+  peak: float,
+  *,
+  device_only_on_cpu: bool = False,
 ) -> dict[str, Any]:
-  """Compiles, checks and times every contender for one shape and mode, interleaved."""
+  """Compiles, checks and times every contender for one shape and mode, interleaved.
+  ``device_only_on_cpu``: run :data:`DEVICE_ONLY` contenders on the CPU too (Pallas interpreted:
+  the GPU script's dry run)."""
   rng = np.random.default_rng(0)
   x = rng.standard_normal((shape.steps, shape.batch, shape.input_size)).astype(np.float32)
   cot = rng.standard_normal((shape.steps, shape.batch, shape.directions * shape.hidden_size)).astype(np.float32)
@@ -87,7 +97,7 @@ def run_cell(
   checks: dict[str, float] = {}
   checked: dict[str, tuple[Any, tuple]] = {}
   for kind in contenders:
-    if kind in DEVICE_ONLY and device == "cpu":
+    if kind in DEVICE_ONLY and device == "cpu" and not device_only_on_cpu:
       continue
     if kind == "torch":
       calls[kind] = reference.calls[mode]
@@ -105,7 +115,7 @@ def run_cell(
     compiled = fn.lower(*fn_args).compile()
     compile_s[kind] = time.perf_counter() - start
     calls[kind] = jax_call(compiled, fn_args, mode)
-    if kind in ("jaxgru", "jaxgru_pallas"):
+    if kind in ("jaxgru", "jaxgru_pallas", "jaxgru_fused", "keras"):
       checked[kind] = compiled, fn_args
   first_ms: dict[str, float] = {}
   for kind, call in calls.items():  # warm-up; the first call (after compiling, for JAX) is kept apart
@@ -115,11 +125,11 @@ def run_cell(
       if i == 0:
         first_ms[kind] = (time.perf_counter() - start) * 1e3
   for kind, (compiled, fn_args) in checked.items():  # the numbers being timed, against torch's
-    prefix = "pallas_" if kind == "jaxgru_pallas" else ""
+    prefix = {"jaxgru_pallas": "pallas_", "jaxgru_fused": "fused_", "keras": "keras_"}.get(kind, "")
     if mode == "forward":
       got = np.asarray(compiled(*fn_args))
       checks[prefix + "max_abs_error_vs_torch"] = float(np.max(np.abs(got - reference.forward().cpu().numpy())))
-    if mode == "fwd+bwd":
+    if mode == "fwd+bwd" and kind != "keras":  # Keras's gradients are a list of its own variables
       grads, grad_x = compiled(*fn_args)
       want, want_x = reference.gradients()
       checks[prefix + "max_rel_grad_error_vs_torch"] = max_relative_error({**grads, "input": grad_x}, {**want, "input": want_x})
@@ -310,9 +320,10 @@ def main(argv: list[str] | None = None) -> int:
   _check_out(cli, args.out)
   shapes, parts = _resolve(args)
   full = not args.shape and not args.add_shape and set(args.modes) == set(MODES) and set(args.contenders) == set(CONTENDERS)
-  if "onnxruntime" in args.contenders and (missing := onnxruntime_missing()):
-    print(f"note: {missing}", flush=True)
-    args.contenders = [k for k in args.contenders if k != "onnxruntime"]
+  for optional, why_not in (("onnxruntime", onnxruntime_missing), ("keras", keras_missing)):
+    if optional in args.contenders and (missing := why_not()):
+      print(f"note: {missing}", flush=True)
+      args.contenders = [k for k in args.contenders if k != optional]
   if args.torch_threads:
     torch.set_num_threads(args.torch_threads)
   device = _device(args.device)
@@ -337,7 +348,9 @@ def main(argv: list[str] | None = None) -> int:
         cell = run_cell(shape, mode, tuple(args.contenders), args, device, peak)
         report["cells"].append(cell)
         line = " ".join(f"{k}={v['median_ms']:.2f}ms" for k, v in cell["results"].items())
-        ratios = " ".join(f"{k}/jaxgru={v:.2f}x" for k in ("torch", "flax", "onnxruntime") if (v := ratio(cell, k)) is not None)
+        ratios = " ".join(
+          f"{k}/jaxgru={v:.2f}x" for k in ("torch", "flax", "keras", "onnxruntime") if (v := ratio(cell, k)) is not None
+        )
         print(f"{str(shape):>22} {mode:>8}  {line}  {ratios}", flush=True)
     if "seed" in parts:
       report["seed_task"] = _seed_task(device)

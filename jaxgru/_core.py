@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jaxgru import _cell, _fused, _native, _pallas, _validate
+from jaxgru import _cell, _compat, _fused, _native, _pallas, _validate
 from jaxgru._params import GRUSpec, as_params, cell_spec, gru_spec, layer_key
 
 
@@ -86,7 +86,8 @@ def _dropout(x: jax.Array, rate: Any, key: jax.Array) -> jax.Array:
   """Zeroes each entry with probability ``rate`` and scales the rest by 1 / (1 - rate); ``rate``
   1 zeroes everything, with zero (not NaN) gradients, as torch's."""
   keep_prob = 1.0 - rate
-  keep = jax.random.bernoulli(key, keep_prob, x.shape, out_sharding=jax.typeof(x).sharding)
+  sharded = {"out_sharding": jax.typeof(x).sharding} if _compat.BERNOULLI_OUT_SHARDING else {}
+  keep = jax.random.bernoulli(key, keep_prob, x.shape, **sharded)
   safe = jnp.where(keep_prob > 0, keep_prob, 1.0)  # no 1 / 0 in either branch of the where below
   return jnp.where(keep, x / safe, jnp.zeros_like(x)).astype(x.dtype)
 
@@ -107,34 +108,46 @@ def _stack(
   fused = impl == "fused" or (impl == "auto" and variant == "torch")
   if impl == "native":
     _native.require(x)
-  native = impl == "native" or (fused and impl == "auto" and _native.auto_picks(x, spec.hidden_size))
+  # auto: the native kernel where XLA lowers the program for the CPU, the fused path for any other
+  # platform (a GPU, a TPU, jax.export for them), chosen per platform at lowering time
+  auto_native = fused and impl == "auto" and _native.auto_picks(x, spec.hidden_size)
+
+  def directions(layer_in, h0, ws, valid):
+    """One layer, direction by direction: (T, B, I), (D, B, H) -> (T, B, D*H), (D, B, H)."""
+    outputs, finals = [], []
+    for direction, w in enumerate(ws):
+      reverse = direction == 1
+      if impl == "pallas":
+        out, h_last = _pallas.direction(layer_in, h0[direction], w, valid, reverse, remat, variant)
+      elif fused:
+        out, h_last = _fused.direction(layer_in, h0[direction], w, valid, reverse, remat)
+      else:
+        out, h_last = _scan_direction(layer_in, h0[direction], w, valid, reverse, remat, variant)
+      outputs.append(out)
+      finals.append(h_last)
+    return (outputs[0] if len(outputs) == 1 else jnp.concatenate(outputs, axis=-1)), jnp.stack(finals)
+
+  def native(layer_in, h0, ws, valid):  # the layer's directions in one call of the kernel
+    return _native.layer(layer_in, h0, ws, valid, remat)
+
   finals = []
   layer_in = x
   for layer in range(spec.num_layers):
-    ws = [
+    ws = tuple(
       tuple(params.get(layer_key(k, layer, direction)) for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
       for direction in range(spec.num_directions)
-    ]
-    first = layer * spec.num_directions
-    if native:  # the layer's directions in one call of the kernel
-      layer_in, h_last = _native.layer(layer_in, h0[first : first + spec.num_directions], tuple(ws), valid, remat)
-      finals.extend(h_last[d] for d in range(spec.num_directions))
+    )
+    h0_layer = h0[layer * spec.num_directions : (layer + 1) * spec.num_directions]
+    if impl == "native":
+      layer_in, h_last = native(layer_in, h0_layer, ws, valid)
+    elif auto_native:
+      layer_in, h_last = lax.platform_dependent(layer_in, h0_layer, ws, valid, cpu=native, default=directions)
     else:
-      outputs = []
-      for direction, w in enumerate(ws):
-        h = h0[first + direction]
-        if impl == "pallas":
-          out, h_last = _pallas.direction(layer_in, h, w, valid, direction == 1, remat, variant)
-        elif fused:
-          out, h_last = _fused.direction(layer_in, h, w, valid, direction == 1, remat)
-        else:
-          out, h_last = _scan_direction(layer_in, h, w, valid, direction == 1, remat, variant)
-        outputs.append(out)
-        finals.append(h_last)
-      layer_in = outputs[0] if len(outputs) == 1 else jnp.concatenate(outputs, axis=-1)
+      layer_in, h_last = directions(layer_in, h0_layer, ws, valid)
+    finals.append(h_last)
     if dropout_key is not None and layer < spec.num_layers - 1 and not _is_zero(dropout):
       layer_in = _dropout(layer_in, dropout, jax.random.fold_in(dropout_key, layer))
-  return layer_in, jnp.stack(finals)
+  return layer_in, jnp.concatenate(finals)
 
 
 def _is_zero(value: Any) -> bool:
@@ -179,7 +192,9 @@ def gru(
       float64; see :func:`jaxgru.native_available`); ``"auto"`` (default): for the torch
       variant the native kernel where it measured faster (CPU, hidden size up to
       1024 in float32 on an AVX-512 CPU, else 512;
-      sharded, each device runs it on its own rows), else fused; the reference wherever
+      sharded, each device runs it on its own rows), else fused, chosen per platform when
+      XLA lowers the program (``lax.platform_dependent``: a program exported for a GPU or TPU
+      from a CPU holds the fused path, one for several platforms both); the reference wherever
       forward-mode autodiff (``jax.jvp``, ``jax.jacfwd``) meets it directly. All give the
       same numbers up to float rounding. ``"pallas"``: the time loop
       in one Pallas kernel per layer and direction, for GPUs and TPUs, interpreted on the CPU

@@ -1,8 +1,10 @@
 r"""``impl="native"``: one layer, both directions when bidirectional, through the C++ kernel in
 ``native/gru_kernel.cc``.
 
-The kernel is an XLA FFI custom call (CPU only, float32 and float64). It is built by
-``pip install`` when a C++ compiler is there (``setup.py``; the build is optional) and does its
+The kernel is an XLA FFI custom call (CPU only, float32 and float64), a shared library that
+``ctypes`` loads (``jaxgru/_gru_kernel.so``, one for every Python). It is built by ``pip install``
+when a C++ compiler is there (``setup.py``; the build is optional), against the FFI API of the
+oldest supported jaxlib (0.1, jaxlib 0.7.0), which every newer one accepts; it does its
 matrix products with OpenBLAS from the ``scipy-openblas32`` wheel, one thread per call of BLAS;
 the batch is split across XLA's own intra-op thread pool, so the kernel uses the threads XLA
 was given and no others. :func:`native_available` says whether it can run, and
@@ -32,9 +34,10 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import importlib.machinery
 import os
 import pathlib
+import sys
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -43,23 +46,58 @@ from jaxgru import _fused, _partition
 
 _SUFFIX = {jnp.dtype(jnp.float32): "f32", jnp.dtype(jnp.float64): "f64"}
 _TARGETS = ("jaxgru_forward", "jaxgru_forward_save", "jaxgru_backward")
+# Every FFI target the kernel registers. jax.export refuses custom calls it cannot vouch for: an
+# export for the CPU that keeps the kernel passes
+# disabled_checks=[jax.export.DisabledSafetyCheck.custom_call(t) for t in TARGET_NAMES], and only a
+# process that imported jaxgru (which registers them) runs it.
+TARGET_NAMES = tuple(f"{target}_{suffix}" for target in _TARGETS for suffix in _SUFFIX.values())
 
 
 @functools.cache
 def _load() -> str | None:
-  """Loads the kernel and its BLAS and registers the FFI targets; returns why not, or None."""
-  here = pathlib.Path(__file__).parent
-  found = [here / f"_gru_kernel{s}" for s in importlib.machinery.EXTENSION_SUFFIXES if (here / f"_gru_kernel{s}").exists()]
-  if not found:
+  """Loads the kernel and its BLAS and registers the FFI targets; returns why not, or None.
+
+  Never raises: a kernel that was built but cannot load or register here (a JAX whose XLA FFI
+  is older than the kernel's, a missing BLAS, JAXGRU_NATIVE_ISA naming an engine this CPU lacks)
+  warns once with the reason, and the XLA paths serve. A kernel that was not built at all (no
+  C++ compiler at install time) is not warned about: :func:`native_status` says so.
+  """
+  library = pathlib.Path(__file__).parent / "_gru_kernel.so"  # setup.py's name for every Python
+  if not library.exists():
     return "the extension jaxgru/_gru_kernel was not built (pip install needs a C++17 compiler; see README)"
+  try:
+    reason = _register(library)
+  except Exception as error:  # whatever a broken install or an incompatible XLA raises
+    reason = f"registering its XLA FFI targets failed: {type(error).__name__}: {error}"
+  if reason is not None:
+    warnings.warn(
+      f"jaxgru's native CPU kernel is off ({reason}); impl='auto' runs the XLA paths, which give the same "
+      "numbers. jaxgru.native_status() repeats this reason; see the README's install section.",
+      RuntimeWarning,
+      stacklevel=_caller_level(),
+    )
+  return reason
+
+
+def _caller_level() -> int:
+  """The ``stacklevel`` that points a warning at the first frame outside jaxgru, jax and flax
+  (the user's call, however deep inside them the kernel was first needed)."""
+  frame, level = sys._getframe(2), 2  # the frame that calls warnings.warn is level 1
+  while frame is not None and frame.f_globals.get("__name__", "").partition(".")[0] in ("jaxgru", "jax", "flax"):
+    frame, level = frame.f_back, level + 1
+  return level
+
+
+def _register(library: pathlib.Path) -> str | None:
+  """Loads ``library`` and OpenBLAS, points the kernel at OpenBLAS and registers the targets."""
   try:
     import scipy_openblas32
   except ImportError:
-    return "scipy-openblas32 (the BLAS the kernel calls) is not installed"
+    return "scipy-openblas32 (the BLAS the kernel calls) is not installed: pip install scipy-openblas32"
   blas_path = pathlib.Path(scipy_openblas32.get_lib_dir()) / f"lib{scipy_openblas32.get_library()}.so"
   try:
     blas = ctypes.CDLL(str(blas_path))
-    kernel = ctypes.CDLL(str(found[0]))
+    kernel = ctypes.CDLL(str(library))
   except OSError as error:
     return f"could not load the kernel or its BLAS: {error}"
   prefix = scipy_openblas32.get_library().removeprefix("lib").split("_openblas")[0]  # "scipy"
@@ -74,10 +112,8 @@ def _load() -> str | None:
     )
   kernel.jaxgru_isa.restype = ctypes.c_char_p
   _load.isa = kernel.jaxgru_isa().decode()
-  for target in _TARGETS:
-    for suffix in _SUFFIX.values():
-      name = f"{target}_{suffix}"
-      jax.ffi.register_ffi_target(name, jax.ffi.pycapsule(kernel[name]), platform="cpu")
+  for name in TARGET_NAMES:
+    jax.ffi.register_ffi_target(name, jax.ffi.pycapsule(kernel[name]), platform="cpu")
   _load.libraries = (blas, kernel)  # keep both loaded
   return None
 
@@ -119,10 +155,13 @@ def auto_max_hidden(dtype) -> int:
 
 
 def auto_picks(x: jax.Array, hidden_size: int) -> bool:
-  """Whether ``impl="auto"`` runs the kernel for ``x`` (T, B, I): it is built, serves the dtype
-  and the CPU, and the hidden size is one where it measured faster (:func:`auto_max_hidden`).
-  Sharded or not: each device runs it on its own rows of the batch (see :func:`direction`)."""
-  if not native_available() or jnp.dtype(x.dtype) not in _SUFFIX or jax.default_backend() != "cpu":
+  """Whether ``impl="auto"`` takes the kernel for ``x`` (T, B, I) where XLA lowers for the CPU: it
+  is built, serves the dtype, and the hidden size is one where it measured faster
+  (:func:`auto_max_hidden`). The platform is not asked here: ``jaxgru.gru`` puts the kernel in the
+  CPU branch of a ``lax.platform_dependent``, so one program takes it on the CPU and the fused
+  path on a GPU or TPU (``jax.export`` for those included). Sharded or not: each device runs it on
+  its own rows of the batch (see :func:`layer`)."""
+  if not native_available() or jnp.dtype(x.dtype) not in _SUFFIX:
     return False
   return hidden_size <= auto_max_hidden(x.dtype)
 

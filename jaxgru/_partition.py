@@ -32,6 +32,8 @@ from jax.experimental.custom_partitioning import custom_partitioning
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from jaxgru import _compat
+
 
 @dataclasses.dataclass(frozen=True)
 class Layout:
@@ -133,7 +135,10 @@ def _rule(kernel, layout: Layout, mesh, operand_types, result_types):
 
   operands = [mapping("o", k, len(t.shape), d) for k, (t, d) in enumerate(zip(operand_types, layout.operands, strict=True))]
   results = [mapping("r", k, len(t.shape), d) for k, (t, d) in enumerate(zip(result_types, layout.results, strict=True))]
-  return f"{', '.join(operands)} -> {', '.join(results)}", {"need_replication_factors": tuple(others)}
+  rule = f"{', '.join(operands)} -> {', '.join(results)}"
+  if not _compat.SHARDING_RULE_REPLICATION:  # jax < 0.8: Shardy may shard those axes; _partition's
+    return rule  # shardings still replicate them (a reshard), so the results are the same
+  return rule, {"need_replication_factors": tuple(others)}
 
 
 _partitioned = custom_partitioning(_run, static_argnums=(0, 1))

@@ -22,7 +22,7 @@
 // the flips; its output goes to columns [H, 2H) of out (T, B, 2H) directly, as the cotangent
 // comes from there, and the two directions' dx add up in one buffer. One call for both
 // directions saves the flips, the concatenation, the split of d_out and the sum of the dx that
-// two calls cost (benchmarks/NOTES.md, entry 11i).
+// two calls cost (benchmarks/NOTES.md, entry 12a).
 //
 // The batch rows of a sequence never meet, so the batch is cut into P parts that run the whole
 // time loop on their own (no barrier per step; P by the call's whole work, since parts meet once)

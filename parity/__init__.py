@@ -9,22 +9,51 @@
 - :mod:`parity.keras`, :mod:`parity.onnx`: Keras 3 GRU layers and ONNX ``GRU`` operators (ONNX Runtime).
 - ``python -m parity``: the sweep on this machine's devices.
 
-Imports torch; :mod:`jaxgru` never does.
+Needs torch and safetensors (``pip install "jaxgru[parity]"``); :mod:`jaxgru` never imports
+torch. The names above are imported on first use, so ``import parity`` works without them and
+the first use of one says which extra to install.
 """
 
-from parity._runs import run_jax, run_torch
-from parity.convert import from_torch, module_from_params, params_to_state_dict, state_dict_to_params, to_torch
-from parity.files import load, load_tensors, save, save_tensors, tied_names
-from parity.report import Report, assert_close, compare
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+from parity import _extras
+
+if TYPE_CHECKING:
+  from parity._runs import run_jax, run_torch
+  from parity.convert import from_torch, module_from_params, params_to_state_dict, state_dict_to_params, to_torch
+  from parity.files import load, load_tensors, save, save_tensors, tied_names
+  from parity.report import Report, assert_close, compare
+
+# the module each public name comes from
+_HOME = {
+  **dict.fromkeys(("run_jax", "run_torch"), "parity._runs"),
+  **dict.fromkeys(
+    ("from_torch", "module_from_params", "params_to_state_dict", "state_dict_to_params", "to_torch"), "parity.convert"
+  ),
+  **dict.fromkeys(("load", "load_tensors", "save", "save_tensors", "tied_names"), "parity.files"),
+  **dict.fromkeys(("Report", "assert_close", "compare"), "parity.report"),
+  # other_jax needs equinox and haiku (the `others` extra), keras and onnx their own extras
+  **{name: f"parity.{name}" for name in ("other_jax", "keras", "onnx")},
+}
 
 
 def __getattr__(name: str):
-  # imported on first use: other_jax needs equinox (the `others` extra), keras and onnx their extras
-  if name in ("other_jax", "keras", "onnx"):
-    import importlib
+  if name not in _HOME:
+    raise AttributeError(f"module 'parity' has no attribute {name!r}")
+  try:
+    module = importlib.import_module(_HOME[name])
+  except ModuleNotFoundError as error:
+    raise _extras.missing(error, f"parity.{name}") from error
+  value = module if _HOME[name] == f"parity.{name}" else getattr(module, name)
+  globals()[name] = value  # found directly from now on
+  return value
 
-    return importlib.import_module(f"parity.{name}")
-  raise AttributeError(f"module 'parity' has no attribute {name!r}")
+
+def __dir__() -> list[str]:
+  return sorted(set(globals()) | set(_HOME))
 
 
 __all__ = [

@@ -31,11 +31,20 @@ from collections.abc import Sequence
 import flax
 import jax
 import numpy as np
-import torch
 
 import parity
-from parity import _argtypes, frameworks
-from parity import report as _report
+from jaxgru import _compat
+from parity import _argtypes, _extras
+
+try:  # the parity extra; --help works without it
+  import torch
+
+  from parity import frameworks
+  from parity import report as _report
+except ModuleNotFoundError as error:
+  _MISSING: ModuleNotFoundError | None = _extras.missing(error, "python -m parity")
+else:
+  _MISSING = None
 
 I, H, T, B = 3, 5, 6, 4
 LENGTHS = np.array([6, 3, 1, 4])  # unsorted, a length-1 and a full sequence
@@ -184,6 +193,8 @@ def main(argv: Sequence[str] | None = None) -> int:
   parser.add_argument("--verbose", action="store_true", help="also print every run's full report")
   parser.add_argument("--no-frameworks", action="store_true", help="skip Keras and ONNX Runtime (the other frameworks)")
   args = parser.parse_args(argv)
+  if _MISSING is not None:
+    parser.exit(2, f"{_MISSING}\n")
   configs = sweep("quick" if args.quick else "full" if args.full else "default")
   found, note = devices(args.cpu_only)
   print(
@@ -196,7 +207,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   )
   if note:
     print(note)
-  with jax.enable_x64(True):
+  with _compat.enable_x64(True):
     rows = run(configs, found, args.seed)
   if not args.no_frameworks:
     framework_rows, notes = frameworks.run(configs, _inputs, LENGTHS, args.seed)

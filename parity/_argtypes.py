@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+# The sine task's GRU equations (--variant): torch.nn.GRU's, or the seed tutorial's classic ones.
+VARIANTS = ("torch", "classic")
+
 
 def int_at_least(low: int):
   """An argparse type: an integer >= ``low`` (argparse names the flag in its error)."""

@@ -22,13 +22,23 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
-import torch
-from tqdm import tqdm
 
 import jaxgru
-from parity import _argtypes, sine_task
-from parity.files import atomic_write
+from jaxgru import _compat
+from parity import _argtypes, _extras
+
+try:  # the parity and examples extras; --help works without them
+  import optax
+  import torch
+  from tqdm import tqdm
+
+  from parity import sine_task
+  from parity.files import atomic_write
+except ModuleNotFoundError as error:
+  _MISSING: ModuleNotFoundError | None = _extras.missing(error, "jaxgru-sine")
+else:
+  _MISSING = None
+
 
 LOG_EVERY = 20  # the tutorial prints the loss every 20 epochs
 
@@ -89,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     default=0.2,
     help="share of the series, from its end, held out: its points are targets of test windows only",
   )
-  parser.add_argument("--variant", choices=sine_task.VARIANTS, default="torch", help="torch.nn.GRU's equations or the tutorial's")
+  parser.add_argument("--variant", choices=_argtypes.VARIANTS, default="torch", help="torch.nn.GRU's equations or the tutorial's")
   parser.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="parameters and data")
   parser.add_argument(
     "--ensemble", type=_argtypes.int_at_least(1), default=1, metavar="N", help="train N seeded models at once (vmap)"
@@ -103,6 +113,12 @@ def build_parser() -> argparse.ArgumentParser:
   parser.add_argument("--chunk", type=_argtypes.int_at_least(1), default=20, help="epochs per compiled call (one lax.scan)")
   parser.add_argument("--output", "-o", type=pathlib.Path, default=pathlib.Path("out/sine.png"), help="PNG to write")
   parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+  parser.add_argument(
+    "--no-compile-cache",
+    action="store_true",
+    help="do not use JAX's persistent compilation cache (default: on for the command, in $JAXGRU_COMPILE_CACHE_DIR, "
+    "else ~/.cache/jaxgru/jax; a cache set with JAX_COMPILATION_CACHE_DIR is used as it is)",
+  )
   return parser
 
 
@@ -272,20 +288,40 @@ def _spread(values: np.ndarray) -> str:
   return f"{values.mean():.6f} ± {values.std():.6f} (mean ± std of {values.size}; min {values.min():.6f}, max {values.max():.6f})"
 
 
-def run(argv: Sequence[str] | None = None, *, out: Any = None) -> SineRun:
-  """Parses ``argv`` (``sys.argv[1:]`` when None), trains, prints to ``out`` (stdout), writes the PNG."""
+def compile_cache() -> str:
+  """Turns on JAX's persistent compilation cache for this process and returns its folder: the
+  user's own (``JAX_COMPILATION_CACHE_DIR``) if set, else ``$JAXGRU_COMPILE_CACHE_DIR``, else
+  ``~/.cache/jaxgru/jax`` (``$XDG_CACHE_HOME`` respected). Every compiled program is kept (JAX's
+  default keeps only those that took over a second; the sine task's take less), so a repeat run
+  with the same settings loads its programs instead of compiling them."""
+  if not jax.config.jax_compilation_cache_dir:
+    cache = pathlib.Path(os.environ.get("XDG_CACHE_HOME") or pathlib.Path.home() / ".cache") / "jaxgru" / "jax"
+    jax.config.update("jax_compilation_cache_dir", os.environ.get("JAXGRU_COMPILE_CACHE_DIR") or str(cache))
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+  return jax.config.jax_compilation_cache_dir
+
+
+def run(argv: Sequence[str] | None = None, *, out: Any = None, cache: bool = False) -> SineRun:
+  """Parses ``argv`` (``sys.argv[1:]`` when None), trains, prints to ``out`` (stdout), writes the PNG.
+  ``cache``: use JAX's persistent compilation cache (:func:`compile_cache`) unless
+  ``--no-compile-cache``; the command has it on, other callers off."""
   out = sys.stdout if out is None else out
   parser = build_parser()
   args = parser.parse_args(argv)
+  if _MISSING is not None:
+    parser.exit(2, f"{_MISSING}\n")
   output = _check_output(parser, args.output)
+  cache_dir = compile_cache() if cache and not args.no_compile_cache else None
   try:
     data = sine_task.make_data(args.seed, args.points, args.seq_len, args.noise, args.test_fraction, np.dtype(args.dtype))
   except ValueError as err:
     parser.error(str(err))
   x64 = args.dtype == "float64"
-  with jax.enable_x64(x64), jax.default_matmul_precision("highest"):
+  with _compat.enable_x64(x64), jax.default_matmul_precision("highest"):
     say = functools.partial(print, file=out)
     say(f"machine: {machine()}")
+    if cache_dir:
+      say(f"JAX's compilation cache: {cache_dir} (--no-compile-cache: off)")
     say(
       f"GRU(1, {args.hidden_size}) -> Linear({args.hidden_size}, 1), variant={args.variant}, {args.dtype}, "
       f"Adam lr={args.lr:g}, {args.epochs} full-batch epochs, seed {args.seed}"
@@ -331,7 +367,7 @@ def run(argv: Sequence[str] | None = None, *, out: Any = None) -> SineRun:
 
 def main(argv: Sequence[str] | None = None) -> int:
   """The ``jaxgru-sine`` console command."""
-  run(argv)
+  run(argv, cache=True)
   return 0
 
 

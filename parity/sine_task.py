@@ -32,10 +32,11 @@ import optax
 import torch
 
 import jaxgru
+from parity import _argtypes
 from parity.convert import params_to_state_dict, state_dict_to_params
 
 Params = dict[str, dict[str, jax.Array]]
-VARIANTS = ("torch", "classic")
+VARIANTS = _argtypes.VARIANTS
 
 
 @dataclasses.dataclass(frozen=True)

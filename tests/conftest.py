@@ -11,6 +11,11 @@ import numpy as np
 import pytest
 import torch
 
+from jaxgru import _compat
+
+if not hasattr(jax, "enable_x64"):  # jax < 0.8: the suite also runs on the oldest supported JAX
+  jax.enable_x64 = _compat.enable_x64
+
 torch.backends.cuda.matmul.allow_tf32 = False
 torch.backends.cudnn.allow_tf32 = False
 torch.set_num_threads(1)

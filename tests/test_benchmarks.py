@@ -38,7 +38,7 @@ def test_bad_shapes_are_argparse_errors(bad, capsys):
     (["--warmup", "two"], "must be a positive integer"),
     (["--budget", "-1"], "must be a number of seconds >= 0"),
     (["--modes", "backward"], "invalid choice"),
-    (["--contenders", "keras"], "invalid choice"),
+    (["--contenders", "tensorflow"], "invalid choice"),
     (["--name", "../../x"], "--name: must be a plain file name"),
     (["--name", "sub/cpu"], "--name: must be a plain file name"),
     (["--name", ".hidden"], "--name: must be a plain file name"),
@@ -172,3 +172,30 @@ def test_chart_carries_the_busy_warning():
   busy = "load average 3.10 before, 4.20 after, on 2 cores: other processes shared the machine, timings are unreliable"
   (warning,) = texts({**machine, "busy": busy})
   assert warning.startswith("Warning: load average 3.10") and " ".join(warning.split()) == f"Warning: {busy}"
+
+
+def test_gpu_script_dry_run_writes_its_reports(tmp_path, capsys):
+  """``python -m benchmarks.gpu --dry-run``: the GPU script's whole code path on the CPU at tiny
+  sizes (Pallas interpreted, torch's CPU GRU): parity of reference, fused and Pallas against torch
+  in float32 and bfloat16, then the timed cells, and its three reports."""
+  from benchmarks import gpu
+
+  assert gpu.main(["--out", str(tmp_path), "--dry-run", "--budget", "60"]) == 0
+  saved = json.loads((tmp_path / "gpu-dry-run.json").read_text())
+  assert saved["dry_run"] and saved["parity"] and all(r["ok"] is True for r in saved["parity"]), saved["parity"]
+  assert {r["impl"] for r in saved["parity"]} == set(gpu.PARITY_IMPLS) and {r["dtype"] for r in saved["parity"]} == set(
+    gpu.TOLERANCE
+  )
+  assert {c["mode"] for c in saved["cells"]} == set(shapes.MODES)
+  assert all(set(c["results"]) == set(gpu.CONTENDERS) for c in saved["cells"])
+  text = (tmp_path / "gpu-dry-run.md").read_text()
+  assert "| pallas | L=2 bi | bfloat16 | yes |" in text and "torch/pallas" in text
+  assert matplotlib.image.imread(tmp_path / "gpu-dry-run.png").shape[0] > 100
+
+
+def test_gpu_script_without_a_gpu_says_so(tmp_path, capsys):
+  from benchmarks import gpu
+
+  with pytest.raises(SystemExit) as exit_:
+    gpu.main(["--out", str(tmp_path)])
+  assert exit_.value.code == 2 and "--dry-run" in capsys.readouterr().err

@@ -1,4 +1,5 @@
-"""``bash scripts/test.sh`` (what ``.ci/run`` calls): ruff's lint and format checks, then pytest.
+"""``bash scripts/test.sh`` (what ``.ci/run`` calls first): ruff's lint and format checks, then
+pytest; then ``.ci/run`` calls ``scripts/check_release.sh``, only when the tests passed.
 
 The script runs against a stand-in repository whose ``scripts/setup.sh`` does nothing and whose
 ``.venv/bin/python`` records its arguments and fails where told to, so no set-up, lint or test
@@ -31,6 +32,7 @@ def repo(tmp_path):
   (tmp_path / "scripts").mkdir()
   shutil.copy(ROOT / "scripts" / "test.sh", tmp_path / "scripts" / "test.sh")
   (tmp_path / "scripts" / "setup.sh").write_text("echo setup >> calls.log\n")
+  (tmp_path / "scripts" / "check_release.sh").write_text("echo check_release >> calls.log\n")
   (tmp_path / ".ci").mkdir()
   shutil.copy(ROOT / ".ci" / "run", tmp_path / ".ci" / "run")
   python = tmp_path / ".venv" / "bin" / "python"
@@ -49,13 +51,13 @@ def _run(repo, *args, **fail):
 def test_ci_runs_ruff_lint_and_format_checks_then_pytest(repo):
   rc, calls = _run(repo)
   assert rc == 0
-  assert calls == ["setup", "-m ruff check .", "-m ruff format --check .", "-m pytest -n 2"]
+  assert calls == ["setup", "-m ruff check .", "-m ruff format --check .", "-m pytest -n 2", "check_release"]
 
 
 @pytest.mark.parametrize("failing", ["check", "format"])
 def test_ruff_failures_fail_ci_and_the_tests_still_run(repo, failing):
   rc, calls = _run(repo, **{failing: 1})
-  assert rc == 1 and calls[-1] == "-m pytest -n 2"
+  assert rc == 1 and calls[-1] == "-m pytest -n 2"  # and no release check
 
 
 def test_pytest_status_wins(repo):

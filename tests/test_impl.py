@@ -17,7 +17,7 @@ from _helpers import compare_with_torch, needs_native, random_torch
 from flax import nnx
 
 import jaxgru
-from jaxgru import _fused
+from jaxgru import _fused, _native
 
 I, H, B = 3, 4, 3
 NATIVE = [pytest.param("native", False, marks=needs_native), pytest.param("native", True, marks=needs_native)]
@@ -97,3 +97,35 @@ def test_modules_take_impl_and_remat():
   linen = jaxgru.linen.GRU(I, H, remat=True)
   variables = linen.init(jax.random.key(0), x)
   assert linen.apply(variables, x)[0].shape == (20, 2, H)
+
+
+def _exported(platforms, disabled_checks=()):
+  """``jax.export`` of a 2-layer bidirectional ``jaxgru.gru`` with the default impl, from this CPU."""
+  params = jaxgru.init_gru_params(jax.random.key(0), I, H, num_layers=2, bidirectional=True, dtype=jnp.float64)
+  x = jax.random.normal(jax.random.key(1), (7, B, I), jnp.float64)
+  run = jax.jit(lambda params, x: jaxgru.gru(params, x, lengths=jnp.array([7, 2, 5]))[0])
+  return run, params, x, jax.export.export(run, platforms=platforms, disabled_checks=disabled_checks)(params, x)
+
+
+@pytest.mark.parametrize("platforms", [["cuda"], ["tpu"], ["rocm"]])
+def test_auto_exports_for_an_accelerator_from_the_cpu(x64, platforms):
+  """impl="auto" chooses per platform when XLA lowers: an export for a GPU or TPU holds the fused
+  path, not the CPU kernel, although this process runs on the CPU with the kernel built."""
+  *_, exported = _exported(platforms)
+  assert exported.platforms == tuple(platforms)
+  assert not any(name in exported.mlir_module() for name in _native.TARGET_NAMES)
+
+
+@needs_native
+def test_auto_exports_cpu_and_cuda_in_one_program(x64):
+  """One program for the CPU and CUDA: the kernel in its CPU branch (export's custom-call check
+  disabled for the kernel's targets), the fused path in the other; run back on this CPU it gives
+  the reference's numbers."""
+  checks = [jax.export.DisabledSafetyCheck.custom_call(name) for name in _native.TARGET_NAMES]
+  run, params, x, exported = _exported(["cpu", "cuda"], checks)
+  assert exported.platforms == ("cpu", "cuda")
+  assert "jaxgru_forward_f64" in exported.mlir_module()
+  back = jax.export.deserialize(exported.serialize())
+  want = jaxgru.gru(params, x, lengths=jnp.array([7, 2, 5]), impl="reference")[0]
+  np.testing.assert_allclose(back.call(params, x), want, rtol=1e-12, atol=1e-12)
+  assert "jaxgru_forward_f64" in run.lower(params, x).as_text()  # jit on this CPU runs the kernel

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
-from _helpers import compare_with_torch, needs_native, random_torch
+from _helpers import compare_with_torch, needs_native, needs_set_mesh, random_torch
 from test_scale import run_python
 
 import jaxgru
@@ -367,6 +367,7 @@ def test_remat_keeps_only_the_states():
 
 
 @needs_native
+@needs_set_mesh
 def test_eight_devices_run_the_kernel_on_their_own_rows():
   """Explicit-sharding mesh of 8: gradients equal the fused path's, and no all-gather of the batch."""
   proc = run_python(

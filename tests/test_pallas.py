@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
-from _helpers import compare_with_torch, random_torch
+from _helpers import compare_with_torch, needs_set_mesh, random_torch
 
 import jaxgru
 from jaxgru import _core, _pallas
@@ -198,6 +198,7 @@ for k in params:
 """
 
 
+@needs_set_mesh
 def test_two_devices_sum_the_weight_gradients():
   """An explicit 2-device mesh (forced CPU devices, in a fresh process): each device runs its own
   rows and the weight gradients are summed across them, as the reference computes them whole."""

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from _helpers import needs_native
+from _helpers import needs_native, needs_set_mesh
 from jax.test_util import check_grads
 
 import jaxgru
@@ -99,6 +99,7 @@ def test_auto_impl_falls_back_to_reference_under_forward_mode(x64):
 
 
 @pytest.mark.parametrize("impl", ["fused", "reference", "pallas", pytest.param("native", marks=needs_native)])
+@needs_set_mesh
 def test_explicit_sharding_mesh(impl):
   """jax.make_mesh's explicit axes: a batch-sharded x, with dropout, lengths and the default h0."""
   from jax.sharding import AxisType, NamedSharding

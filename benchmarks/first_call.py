@@ -1,0 +1,110 @@
+"""``python -m benchmarks.first_call``: the seed task's first call, as a user meets it, in fresh processes.
+
+A user runs a script: imports, data, then the first call of the jitted training function, which
+traces, lowers and compiles the program before it runs 200 epochs. Here each side runs in a
+process of its own, started fresh each time, in a random order:
+
+- ``jax``: the first call of ``parity.sine_task.make_train_fn``'s function (200 epochs in one
+  ``lax.scan``, jaxgru + optax), split into trace, lower, compile and run, imports and data apart;
+- ``jax-cached``: the same with JAX's persistent compilation cache warm (what a repeat run of
+  ``jaxgru-sine`` does; the cache is filled by an untimed process first);
+- ``torch``: the tutorial's 200-epoch PyTorch loop, the first in its process.
+
+It prints the medians and the ratio of torch's whole loop to jaxgru's first call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import textwrap
+
+import numpy as np
+
+_JAX = """
+import json, time
+import jax, jax.numpy as jnp, optax
+import jaxgru
+from parity import sine_task
+if {cache!r}:
+  jax.config.update("jax_compilation_cache_dir", {cache!r})
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+data = sine_task.make_data(0)
+x, y = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
+opt = optax.adam(1e-3)
+params = sine_task.init_params(jax.random.key(0))
+opt_state = opt.init(params)
+jax.block_until_ready((params, opt_state, x, y))
+train = sine_task.make_train_fn(opt)
+t0 = time.perf_counter()
+traced = train.trace(params, opt_state, x, y, epochs=200)
+t1 = time.perf_counter()
+lowered = traced.lower()
+t2 = time.perf_counter()
+compiled = lowered.compile()
+t3 = time.perf_counter()
+jax.block_until_ready(compiled(params, opt_state, x, y))
+t4 = time.perf_counter()
+print(json.dumps(dict(trace=t1 - t0, lower=t2 - t1, compile=t3 - t2, run=t4 - t3, first_call=t4 - t0)))
+"""
+
+_TORCH = """
+import json, time
+import torch
+from parity import sine_task
+from benchmarks.seed_task import _torch_run
+data = sine_task.make_data(0)
+print(json.dumps(dict(loop=_torch_run(data, 0))))
+"""
+
+
+def _run(code: str) -> dict[str, float]:
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]), JAX_PLATFORMS="cpu")
+  done = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, env=env, check=True)
+  return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def run(repeats: int = 3) -> dict[str, list[dict[str, float]]]:
+  """``repeats`` fresh processes of each kind, in a random order; their measurements."""
+  results: dict[str, list[dict[str, float]]] = {"jax": [], "jax-cached": [], "torch": []}
+  with tempfile.TemporaryDirectory() as cache:
+    _run(_JAX.format(cache=cache))  # fills the cache, untimed
+    order = [kind for kind in results for _ in range(repeats)]
+    random.Random(0).shuffle(order)
+    for kind in order:
+      code = _TORCH if kind == "torch" else _JAX.format(cache=cache if kind == "jax-cached" else "")
+      results[kind].append(_run(code))
+  return results
+
+
+def describe(results: dict[str, list[dict[str, float]]]) -> str:
+  med = lambda kind, key: float(np.median([r[key] for r in results[kind]]))
+  torch_loop = med("torch", "loop")
+  lines = [f"seed task, first call in a fresh process (medians of {len(results['torch'])}):"]
+  for kind in ("jax", "jax-cached"):
+    parts = ", ".join(f"{k} {med(kind, k) * 1e3:.0f} ms" for k in ("trace", "lower", "compile", "run"))
+    first = med(kind, "first_call")
+    lines.append(f"  {kind:10s} first call {first * 1e3:.0f} ms ({parts}): torch's loop / first call = {torch_loop / first:.2f}x")
+  lines.append(f"  torch      200-epoch loop {torch_loop * 1e3:.0f} ms (the first in its process)")
+  return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+  cli = argparse.ArgumentParser(prog="python -m benchmarks.first_call", description=__doc__.split("\n\n")[0])
+  cli.add_argument("--repeats", type=int, default=3, help="fresh processes of each kind (default 3)")
+  args = cli.parse_args(argv)
+  from benchmarks import machine
+
+  print(machine.cpu_model(), flush=True)
+  print(describe(run(args.repeats)))
+  return 0
+
+
+if __name__ == "__main__":
+  raise SystemExit(main())
