@@ -4,8 +4,9 @@ A user runs a script: imports, data, then the first call of the jitted training 
 traces, lowers and compiles the program before it runs 200 epochs. Here each side runs in a
 process of its own, started fresh each time, in a random order:
 
-- ``jax``: the first call of ``parity.sine_task.make_train_fn``'s function (200 epochs in one
-  ``lax.scan``, jaxgru + optax), split into trace, lower, compile and run, imports and data apart;
+- ``jax``: the seed task written as a user would (``jaxgru.gru`` + a linear head, ``optax.adam``,
+  200 full-batch epochs in one jitted ``lax.scan``; the tutorial's data), its first call split into
+  trace, lower, compile and run, imports and data apart;
 - ``jax-cached``: the same with JAX's persistent compilation cache warm (what a repeat run of
   ``jaxgru-sine`` does; the cache is filled by an untimed process first);
 - ``torch``: the tutorial's 200-epoch PyTorch loop, the first in its process.
@@ -26,23 +27,47 @@ import textwrap
 
 import numpy as np
 
+# The seed task as a user writes it with jaxgru and optax: no torch and no parity in the process
+# (torch's modules make every full garbage collection of the process several times slower; a
+# collection that falls inside the first call then costs ~120 ms: benchmarks/NOTES.md, entry 12c).
 _JAX = """
-import json, time
+import json, math, time
+import numpy as np
 import jax, jax.numpy as jnp, optax
 import jaxgru
-from parity import sine_task
 if {cache!r}:
   jax.config.update("jax_compilation_cache_dir", {cache!r})
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-data = sine_task.make_data(0)
-x, y = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
+rng = np.random.default_rng(0)
+series = (np.sin(np.linspace(0, 100, 200)) + rng.normal(scale=0.1, size=200)).astype(np.float32)
+x = jnp.asarray(np.lib.stride_tricks.sliding_window_view(series[:-1], 10)[..., None])  # (190, 10, 1)
+y = jnp.asarray(series[10:, None])
+k_gru, k_w, k_b = jax.random.split(jax.random.key(0), 3)
+bound = 1 / math.sqrt(16)
+params = {{
+  "gru": jaxgru.init_gru_params(k_gru, 1, 16),
+  "fc": {{"weight": jax.random.uniform(k_w, (1, 16), minval=-bound, maxval=bound),
+          "bias": jax.random.uniform(k_b, (1,), minval=-bound, maxval=bound)}},
+}}
 opt = optax.adam(1e-3)
-params = sine_task.init_params(jax.random.key(0))
 opt_state = opt.init(params)
 jax.block_until_ready((params, opt_state, x, y))
-train = sine_task.make_train_fn(opt)
+
+def loss(params, x, y):
+  out, _ = jaxgru.gru(params["gru"], x, batch_first=True)
+  return jnp.mean((out[:, -1] @ params["fc"]["weight"].T + params["fc"]["bias"] - y) ** 2)
+
+@jax.jit
+def train(params, opt_state, x, y):
+  def epoch(carry, _):
+    params, opt_state = carry
+    value, grads = jax.value_and_grad(loss)(params, x, y)
+    updates, opt_state = opt.update(grads, opt_state, params)
+    return (optax.apply_updates(params, updates), opt_state), value
+  return jax.lax.scan(epoch, (params, opt_state), length=200)
+
 t0 = time.perf_counter()
-traced = train.trace(params, opt_state, x, y, epochs=200)
+traced = train.trace(params, opt_state, x, y)
 t1 = time.perf_counter()
 lowered = traced.lower()
 t2 = time.perf_counter()

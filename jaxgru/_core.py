@@ -109,8 +109,8 @@ def _stack(
   if impl == "native":
     _native.require(x)
   # auto: the native kernel where XLA lowers the program for the CPU, the fused path for any other
-  # platform (a GPU, a TPU, jax.export for them), chosen per platform at lowering time
-  auto_native = fused and impl == "auto" and _native.auto_picks(x, spec.hidden_size)
+  # platform (a GPU, a TPU, jax.export for them): the kernel's calls lower per platform
+  native_layers = impl == "native" or (fused and impl == "auto" and _native.auto_picks(x, spec.hidden_size))
 
   def directions(layer_in, h0, ws, valid):
     """One layer, direction by direction: (T, B, I), (D, B, H) -> (T, B, D*H), (D, B, H)."""
@@ -127,9 +127,6 @@ def _stack(
       finals.append(h_last)
     return (outputs[0] if len(outputs) == 1 else jnp.concatenate(outputs, axis=-1)), jnp.stack(finals)
 
-  def native(layer_in, h0, ws, valid):  # the layer's directions in one call of the kernel
-    return _native.layer(layer_in, h0, ws, valid, remat)
-
   finals = []
   layer_in = x
   for layer in range(spec.num_layers):
@@ -138,10 +135,8 @@ def _stack(
       for direction in range(spec.num_directions)
     )
     h0_layer = h0[layer * spec.num_directions : (layer + 1) * spec.num_directions]
-    if impl == "native":
-      layer_in, h_last = native(layer_in, h0_layer, ws, valid)
-    elif auto_native:
-      layer_in, h_last = lax.platform_dependent(layer_in, h0_layer, ws, valid, cpu=native, default=directions)
+    if native_layers:  # the layer's directions in one call of the kernel
+      layer_in, h_last = _native.layer(layer_in, h0_layer, ws, valid, remat)
     else:
       layer_in, h_last = directions(layer_in, h0_layer, ws, valid)
     finals.append(h_last)
@@ -192,9 +187,9 @@ def gru(
       float64; see :func:`jaxgru.native_available`); ``"auto"`` (default): for the torch
       variant the native kernel where it measured faster (CPU, hidden size up to
       1024 in float32 on an AVX-512 CPU, else 512;
-      sharded, each device runs it on its own rows), else fused, chosen per platform when
-      XLA lowers the program (``lax.platform_dependent``: a program exported for a GPU or TPU
-      from a CPU holds the fused path, one for several platforms both); the reference wherever
+      sharded, each device runs it on its own rows), else fused; the kernel's calls lower per
+      platform, so a program lowered for a GPU or TPU (``jax.export`` from a CPU host
+      included) holds the fused path there, and one for several platforms both; the reference wherever
       forward-mode autodiff (``jax.jvp``, ``jax.jacfwd``) meets it directly. All give the
       same numbers up to float rounding. ``"pallas"``: the time loop
       in one Pallas kernel per layer and direction, for GPUs and TPUs, interpreted on the CPU

@@ -40,7 +40,9 @@ import sys
 import warnings
 
 import jax
+import jax.extend
 import jax.numpy as jnp
+from jax.interpreters import mlir
 
 from jaxgru import _fused, _partition
 
@@ -157,10 +159,10 @@ def auto_max_hidden(dtype) -> int:
 def auto_picks(x: jax.Array, hidden_size: int) -> bool:
   """Whether ``impl="auto"`` takes the kernel for ``x`` (T, B, I) where XLA lowers for the CPU: it
   is built, serves the dtype, and the hidden size is one where it measured faster
-  (:func:`auto_max_hidden`). The platform is not asked here: ``jaxgru.gru`` puts the kernel in the
-  CPU branch of a ``lax.platform_dependent``, so one program takes it on the CPU and the fused
-  path on a GPU or TPU (``jax.export`` for those included). Sharded or not: each device runs it on
-  its own rows of the batch (see :func:`layer`)."""
+  (:func:`auto_max_hidden`). The platform is not asked here: the kernel's calls lower to the
+  custom call on the CPU and to the fused path on any other platform, so one program takes the
+  kernel on the CPU and the fused path on a GPU or TPU (``jax.export`` for those included).
+  Sharded or not: each device runs it on its own rows of the batch (see :func:`layer`)."""
   if not native_available() or jnp.dtype(x.dtype) not in _SUFFIX:
     return False
   return hidden_size <= auto_max_hidden(x.dtype)
@@ -179,11 +181,6 @@ def require(x: jax.Array) -> None:
     raise ValueError(f"impl='native' computes in float32 or float64, got x of dtype {x.dtype}; use impl='auto' or 'fused'")
   if jax.default_backend() != "cpu":
     raise ValueError(f"impl='native' runs on the CPU only, the default backend is {jax.default_backend()!r}; use impl='auto'")
-
-
-def _ffi(target: str, dtype, result_shapes):
-  results = [jax.ShapeDtypeStruct(s, dtype) for s in result_shapes]
-  return jax.ffi.ffi_call(f"{target}_{_SUFFIX[jnp.dtype(dtype)]}", results)
 
 
 def _operands(x, h0, w, valid):
@@ -209,7 +206,7 @@ def _forward(x, h0, w, valid, save: bool, remat: bool):
     states = (directions, steps, batch, hidden) if save else (0,)
     gates = (directions, steps, batch, 4 * hidden) if save and not remat else (0,)
     shapes = [(steps, batch, directions * hidden), (directions, batch, hidden), states, gates]
-    return _ffi("jaxgru_forward_save" if save else "jaxgru_forward", x.dtype, shapes)(x, h0, *rest)
+    return _call("jaxgru_forward_save" if save else "jaxgru_forward", (x, h0, *rest), shapes)
 
   saved = (2 if save else None, 2 if save and not remat else None)
   run = _partition.per_batch_shard(kernel, _partition.Layout(_ROWS, (1, 1, *saved)))
@@ -254,6 +251,85 @@ def _reference_grads(x, h0, w, valid, d_out, d_last):
   return pull((d_out, d_last))
 
 
+# The kernel's calls, one primitive per FFI target, lowered per platform: on the CPU to the custom
+# call, on any other platform (a GPU, a TPU, jax.export for them) to the fused XLA path computing
+# the same results from the same operands (below). So impl="auto" runs the kernel wherever XLA
+# lowers for the CPU and the fused path elsewhere, in one program, chosen when XLA lowers it, and
+# the fused path is traced only when a program is lowered for another platform
+# (benchmarks/NOTES.md, entry 12d). Attributes (input_grad, remat) go to the FFI handler.
+
+
+def _fused_forward_kernel(x, h0, w_ih, w_hh, b_ih, b_hh, mask, *, shapes):
+  """The forward targets' results by the fused path: (out, h_last, states, gates), states and
+  gates (0,)-shaped where ``shapes`` says they are not kept."""
+  save, gates_kept = shapes[2] != (0,), shapes[3] != (0,)
+  k = _fused.chunk_size(x.shape[0])
+  outs, lasts, states, gates = [], [], [], []
+  for d, (x_d, h0_d, w_d, valid_d) in enumerate(_directions(x, h0, (w_ih, w_hh, b_ih, b_hh), mask[..., None])):
+    h_last, saved = _fused._forward(x_d, h0_d, w_d, valid_d, gates_kept, k)
+    states_d = saved[0] if gates_kept else saved
+    out = _fused._output(states_d, valid_d)
+    outs.append(jnp.flip(out, 0) if d else out)
+    lasts.append(h_last)
+    states.append(states_d)
+    gates.append(jnp.concatenate(saved[1:], -1) if gates_kept else None)
+  none = jnp.zeros((0,), x.dtype)
+  return (
+    jnp.concatenate(outs, -1),
+    jnp.stack(lasts),
+    jnp.stack(states) if save else none,
+    jnp.stack(gates) if gates_kept else none,
+  )
+
+
+def _fused_backward_kernel(x, h0, w_ih, w_hh, b_ih, b_hh, mask, states, gates, d_out, d_last, *, shapes, input_grad, remat):
+  """The backward target's results by the fused path's backward pass, from the same residuals:
+  (dx or (0,), dh0, dw_ih, dw_hh, db_ih, db_hh)."""
+  hidden, k = h0.shape[-1], _fused.chunk_size(x.shape[0])
+  dxs, dh0s, dws = [], [], []
+  for d, (x_d, h0_d, w_d, valid_d) in enumerate(_directions(x, h0, (w_ih, w_hh, b_ih, b_hh), mask[..., None])):
+    d_out_d = d_out[..., d * hidden : (d + 1) * hidden]
+    saved = None if remat else tuple(jnp.split(gates[d], 4, axis=-1))
+    residuals = (x_d, h0_d, w_d, valid_d, states[d], saved)
+    dx_d, dh0_d, dw_d, _ = _fused._layer_bwd(remat, k, residuals, (jnp.flip(d_out_d, 0) if d else d_out_d, d_last[d]))
+    dxs.append(jnp.flip(dx_d, 0) if d else dx_d)
+    dh0s.append(dh0_d)
+    dws.append(dw_d)
+  dx = sum(dxs[1:], dxs[0]) if input_grad else jnp.zeros((0,), x.dtype)
+  return (dx, jnp.stack(dh0s), *(jnp.stack(parts) for parts in zip(*dws, strict=True)))
+
+
+def _kernel_primitive(target: str, fused):
+  """A primitive for ``target``'s calls: ``bind(*operands, shapes=..., dtype=..., **attributes)``."""
+  primitive = jax.extend.core.Primitive(target)
+  primitive.multiple_results = True
+  primitive.def_abstract_eval(lambda *_, shapes, dtype, **__: [jax.core.ShapedArray(s, dtype) for s in shapes])
+  primitive.def_impl(lambda *operands, **params: jax.jit(functools.partial(primitive.bind, **params))(*operands))
+
+  def on_cpu(ctx, *operands, shapes, dtype, **attributes):
+    return jax.ffi.ffi_lowering(f"{target}_{_SUFFIX[dtype]}")(ctx, *operands, **attributes)
+
+  def elsewhere(ctx, *operands, shapes, dtype, **attributes):
+    return mlir.lower_fun(functools.partial(fused, shapes=shapes, **attributes), multiple_results=True)(ctx, *operands)
+
+  mlir.register_lowering(primitive, on_cpu, platform="cpu")
+  mlir.register_lowering(primitive, elsewhere)
+  return primitive
+
+
+_KERNELS = {
+  "jaxgru_forward": _kernel_primitive("jaxgru_forward", _fused_forward_kernel),
+  "jaxgru_forward_save": _kernel_primitive("jaxgru_forward_save", _fused_forward_kernel),
+  "jaxgru_backward": _kernel_primitive("jaxgru_backward", _fused_backward_kernel),
+}
+
+
+def _call(target: str, operands, shapes, **attributes):
+  """The kernel's ``target`` on ``operands``, its results of ``shapes`` in x's dtype."""
+  dtype = jnp.dtype(operands[0].dtype)
+  return _KERNELS[target].bind(*operands, shapes=tuple(map(tuple, shapes)), dtype=dtype, **attributes)
+
+
 # The kernel's two calls that the custom_vjp below is made of are custom_jvp functions whose
 # derivatives are the fused XLA path's: so the gradient (the custom_vjp's backward pass) can be
 # differentiated again in either mode, for grad of grad, hessian (forward over reverse), ...
@@ -284,7 +360,7 @@ def _grads(x, h0, w, valid, states, gates, d_out, d_last, remat, input_grad):
     (steps, batch, inputs), (directions, hidden) = x.shape, (h0.shape[0], h0.shape[-1])
     dx = (steps, batch, inputs) if input_grad else (0,)
     shapes = [dx, (directions, batch, hidden), w_ih.shape, w_hh.shape, (directions, 3 * hidden), (directions, 3 * hidden)]
-    return _ffi("jaxgru_backward", x.dtype, shapes)(x, h0, w_ih, w_hh, *rest, input_grad=input_grad, remat=remat)
+    return _call("jaxgru_backward", (x, h0, w_ih, w_hh, *rest), shapes, input_grad=input_grad, remat=remat)
 
   saved = (2 if states.ndim == 4 else None, 2 if gates.ndim == 4 else None)
   layout = _partition.Layout(

@@ -441,3 +441,52 @@ def test_weights_only_gradient_skips_the_input_product():
     want = jax.jit(jax.grad(functools.partial(loss, impl="fused")))(params, x)
   for name in params:
     np.testing.assert_allclose(got[name], want[name], rtol=1e-5, atol=1e-5, err_msg=name)
+
+
+@needs_native
+@pytest.mark.parametrize("directions", [1, 2])
+def test_elsewhere_the_kernels_calls_lower_to_the_fused_path_with_the_same_results(x64, directions):
+  """On a GPU or TPU (or ``jax.export`` for one) each of the kernel's calls lowers to the fused
+  path's equivalent (``_fused_forward_kernel``, ``_fused_backward_kernel``): on the same operands
+  they give the kernel's outputs, final states and gradients, with and without remat and dx,
+  lengths in; the saved states and gates agree on every valid step (past a sequence's end each
+  side keeps its own filler, read only by its own backward pass)."""
+  steps, batch, inputs, hidden = 9, 5, 3, 4
+  x, h0, ws, valid = ENGINE["random_layer"](
+    np.random.default_rng(directions), steps, batch, inputs, hidden, directions, jnp.float64
+  )
+  w = tuple(jnp.stack(parts) for parts in zip(*ws, strict=True))
+  operands = _native._operands(x, h0, w, valid)
+  T, B, H, D = steps, batch, hidden, directions
+  # each direction's own order of steps: the reverse one's first is the input's last
+  own = jnp.stack([valid[:, :, 0], jnp.flip(valid[:, :, 0], 0)][:D])[..., None]
+
+  def both(target, fused, operands, shapes, **attributes):
+    kernel = jax.jit(lambda *o: _native._call(target, o, shapes, **attributes))(*operands)
+    other = jax.jit(functools.partial(fused, shapes=tuple(map(tuple, shapes)), **attributes))(*operands)
+    assert [a.shape for a in kernel] == [b.shape for b in other] == [tuple(s) for s in shapes]
+    return kernel, other
+
+  def close(a, b, what):
+    np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12, err_msg=what)
+
+  kernel, other = both("jaxgru_forward", _native._fused_forward_kernel, operands, [(T, B, D * H), (D, B, H), (0,), (0,)])
+  close(kernel[0], other[0], "forward out")
+  close(kernel[1], other[1], "forward h_last")
+  rng = np.random.default_rng(7)
+  d_out, d_last = jnp.asarray(rng.standard_normal((T, B, D * H))), jnp.asarray(rng.standard_normal((D, B, H)))
+  for remat in (False, True):
+    shapes = [(T, B, D * H), (D, B, H), (D, T, B, H), (0,) if remat else (D, T, B, 4 * H)]
+    kernel, other = both("jaxgru_forward_save", _native._fused_forward_kernel, operands, shapes)
+    for k, what in enumerate(["out", "h_last", "states", "gates"][: 3 if remat else 4]):
+      mask = own if k >= 2 else True
+      close(jnp.where(mask, kernel[k], 0), jnp.where(mask, other[k], 0), f"forward_save {what} remat={remat}")
+    for input_grad in (False, True):
+      shapes = [(T, B, inputs) if input_grad else (0,), (D, B, H), w[0].shape, w[1].shape, (D, 3 * H), (D, 3 * H)]
+      run = functools.partial(
+        both, "jaxgru_backward", _native._fused_backward_kernel, shapes=shapes, input_grad=input_grad, remat=remat
+      )
+      got = run((*operands, *kernel[2:], d_out, d_last))[0]  # each backward pass from its own forward's residuals
+      want = run((*operands, *other[2:], d_out, d_last))[1]
+      for a, b, what in zip(got, want, ("dx", "dh0", "dw_ih", "dw_hh", "db_ih", "db_hh"), strict=True):
+        close(a, b, f"backward {what} input_grad={input_grad} remat={remat}")

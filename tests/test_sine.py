@@ -180,3 +180,26 @@ def test_console_command_and_example_script_resolve(monkeypatch, capsys):
   with pytest.raises(SystemExit) as exc:
     runpy.run_path(str(ROOT / "examples" / "sine.py"), run_name="__main__")
   assert exc.value.code == 0 and "--compare-torch" in capsys.readouterr().out
+
+
+def test_the_command_keeps_its_programs_in_the_compilation_cache(tmp_path):
+  """``jaxgru-sine`` keeps its compiled programs in JAX's persistent cache
+  (``$JAXGRU_COMPILE_CACHE_DIR``); a repeat run loads them and trains the same; with
+  ``--no-compile-cache`` nothing is written."""
+  import subprocess
+
+  def command(cache, *flags):
+    env = dict(os.environ, JAXGRU_COMPILE_CACHE_DIR=str(cache), JAX_PLATFORMS="cpu")
+    env.pop("JAX_COMPILATION_CACHE_DIR", None)
+    argv = [sys.executable, str(ROOT / "examples" / "sine.py"), "--epochs", "20", *QUIET, "--output", str(tmp_path / "s.png")]
+    done = subprocess.run([*argv, *flags], capture_output=True, text=True, env=env, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    return [line for line in done.stdout.splitlines() if "final training loss" in line or "compilation cache" in line]
+
+  first = command(tmp_path / "cache")
+  assert any(str(tmp_path / "cache") in line for line in first)
+  kept = sorted((tmp_path / "cache").iterdir())
+  assert any(p.name.startswith("jit_") for p in kept), kept
+  assert command(tmp_path / "cache") == first and sorted((tmp_path / "cache").iterdir()) == kept  # loaded, not added
+  assert not any("compilation cache" in line for line in command(tmp_path / "off", "--no-compile-cache"))
+  assert not (tmp_path / "off").exists()
