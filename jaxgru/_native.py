@@ -304,7 +304,8 @@ def _kernel_primitive(target: str, fused):
   primitive = jax.extend.core.Primitive(target)
   primitive.multiple_results = True
   primitive.def_abstract_eval(lambda *_, shapes, dtype, **__: [jax.core.ShapedArray(s, dtype) for s in shapes])
-  primitive.def_impl(lambda *operands, **params: jax.jit(functools.partial(primitive.bind, **params))(*operands))
+  compiled = functools.cache(lambda params: jax.jit(functools.partial(primitive.bind, **dict(params))))
+  primitive.def_impl(lambda *operands, **params: compiled(tuple(sorted(params.items())))(*operands))  # eager calls
 
   def on_cpu(ctx, *operands, shapes, dtype, **attributes):
     return jax.ffi.ffi_lowering(f"{target}_{_SUFFIX[dtype]}")(ctx, *operands, **attributes)
