@@ -1,5 +1,6 @@
 """``bash scripts/test.sh`` (what ``.ci/run`` calls first): ruff's lint and format checks, then
-pytest; then ``.ci/run`` calls ``scripts/check_release.sh``, only when the tests passed.
+pytest; then ``.ci/run`` calls ``scripts/check_release.sh`` and ``scripts/docs.sh``, only when
+the tests passed.
 
 The script runs against a stand-in repository whose ``scripts/setup.sh`` does nothing and whose
 ``.venv/bin/python`` records its arguments and fails where told to, so no set-up, lint or test
@@ -33,6 +34,7 @@ def repo(tmp_path):
   shutil.copy(ROOT / "scripts" / "test.sh", tmp_path / "scripts" / "test.sh")
   (tmp_path / "scripts" / "setup.sh").write_text("echo setup >> calls.log\n")
   (tmp_path / "scripts" / "check_release.sh").write_text("echo check_release >> calls.log\n")
+  (tmp_path / "scripts" / "docs.sh").write_text("echo docs >> calls.log\n")
   (tmp_path / ".ci").mkdir()
   shutil.copy(ROOT / ".ci" / "run", tmp_path / ".ci" / "run")
   python = tmp_path / ".venv" / "bin" / "python"
@@ -51,7 +53,7 @@ def _run(repo, *args, **fail):
 def test_ci_runs_ruff_lint_and_format_checks_then_pytest(repo):
   rc, calls = _run(repo)
   assert rc == 0
-  assert calls == ["setup", "-m ruff check .", "-m ruff format --check .", "-m pytest -n 2", "check_release"]
+  assert calls == ["setup", "-m ruff check .", "-m ruff format --check .", "-m pytest -n 2", "check_release", "docs"]
 
 
 @pytest.mark.parametrize("failing", ["check", "format"])
