@@ -81,7 +81,7 @@ print(json.dumps(dict(trace=t1 - t0, lower=t2 - t1, compile=t3 - t2, run=t4 - t3
 _TORCH = """
 import json, time
 import torch
-from parity import sine_task
+from parity.sine import task as sine_task
 from benchmarks.seed_task import _torch_run
 data = sine_task.make_data(0)
 print(json.dumps(dict(loop=_torch_run(data, 0))))

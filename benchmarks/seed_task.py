@@ -1,6 +1,6 @@
 """The seed's whole task timed end to end both ways: 200 full-batch Adam epochs of GRU(1, 16) + Linear.
 
-torch runs the tutorial's own loop (``../shared/seed/``); jaxgru runs :mod:`parity.sine_task`'s
+torch runs the tutorial's own loop (``../shared/seed/``); jaxgru runs :mod:`parity.sine.task`'s
 compiled loop (all 200 epochs inside one ``lax.scan``), its compile time measured apart.
 Run alone: ``python -m benchmarks.seed_task``.
 """
@@ -16,7 +16,7 @@ import numpy as np
 import optax
 import torch
 
-from parity import sine_task
+from parity.sine import task as sine_task
 
 EPOCHS = 200
 GAP_S = 0.1  # untimed pause after each torch run, then an untimed jaxgru run, as in the grid's blocks

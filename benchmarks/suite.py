@@ -305,8 +305,8 @@ def _device(requested: str) -> str:
 def _seed_task(device: str) -> dict[str, Any]:
   try:
     from benchmarks import seed_task
-  except ImportError as err:  # parity.sine_task is the seed task; without it there is nothing to time
-    message = f"seed task skipped: {err} (it needs parity.sine_task)"
+  except ImportError as err:  # parity.sine.task is the seed task; without it there is nothing to time
+    message = f"seed task skipped: {err} (it needs parity.sine.task)"
     print(message, flush=True)
     return {"skipped": message}
   result = seed_task.run(device)

@@ -3,12 +3,12 @@ the tutorial's PyTorch model beside it from the same initial weights.
 
 Run: ``python examples/sine.py --compare-torch`` (after ``bash scripts/setup.sh``), or the installed
 console command ``jaxgru-sine``; ``--help`` lists the flags. The code lives in
-:mod:`parity.sine_cli` (the command) and :mod:`parity.sine_task` (data, model, training).
+:mod:`parity.sine.cli` (the command) and :mod:`parity.sine.task` (data, model, training).
 """
 
 import sys
 
-from parity.sine_cli import main
+from parity.sine.cli import main
 
 if __name__ == "__main__":
   sys.exit(main())

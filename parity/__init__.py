@@ -5,9 +5,14 @@
 - :func:`save` / :func:`load`: safetensors with torch's names; torch ``.pt`` files (weights only).
 - :func:`load_tensors` / :func:`save_tensors` / :func:`tied_names`: a whole model's state dict, tied weights too.
 - :func:`compare` / :func:`assert_close`: outputs, states and every gradient, torch vs JAX.
-- :mod:`parity.other_jax`: weights to and from Flax's, Equinox's and Haiku's GRU cells.
-- :mod:`parity.keras`, :mod:`parity.onnx`: Keras 3 GRU layers and ONNX ``GRU`` operators (ONNX Runtime).
+- :mod:`parity.other_jax <parity.frameworks.other_jax>`: weights to and from Flax's, Equinox's and Haiku's GRU cells.
+- :mod:`parity.keras <parity.frameworks.keras>`, :mod:`parity.onnx <parity.frameworks.onnx>`: Keras 3 GRU layers and ONNX ``GRU`` operators (ONNX Runtime).
 - ``python -m parity``: the sweep on this machine's devices.
+
+The code lives in four folders, one per concern: :mod:`parity.weights` (conversion and files),
+:mod:`parity.proof` (runs, comparison, the sweep), :mod:`parity.frameworks` (Keras, ONNX, other
+JAX cells; ``parity.keras`` is :mod:`parity.frameworks.keras`) and :mod:`parity.sine` (the sine
+task and ``jaxgru-sine``).
 
 Needs torch and safetensors (``pip install "jaxgru[parity]"``); :mod:`jaxgru` never imports
 torch. The names above are imported on first use, so ``import parity`` works without them and
@@ -19,41 +24,43 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-from parity import _extras
+from parity import _extras, _moved
 
 if TYPE_CHECKING:
-  from parity._runs import run_jax, run_torch
-  from parity.convert import from_torch, module_from_params, params_to_state_dict, state_dict_to_params, to_torch
-  from parity.files import load, load_tensors, save, save_tensors, tied_names
-  from parity.report import Report, assert_close, compare
+  from parity.frameworks import keras, onnx, other_jax  # noqa: F401  (found by __getattr__)
+  from parity.proof.report import Report, assert_close, compare
+  from parity.proof.runs import run_jax, run_torch
+  from parity.weights.convert import from_torch, module_from_params, params_to_state_dict, state_dict_to_params, to_torch
+  from parity.weights.files import load, load_tensors, save, save_tensors, tied_names
 
 # the module each public name comes from
 _HOME = {
-  **dict.fromkeys(("run_jax", "run_torch"), "parity._runs"),
+  **dict.fromkeys(("run_jax", "run_torch"), "parity.proof.runs"),
   **dict.fromkeys(
-    ("from_torch", "module_from_params", "params_to_state_dict", "state_dict_to_params", "to_torch"), "parity.convert"
+    ("from_torch", "module_from_params", "params_to_state_dict", "state_dict_to_params", "to_torch"),
+    "parity.weights.convert",
   ),
-  **dict.fromkeys(("load", "load_tensors", "save", "save_tensors", "tied_names"), "parity.files"),
-  **dict.fromkeys(("Report", "assert_close", "compare"), "parity.report"),
-  # other_jax needs equinox and haiku (the `others` extra), keras and onnx their own extras
-  **{name: f"parity.{name}" for name in ("other_jax", "keras", "onnx")},
+  **dict.fromkeys(("load", "load_tensors", "save", "save_tensors", "tied_names"), "parity.weights.files"),
+  **dict.fromkeys(("Report", "assert_close", "compare"), "parity.proof.report"),
 }
+_moved.install()  # `import parity.keras`, and the flat layout's old paths
 
 
 def __getattr__(name: str):
-  if name not in _HOME:
+  moved = f"parity.{name}" in _moved.MOVED
+  if name not in _HOME and not moved:
     raise AttributeError(f"module 'parity' has no attribute {name!r}")
   try:
-    module = importlib.import_module(_HOME[name])
+    # other_jax needs equinox and haiku (the `others` extra), keras and onnx their own extras
+    value = _moved.resolve(f"parity.{name}") if moved else getattr(importlib.import_module(_HOME[name]), name)
   except ModuleNotFoundError as error:
     raise _extras.missing(error, f"parity.{name}") from error
-  value = module if _HOME[name] == f"parity.{name}" else getattr(module, name)
   globals()[name] = value  # found directly from now on
   return value
 
 
 def __dir__() -> list[str]:
-  return sorted(set(globals()) | set(_HOME))
+  return sorted(set(globals()) | set(_HOME) | {name.partition(".")[2] for name in _moved.ALIASES})
 
 
 __all__ = [

@@ -10,7 +10,6 @@ import matplotlib.image
 import pytest
 
 import benchmarks
-import parity
 from benchmarks import memory, report, shapes, suite
 
 
@@ -119,12 +118,14 @@ def test_report_names_and_parts():
 
 
 def test_seed_task_is_skipped_with_a_message_without_parity_sine_task(monkeypatch, capsys):
+  import parity.sine
+
   monkeypatch.delitem(sys.modules, "benchmarks.seed_task", raising=False)
   monkeypatch.delattr(benchmarks, "seed_task", raising=False)
-  monkeypatch.delattr(parity, "sine_task", raising=False)  # from parity import sine_task reads this first
-  monkeypatch.setitem(sys.modules, "parity.sine_task", None)  # as if the module did not exist
+  monkeypatch.delattr(parity.sine, "task", raising=False)  # from parity.sine import task reads this first
+  monkeypatch.setitem(sys.modules, "parity.sine.task", None)  # as if the module did not exist
   result = suite._seed_task("cpu")
-  assert "seed task skipped" in result["skipped"] and "parity.sine_task" in result["skipped"]
+  assert "seed task skipped" in result["skipped"] and "parity.sine.task" in result["skipped"]
   assert "seed task skipped" in capsys.readouterr().out
   saved = {"machine": {"cpu": "x", "cores": 2, "device": "CPU", "versions": "v", "threads": "t", "matmul_precision": "highest"}}
   text = report.markdown({**saved, "peak_gflops": 1.0, "peak_source": "s", "cells": [], "seed_task": result})

@@ -10,8 +10,7 @@ import pytest
 import torch
 
 import parity
-from parity import __main__ as cli
-from parity import frameworks
+from parity.proof import cli, frameworks
 
 ROOT = pathlib.Path(__file__).parent.parent
 
@@ -50,7 +49,7 @@ def test_the_sweep_runs_keras_and_onnx_runtime_against_torch(monkeypatch, capsys
 
 
 def test_a_missing_framework_is_skipped_with_a_note(monkeypatch):
-  monkeypatch.setitem(sys.modules, "parity.onnx", None)  # as if onnx were not installed
+  monkeypatch.setitem(sys.modules, "parity.frameworks.onnx", None)  # as if onnx were not installed
   found, notes = frameworks.available()
   assert "ONNX Runtime" not in found and len(notes) == 1
   assert notes[0].startswith("note: ONNX Runtime skipped") and "install the onnx extra" in notes[0]

@@ -16,7 +16,8 @@ from flax import nnx
 
 import jaxgru
 import parity
-from parity import _arrays, _storage
+from parity import _arrays
+from parity.weights import _storage
 
 
 @pytest.fixture(autouse=True)

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import jaxgru
-from parity.report import TOLERANCES, _row
+from parity.proof.report import TOLERANCES, _row
 
 pk = pytest.importorskip("parity.keras", reason="needs the keras extra")  # imports keras with KERAS_BACKEND=jax
 

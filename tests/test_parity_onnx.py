@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 import jaxgru
 import parity
-from parity.report import TOLERANCES, _row
+from parity.proof.report import TOLERANCES, _row
 
 onnx = pytest.importorskip("onnx", reason="needs the onnx extra")
 pytest.importorskip("onnxruntime", reason="needs the onnx extra")

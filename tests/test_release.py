@@ -77,7 +77,7 @@ print("ok")
 
 @pytest.mark.parametrize(
   ("module", "usage", "extra"),
-  [("parity", "usage: python -m parity", "jaxgru[parity]"), ("parity.sine_cli", "usage: jaxgru-sine", "jaxgru[parity,examples]")],
+  [("parity", "usage: python -m parity", "jaxgru[parity]"), ("parity.sine.cli", "usage: jaxgru-sine", "jaxgru[parity,examples]")],
 )
 def test_commands_without_torch_help_and_name_the_extra(module, usage, extra):
   """``--help`` works without the extras; a run says which extra to install (exit status 2)."""

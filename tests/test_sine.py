@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from parity import sine_cli, sine_task
+from parity.sine import cli as sine_cli
+from parity.sine import task as sine_task
 
 ROOT = pathlib.Path(__file__).parent.parent
 QUIET = ["--no-progress", "--chunk", "10"]
@@ -175,7 +176,7 @@ def test_output_refused_when_its_folder_cannot_be(tmp_path, capsys):
 def test_console_command_and_example_script_resolve(monkeypatch, capsys):
   scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
   module, _, name = scripts["jaxgru-sine"].partition(":")
-  assert module == "parity.sine_cli" and getattr(sys.modules[module], name) is sine_cli.main
+  assert module == "parity.sine.cli" and getattr(sys.modules[module], name) is sine_cli.main
   monkeypatch.setattr(sys, "argv", ["examples/sine.py", "--help"])
   with pytest.raises(SystemExit) as exc:
     runpy.run_path(str(ROOT / "examples" / "sine.py"), run_name="__main__")

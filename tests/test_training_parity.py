@@ -1,7 +1,7 @@
 """Training parity on the seed's sine task: torch and optax, same initial weights, same data, 200 steps.
 
 ``torch.optim.Adam`` against ``optax.adam`` and ``torch.optim.SGD`` with (Nesterov) momentum against
-``optax.sgd``, through :func:`parity.sine_task.optax_twin`. The loss trajectories agree:
+``optax.sgd``, through :func:`parity.sine.task.optax_twin`. The loss trajectories agree:
 
 - float64: within 1e-9 relative at every step (measured: ~1e-15).
 - float32 (matmul precision "highest", TF32 off), tolerances measured over seeds 0-4, both variants:
@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 
-from parity import sine_task
+from parity.sine import task as sine_task
 
 OPTIMIZERS = {
   "adam": lambda p: torch.optim.Adam(p, lr=1e-3),

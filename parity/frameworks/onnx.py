@@ -40,8 +40,10 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from parity import _arrays, _inputs, convert, files
-from parity._onnx_read import flip_z, onnx_to_params, rzn_to_zrh
+from parity import _arrays
+from parity.frameworks import _inputs
+from parity.frameworks._onnx_read import flip_z, onnx_to_params, rzn_to_zrh
+from parity.weights import convert, files
 
 __all__ = ["MIN_OPSET", "OPSET", "model_proto", "onnx_to_params", "run_onnx", "to_onnx"]
 

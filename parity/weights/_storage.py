@@ -140,7 +140,7 @@ def _refused(path: pathlib.Path, text: str) -> str:
     "To port a model, save its state dict where its code is trusted, torch.save(model.state_dict(), path), "
     "and read that; a whole pickled model whose classes you trust loads with weights_only=True inside "
     "torch.serialization.safe_globals([YourModel, ...]), after which parity.from_torch(model.rnn) converts "
-    "its GRU (README: 'A GRU inside a larger model')."
+    "its GRU (the guide 'Porting a whole torch model')."
   )
 
 

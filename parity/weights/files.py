@@ -13,7 +13,7 @@ tensor under each of its names, which torch's ``load_state_dict`` copies into th
 parameter, and records the tie in the file's metadata. :func:`load_tensors` gives tied names
 the same array object, as ``torch.load`` gives them the same storage; :func:`tied_names` lists them.
 
-Writes are atomic (see :func:`parity._storage.atomic_write`): a crash at any point leaves either
+Writes are atomic (see :func:`parity.weights.files.atomic_write`): a crash at any point leaves either
 the old file or the new one under the target name, never a truncated one.
 """
 
@@ -31,8 +31,9 @@ import numpy as np
 import safetensors.torch
 import torch
 
-from parity import _arrays, _storage, convert
-from parity._storage import atomic_write  # noqa: F401  (importable from here, as before)
+from parity import _arrays
+from parity.weights import _storage, convert
+from parity.weights._storage import atomic_write  # noqa: F401  (importable from here, as before)
 
 _TIED = "tied"  # the safetensors metadata key holding the tied groups, as JSON
 

@@ -33,7 +33,7 @@ import torch
 
 import jaxgru
 from parity import _argtypes
-from parity.convert import params_to_state_dict, state_dict_to_params
+from parity.weights.convert import params_to_state_dict, state_dict_to_params
 
 Params = dict[str, dict[str, jax.Array]]
 VARIANTS = _argtypes.VARIANTS

@@ -24,7 +24,9 @@ import numpy as np
 import torch
 
 import jaxgru
-from parity import _arrays, _runs, convert
+from parity import _arrays
+from parity.proof import runs as _runs
+from parity.weights import convert
 
 # Default tolerance by the least precise dtype compared. float64 proves the maths, float32 the
 # kernels (both measured by `python -m parity`). The half-precision ones are rough defaults a few

@@ -50,7 +50,8 @@ import jax
 import numpy as np
 from flax import nnx
 
-from parity import _arrays, convert
+from parity import _arrays
+from parity.weights import convert
 
 if TYPE_CHECKING:
   import equinox as eqx  # optional (the `others` extra): imported where used

@@ -12,7 +12,7 @@ Keras's GRU orders its gates (z, r, h), keeps ``kernel`` (I, 3U) and ``recurrent
   negated (:math:`1 - \sigma(a) = \sigma(-a)`): z's weights and bias change sign on the way.
   Keras has one bias per gate where ``jaxgru`` has two: into ``jaxgru`` it goes to ``bias_ih``
   (``bias_hh`` zero); out of it ``bias_ih + bias_hh`` is folded into one (rounded once; the
-  same forward function, but training then differs: see :mod:`parity.other_jax`).
+  same forward function, but training then differs: see :mod:`parity.frameworks.other_jax`).
 
 A torch GRU layer is one ``keras.layers.GRU`` (one direction) or a
 ``keras.layers.Bidirectional`` of two (``merge_mode="concat"``: the directions side by side,
@@ -63,7 +63,9 @@ def _import_keras():
 
 keras = _import_keras()
 
-from parity import _arrays, _inputs, convert  # noqa: E402  (after keras, whose backend is chosen above)
+from parity import _arrays  # noqa: E402  (after keras, whose backend is chosen above)
+from parity.frameworks import _inputs  # noqa: E402
+from parity.weights import convert  # noqa: E402
 
 KerasLayers = Any  # a keras.layers.GRU or Bidirectional, a sequence of them, or a keras.Sequential
 

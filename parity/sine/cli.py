@@ -32,8 +32,8 @@ try:  # the parity and examples extras; --help works without them
   import torch
   from tqdm import tqdm
 
-  from parity import sine_task
-  from parity.files import atomic_write
+  from parity.sine import task as sine_task
+  from parity.weights.files import atomic_write
 except ModuleNotFoundError as error:
   _MISSING: ModuleNotFoundError | None = _extras.missing(error, "jaxgru-sine")
 else:

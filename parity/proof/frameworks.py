@@ -1,8 +1,8 @@
 """The other frameworks in ``python -m parity``'s sweep: Keras 3 and ONNX Runtime against torch.
 
 Each GRU configuration of the sweep goes from torch to ``jaxgru`` (:func:`parity.from_torch`),
-on to Keras layers (:func:`parity.keras.to_keras`) and to an ONNX model
-(:func:`parity.onnx.model_proto`), and each runs in its own framework (Keras on the JAX backend,
+on to Keras layers (:func:`parity.frameworks.keras.to_keras`) and to an ONNX model
+(:func:`parity.frameworks.onnx.model_proto`), and each runs in its own framework (Keras on the JAX backend,
 ONNX Runtime's CPU kernel) against torch's own forward pass: ``output`` and ``h_n``, float32 (the
 dtype both run), with and without ``lengths`` (a Keras mask, ONNX's ``sequence_lens``). A
 framework whose package is missing is skipped with a note.
@@ -19,13 +19,13 @@ import numpy as np
 import torch
 
 import parity
-from parity.report import TOLERANCES, Report, _row
+from parity.proof.report import TOLERANCES, Report, _row
 
-FRAMEWORKS = {"Keras": "parity.keras", "ONNX Runtime": "parity.onnx"}
+FRAMEWORKS = {"Keras": "parity.frameworks.keras", "ONNX Runtime": "parity.frameworks.onnx"}
 
 
 def _keras(module: Any, jax_module: Any, x: np.ndarray, h0: np.ndarray | None, lengths: np.ndarray | None):
-  from parity import keras as pk
+  from parity.frameworks import keras as pk
 
   xb = x if module.batch_first else np.swapaxes(x, 0, 1)  # Keras is batch-first
   out, h_n = pk.run_keras(pk.to_keras(jax_module), xb, h0, lengths)
@@ -33,7 +33,7 @@ def _keras(module: Any, jax_module: Any, x: np.ndarray, h0: np.ndarray | None, l
 
 
 def _onnx(module: Any, jax_module: Any, x: np.ndarray, h0: np.ndarray | None, lengths: np.ndarray | None):
-  from parity import onnx as po
+  from parity.frameworks import onnx as po
 
   model = po.model_proto(jax_module, h0=h0 is not None, lengths=lengths is not None)
   return po.run_onnx(model, x, h0, lengths)
@@ -49,7 +49,7 @@ def available() -> tuple[list[str], list[str]]:
     try:
       importlib.import_module(module)
     except ImportError as err:
-      notes.append(f"note: {name} skipped ({err}); install the {module.split('.')[1]} extra")
+      notes.append(f"note: {name} skipped ({err}); install the {module.rpartition('.')[2]} extra")
     else:
       found.append(name)
   return found, notes

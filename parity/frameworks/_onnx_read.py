@@ -1,4 +1,4 @@
-"""Reading the ``GRU`` nodes of ONNX models as ``jaxgru`` params (:func:`parity.onnx.onnx_to_params`),
+"""Reading the ``GRU`` nodes of ONNX models as ``jaxgru`` params (:func:`parity.frameworks.onnx.onnx_to_params`),
 and the gate layout both directions share: ONNX orders the gates (z, r, h), torch (r, z, n).
 """
 
@@ -13,7 +13,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from parity import convert
+from parity.weights import convert
 
 _DEFAULT_ACTIVATIONS = ("Sigmoid", "Tanh")
 
