@@ -66,7 +66,9 @@ def _load() -> str | None:
   """
   library = pathlib.Path(__file__).parent / "_gru_kernel.so"  # setup.py's name for every Python
   if not library.exists():
-    return "the extension jaxgru/_gru_kernel was not built (pip install needs a C++17 compiler; see README)"
+    return (
+      "the extension jaxgru/_gru_kernel was not built (pip install needs a C++17 compiler; see the guide 'Supported versions')"
+    )
   try:
     reason = _register(library)
   except Exception as error:  # whatever a broken install or an incompatible XLA raises
@@ -74,7 +76,7 @@ def _load() -> str | None:
   if reason is not None:
     warnings.warn(
       f"jaxgru's native CPU kernel is off ({reason}); impl='auto' runs the XLA paths, which give the same "
-      "numbers. jaxgru.native_status() repeats this reason; see the README's install section.",
+      "numbers. jaxgru.native_status() repeats this reason; see the guide 'Supported versions'.",
       RuntimeWarning,
       stacklevel=_caller_level(),
     )
@@ -140,6 +142,21 @@ def native_status() -> str | None:
 def native_available() -> bool:
   """Whether ``impl="native"`` can run: the kernel was built and its BLAS loads."""
   return _load() is None
+
+
+def export_checks() -> list[jax.export.DisabledSafetyCheck]:
+  """The ``disabled_checks`` that let :func:`jax.export.export` keep the native kernel in a CPU export.
+
+  ``jax.export`` refuses custom calls it cannot vouch for, and the kernel's are such calls. An
+  exported program that holds them runs only in a process that has imported jaxgru (which
+  registers the kernel), with a jaxgru whose kernel has the same targets. Exports for other
+  platforms never hold the kernel and need none of this; nor does ``impl="fused"``.
+
+  Example::
+
+    exported = jax.export.export(jax.jit(f), platforms=["cpu"], disabled_checks=jaxgru.export_checks())(params, x)
+  """
+  return [jax.export.DisabledSafetyCheck.custom_call(name) for name in TARGET_NAMES]
 
 
 # impl="auto" takes the kernel up to these hidden sizes: where it measured faster than the fused

@@ -121,11 +121,18 @@ def test_auto_exports_cpu_and_cuda_in_one_program(x64):
   """One program for the CPU and CUDA: the kernel in its CPU branch (export's custom-call check
   disabled for the kernel's targets), the fused path in the other; run back on this CPU it gives
   the reference's numbers."""
-  checks = [jax.export.DisabledSafetyCheck.custom_call(name) for name in _native.TARGET_NAMES]
-  run, params, x, exported = _exported(["cpu", "cuda"], checks)
+  run, params, x, exported = _exported(["cpu", "cuda"], jaxgru.export_checks())
   assert exported.platforms == ("cpu", "cuda")
   assert "jaxgru_forward_f64" in exported.mlir_module()
   back = jax.export.deserialize(exported.serialize())
   want = jaxgru.gru(params, x, lengths=jnp.array([7, 2, 5]), impl="reference")[0]
   np.testing.assert_allclose(back.call(params, x), want, rtol=1e-12, atol=1e-12)
   assert "jaxgru_forward_f64" in run.lower(params, x).as_text()  # jit on this CPU runs the kernel
+
+
+@needs_native
+def test_a_cpu_export_without_export_checks_is_refused_naming_the_kernel(x64):
+  with pytest.raises(ValueError, match="jaxgru_forward_f64"):
+    _exported(["cpu"])
+  *_, exported = _exported(["cpu"], jaxgru.export_checks())
+  assert "jaxgru_forward_f64" in exported.mlir_module()
