@@ -61,7 +61,7 @@ def header(report: dict[str, Any]) -> list[str]:
 
 
 def markdown(report: dict[str, Any]) -> str:
-  lines = header(report) + [""]
+  lines = [f"- {line}" for line in header(report)] + [""]  # a list: one line each, on GitHub and the site
   if report["cells"]:
     names = [k for k in CONTENDERS if any(k in c["results"] for c in report["cells"])]
     rivals = ["torch", "flax"] + (["keras"] if "keras" in names else [])

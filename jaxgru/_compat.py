@@ -1,7 +1,7 @@
 """What differs between the JAX releases jaxgru supports (0.7.0 to the newest), in one place.
 
-Each name is what the newer JAX offers, or the nearest that the older one does; the README's
-supported-versions section lists what an older JAX lacks.
+Each name is what the newer JAX offers, or the nearest that the older one does; the guide
+'Supported versions' (docs/guides/versions.md) lists what an older JAX lacks.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ import parity
 
 # impl="native" needs the C++ kernel, which a machine without a compiler does not build.
 # An explicit-sharding mesh set for a block of code: jax.set_mesh, from jax 0.8 (the oldest
-# supported JAX, 0.7, has jax.sharding.use_mesh instead; the README says so).
+# supported JAX, 0.7, has jax.sharding.use_mesh instead; the guide 'Supported versions' says so).
 needs_set_mesh = pytest.mark.skipif(
   not hasattr(jax, "set_mesh"), reason="explicit-sharding meshes: jax.set_mesh needs jax >= 0.8"
 )

@@ -1,11 +1,12 @@
-"""The README's Python examples run as written."""
+"""The README is a landing page: its Python examples run as written and its relative links resolve."""
 
 import pathlib
 import re
 
 import jax
 
-README = pathlib.Path(__file__).parent.parent / "README.md"
+ROOT = pathlib.Path(__file__).parent.parent
+README = ROOT / "README.md"
 
 
 def test_readme_python_blocks_run():
@@ -15,3 +16,15 @@ def test_readme_python_blocks_run():
     namespace: dict = {}
     for block in blocks:
       exec(compile(block, str(README), "exec"), namespace)
+
+
+def test_readme_relative_links_resolve():
+  links = re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", README.read_text())
+  local = [link for link in links if "://" not in link]
+  assert local, "README.md links nowhere"
+  missing = [link for link in local if not (ROOT / link).exists()]
+  assert not missing, f"README.md links to files that do not exist: {missing}"
+
+
+def test_readme_is_a_landing_page():
+  assert len(README.read_text().splitlines()) <= 200

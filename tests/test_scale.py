@@ -309,7 +309,7 @@ def test_bad_flags_are_argparse_errors(argv, message, capsys):
 
 
 def test_eight_devices_from_the_command_line_without_logging():
-  """The README's laptop command with ``--log-every 0``: nothing waits on a loss, so before the
+  """The scaling guide's laptop command with ``--log-every 0``: nothing waits on a loss, so before the
   bound on steps in flight JAX queued every step, and XLA:CPU's in-process all-reduce over 8
   simulated devices on few cores deadlocked and aborted (SIGABRT) in most runs."""
   env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=8")

@@ -68,7 +68,7 @@ def test_traced_out_of_range_length_is_nan_not_wrong():
 
 
 # The fused path is a custom_vjp: reverse mode to any order, and forward mode over it (hessian);
-# forward mode straight into a jitted function needs impl="reference" (README, "Autodiff").
+# forward mode straight into a jitted function needs impl="reference" (the guide "Implementations", "Autodiff").
 @pytest.mark.parametrize(
   "impl, modes", [("reference", ["fwd", "rev"]), ("fused", ["rev"]), pytest.param("native", ["rev"], marks=needs_native)]
 )
