@@ -124,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
   cli = argparse.ArgumentParser(prog="python -m benchmarks.first_call", description=__doc__.split("\n\n")[0])
   cli.add_argument("--repeats", type=int, default=3, help="fresh processes of each kind (default 3)")
   args = cli.parse_args(argv)
+  if args.repeats < 1:  # a median of nothing would print nan
+    cli.error(f"argument --repeats: must be >= 1, got {args.repeats}")
   from benchmarks import machine
 
   print(machine.cpu_model(), flush=True)

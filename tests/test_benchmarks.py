@@ -200,3 +200,27 @@ def test_gpu_script_without_a_gpu_says_so(tmp_path, capsys):
   with pytest.raises(SystemExit) as exit_:
     gpu.main(["--out", str(tmp_path)])
   assert exit_.value.code == 2 and "--dry-run" in capsys.readouterr().err
+
+
+def test_first_call_runs_each_kind_in_a_fresh_process_and_compares():
+  """python -m benchmarks.first_call, one process of each kind: every part of jaxgru's first call
+  timed, torch's loop timed, and the ratio printed."""
+  from benchmarks import first_call
+
+  results = first_call.run(repeats=1)
+  assert {kind: len(runs) for kind, runs in results.items()} == {"jax": 1, "jax-cached": 1, "torch": 1}
+  for kind in ("jax", "jax-cached"):
+    parts = results[kind][0]
+    assert all(parts[k] > 0 for k in ("trace", "lower", "compile", "run"))
+    assert parts["first_call"] == pytest.approx(sum(parts[k] for k in ("trace", "lower", "compile", "run")))
+  assert results["torch"][0]["loop"] > 0
+  text = first_call.describe(results)
+  assert "jax-cached" in text and "torch's loop / first call" in text and "nan" not in text
+
+
+def test_first_call_refuses_no_repeats(capsys):
+  from benchmarks import first_call
+
+  with pytest.raises(SystemExit) as exit_:
+    first_call.main(["--repeats", "0"])
+  assert exit_.value.code == 2 and "--repeats: must be >= 1, got 0" in capsys.readouterr().err
