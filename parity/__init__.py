@@ -50,11 +50,13 @@ def __getattr__(name: str):
   moved = f"parity.{name}" in _moved.MOVED
   if name not in _HOME and not moved:
     raise AttributeError(f"module 'parity' has no attribute {name!r}")
-  try:
-    # other_jax needs equinox and haiku (the `others` extra), keras and onnx their own extras
-    value = _moved.resolve(f"parity.{name}") if moved else getattr(importlib.import_module(_HOME[name]), name)
-  except ModuleNotFoundError as error:
-    raise _extras.missing(error, f"parity.{name}") from error
+  if moved:  # other_jax needs equinox and haiku (the `others` extra), keras and onnx their own extras
+    value = _moved.resolve(f"parity.{name}")
+  else:
+    try:
+      value = getattr(importlib.import_module(_HOME[name]), name)
+    except ModuleNotFoundError as error:
+      raise _extras.missing(error, f"parity.{name}") from error
   globals()[name] = value  # found directly from now on
   return value
 

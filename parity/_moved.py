@@ -17,6 +17,8 @@ import sys
 import types
 import warnings
 
+from parity import _extras
+
 # short names kept for good
 ALIASES = {
   "parity.keras": "parity.frameworks.keras",
@@ -35,11 +37,15 @@ MOVED = ALIASES | DEPRECATED
 
 
 def resolve(old: str) -> types.ModuleType:
-  """The module ``old`` names (imported on first use), warning if ``old`` is deprecated."""
+  """The module ``old`` names (imported on first use), warning if ``old`` is deprecated. A missing
+  optional package is named with the extra that installs it, however ``old`` was imported."""
   new = MOVED[old]
   if old in DEPRECATED:
     warnings.warn(f"{old} is deprecated: import {new} instead", DeprecationWarning, stacklevel=_caller_level())
-  return importlib.import_module(new)
+  try:
+    return importlib.import_module(new)
+  except ModuleNotFoundError as error:
+    raise _extras.missing(error, old) from error
 
 
 def _caller_level() -> int:

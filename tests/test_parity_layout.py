@@ -73,3 +73,13 @@ def test_an_unknown_name_is_an_attribute_error():
     parity.nope  # noqa: B018
   with pytest.raises(ModuleNotFoundError):
     importlib.import_module("parity.nope")
+
+
+@pytest.mark.parametrize("statement", ["import parity.keras", "from parity import keras"])
+def test_a_short_name_without_its_extra_names_the_extra(monkeypatch, statement):
+  for name in ("parity.keras", "parity.frameworks.keras"):
+    monkeypatch.delitem(sys.modules, name, raising=False)
+  monkeypatch.delattr(parity, "keras", raising=False)
+  monkeypatch.setitem(sys.modules, "keras", None)  # as if Keras were not installed
+  with pytest.raises(ModuleNotFoundError, match=r"parity\.keras needs keras.*pip install 'jaxgru\[keras\]'"):
+    exec(statement, {})
