@@ -9,17 +9,28 @@ binary for the whole range. libstdc++ is linked statically (its symbols hidden, 
 dropped), so the library needs only the C library and libgcc_s, which keeps the wheel's manylinux
 policy as low as the build machine's glibc allows (``scripts/wheel.sh`` repairs and checks it).
 
-Where the compiler or the headers are missing or the build fails, the install goes on without
-the kernel (``optional=True``) and jaxgru runs on its XLA paths; ``jaxgru.native_available()``
-and ``jaxgru.native_status()`` say which and why.
+The built library is stripped (never linked with ``-s``: see ``_strip``) and then run against the
+reference implementation in a subprocess (``native/check_kernel.py``): a kernel that crashes or
+disagrees there is not installed. Where the compiler or the headers are missing, the build fails
+or the check does, the install goes on without the kernel (``optional=True``) and jaxgru runs on
+its XLA paths; ``jaxgru.native_available()`` and ``jaxgru.native_status()`` say which and why
+(the reason is installed as ``jaxgru/_gru_kernel.txt``). ``JAXGRU_BUILD_NATIVE=0`` builds the pure
+``py3-none-any`` wheel, with no kernel.
 """
 
 import importlib.util
 import os
 import pathlib
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
 
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
+from setuptools.command.build_py import build_py
 
 try:
   from setuptools.command.bdist_wheel import bdist_wheel
@@ -35,35 +46,120 @@ def _ffi_include() -> str | None:
   return str(include) if (include / "xla" / "ffi" / "api" / "ffi.h").exists() else None
 
 
+HERE = pathlib.Path(__file__).resolve().parent
+
+
+def _strip(library: str) -> None:
+  """Strips the linked library (``$STRIP``, else ``strip``; kept as it is where there is none).
+
+  Never ``-s`` at link time: binutils 2.35 (Debian 11) then drops the R_X86_64_IRELATIVE
+  relocations of the ``target_clones`` functions, and their first call jumps through an
+  unresolved PLT slot (a segmentation fault). Stripping the linked file keeps them."""
+  strip = shlex.split(os.environ.get("STRIP", "strip"))
+  if shutil.which(strip[0]):
+    subprocess.run([*strip, "--strip-unneeded", library], check=True)
+
+
+def _check(library: str) -> str | None:
+  """Runs the built kernel against the reference in a subprocess (native/check_kernel.py);
+  returns why it must not be installed, or None. A kernel that crashes ends the subprocess only.
+
+  ``JAXGRU_KERNEL_CHECK=0`` skips this, for a cross-compiled kernel that cannot run on the build
+  machine: its wheel is then checked where it runs (scripts/check_release.sh, under emulation)."""
+  if os.environ.get("JAXGRU_KERNEL_CHECK") == "0":
+    print("jaxgru: JAXGRU_KERNEL_CHECK=0: the native kernel was not checked against the reference here")
+    return None
+  with tempfile.TemporaryDirectory() as tmp:
+    package = pathlib.Path(tmp) / "jaxgru"
+    shutil.copytree(HERE / "jaxgru", package, ignore=shutil.ignore_patterns("*.so", "__pycache__"))
+    shutil.copy(library, package / "_gru_kernel.so")
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    env.pop("JAXGRU_NATIVE_ISA", None)
+    try:
+      done = subprocess.run(
+        [sys.executable, str(HERE / "native" / "check_kernel.py"), str(package)],
+        capture_output=True, text=True, timeout=900, env=env, cwd=tmp,
+      )  # fmt: skip
+    except subprocess.TimeoutExpired:
+      return "its check against the reference did not finish in 900 s"
+  if done.returncode < 0:
+    return f"it crashed when run against the reference ({signal.Signals(-done.returncode).name})"
+  lines = (done.stdout + done.stderr).strip().splitlines() or ["(no output)"]
+  if done.returncode != 0:
+    return f"its check against the reference failed: {lines[-1]}"
+  print(f"jaxgru: the native CPU kernel agrees with the reference in {len(lines)} cases (native/check_kernel.py)")
+  return None
+
+
+# Why the installed jaxgru has no kernel, written beside where the kernel would be (read by
+# jaxgru._native.native_status()); absent when the kernel was built and passed its check.
+WHY_NOT = "_gru_kernel.txt"
+
+
+def _say_why_not(folder: str, reason: str | None) -> None:
+  why = pathlib.Path(folder) / WHY_NOT
+  if reason is None:
+    why.unlink(missing_ok=True)
+    return
+  why.parent.mkdir(parents=True, exist_ok=True)
+  why.write_text(reason + "\n")
+  print(f"jaxgru: installing without the native CPU kernel: {reason}; jaxgru runs on its XLA paths")
+
+
 class BuildKernel(build_ext):
-  """Names the library ``_gru_kernel.so`` (no Python ABI in the name: ctypes loads it), and says
-  so plainly when it could not be built."""
+  """Names the library ``_gru_kernel.so`` (no Python ABI in the name: ctypes loads it), strips it,
+  runs it against the reference in a subprocess, and installs it only if that passed; where it
+  is not installed, says why (on the console and in ``jaxgru/_gru_kernel.txt``)."""
 
   def get_ext_filename(self, fullname: str) -> str:
     return os.path.join(*fullname.split(".")) + ".so"
 
-  def run(self) -> None:
+  def build_extension(self, ext: Extension) -> None:
+    library = self.get_ext_fullpath(ext.name)
     try:
-      super().run()
-    finally:
-      if self.extensions and not all(os.path.exists(self.get_ext_fullpath(e.name)) for e in self.extensions):
-        print("jaxgru: the native CPU kernel was not built (see the compiler's message above); jaxgru runs on its XLA paths")
+      super().build_extension(ext)
+    except Exception as error:  # optional=True: setuptools reports the compiler's failure and goes on
+      _say_why_not(os.path.dirname(library), f"the C++ compiler failed ({type(error).__name__}: {error})")
+      raise
+    _strip(library)
+    reason = _check(library)
+    if reason is not None:
+      os.remove(library)
+    _say_why_not(os.path.dirname(library), reason)
+
+
+class BuildPy(build_py):
+  """Where no kernel is built at all, says why in ``jaxgru/_gru_kernel.txt``."""
+
+  def run(self) -> None:
+    super().run()
+    if NO_KERNEL is not None:
+      _say_why_not(str(HERE / "jaxgru") if self.editable_mode else os.path.join(self.build_lib, "jaxgru"), NO_KERNEL)
 
 
 class Wheel(bdist_wheel):
-  """A platform wheel for any Python 3: the only binary is the ctypes-loaded kernel."""
+  """A platform wheel for any Python 3 (``py3-none-<platform>``: the only binary is the
+  ctypes-loaded kernel), or, built with ``JAXGRU_BUILD_NATIVE=0``, the pure ``py3-none-any``
+  wheel, with no kernel, for every platform that has no wheel of its own."""
 
   def finalize_options(self) -> None:
     super().finalize_options()
-    self.root_is_pure = False
+    self.root_is_pure = NO_KERNEL is not None
 
   def get_tag(self) -> tuple[str, str, str]:
-    return "py3", "none", super().get_tag()[2]
+    return ("py3", "none", "any") if NO_KERNEL is not None else ("py3", "none", super().get_tag()[2])
 
 
 include = _ffi_include()
-if include is None:
-  print("jaxgru: jaxlib's XLA FFI headers were not found at build time; installing without the native CPU kernel")
+if os.environ.get("JAXGRU_BUILD_NATIVE") == "0":
+  NO_KERNEL = (
+    "this is jaxgru's pure Python wheel (py3-none-any), for the platforms that have no wheel with the kernel "
+    "(the kernel ships for Linux x86-64 and aarch64 with glibc 2.27 or newer)"
+  )
+elif include is None:
+  NO_KERNEL = "jaxlib's XLA FFI headers were not found when it was built"
+else:
+  NO_KERNEL = None
 kernel = Extension(
   "jaxgru._gru_kernel",
   sources=["native/gru_kernel.cc"],
@@ -77,8 +173,12 @@ kernel = Extension(
     *("-ffunction-sections", "-fdata-sections"),  # for --gc-sections below
   ],
   # libstdc++ inside the library, its symbols kept to itself (jaxlib brings its own); libgcc stays
-  # shared (its static unwinder needs glibc 2.35's _dl_find_object); stripped: 0.8 MB, not 5.6
-  extra_link_args=["-static-libstdc++", "-Wl,--exclude-libs,ALL", "-Wl,--gc-sections", "-s"],
+  # shared (its static unwinder needs glibc 2.35's _dl_find_object); stripped after linking (_strip)
+  extra_link_args=["-static-libstdc++", "-Wl,--exclude-libs,ALL", "-Wl,--gc-sections"],
   optional=True,
 )
-setup(ext_modules=[kernel] if include else [], cmdclass={"build_ext": BuildKernel, "bdist_wheel": Wheel})
+if __name__ == "__main__":  # as pip's build runs it; the tests import the helpers above
+  setup(
+    ext_modules=[kernel] if NO_KERNEL is None else [],
+    cmdclass={"build_ext": BuildKernel, "build_py": BuildPy, "bdist_wheel": Wheel},
+  )

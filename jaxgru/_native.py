@@ -66,9 +66,9 @@ def _load() -> str | None:
   """
   library = pathlib.Path(__file__).parent / "_gru_kernel.so"  # setup.py's name for every Python
   if not library.exists():
-    return (
-      "the extension jaxgru/_gru_kernel was not built (pip install needs a C++17 compiler; see the guide 'Supported versions')"
-    )
+    why = library.with_suffix(".txt")  # written by setup.py where it installed no kernel
+    reason = why.read_text().strip() if why.is_file() else "pip install needs a C++17 compiler"
+    return f"the extension jaxgru/_gru_kernel is not installed: {reason} (see the guide 'Supported versions')"
   try:
     reason = _register(library)
   except Exception as error:  # whatever a broken install or an incompatible XLA raises
