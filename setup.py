@@ -119,7 +119,9 @@ class BuildKernel(build_ext):
     try:
       super().build_extension(ext)
     except Exception as error:  # optional=True: setuptools reports the compiler's failure and goes on
-      _say_why_not(os.path.dirname(library), f"the C++ compiler failed ({type(error).__name__}: {error})")
+      _say_why_not(
+        os.path.dirname(library), f"the C++17 compiler failed ({type(error).__name__}; pip install -v shows its message)"
+      )
       raise
     _strip(library)
     reason = _check(library)

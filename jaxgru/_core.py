@@ -145,6 +145,25 @@ def _stack(
   return layer_in, jnp.concatenate(finals)
 
 
+# Called eagerly (outside jit, under an eager jax.grad or jax.vmap too), gru() runs _stack through
+# jit, one program kept per shape and configuration: traced eagerly, a lax.scan or custom_vjp is
+# traced anew at each call, and JAX compiles new programs for it every time and keeps them (a bare
+# lax.scan under eager jax.grad: 2 programs and ~4 MB more a call, until LLVM ran out of memory;
+# benchmarks/eager.py). Inside a user's jit, _stack is traced into the user's program directly:
+# a nested jit there made XLA keep ~6 MB more temporaries in a remat backward pass.
+_stack_at_rate = jax.jit(_stack, static_argnames=("spec", "dropout", "variant", "impl", "remat"))
+_stack_at_traced_rate = jax.jit(_stack, static_argnames=("spec", "variant", "impl", "remat"))
+
+
+def _compiled_stack(params, spec, x, h0, valid, dropout, dropout_key, variant, impl, remat):
+  """:func:`_stack`, through its kept program when every operand's value is known (an eager
+  call); a traced dropout rate is an operand of that program, not a constant."""
+  if not _compat.known_now(params, x, h0, valid, dropout, dropout_key):
+    return _stack(params, spec, x, h0, valid, dropout, dropout_key, variant, impl, remat)
+  run = _stack_at_traced_rate if isinstance(dropout, jax.core.Tracer) else _stack_at_rate
+  return run(params, spec, x, h0, valid, dropout, dropout_key, variant, impl, remat)
+
+
 def _is_zero(value: Any) -> bool:
   return not isinstance(value, jax.core.Tracer) and value == 0
 
@@ -200,11 +219,12 @@ def gru(
   Returns:
     ``(output, h_n)``: output (T, B, D*H) (batch-first or unbatched like ``x``), with the
     reverse direction's half aligned to the input step; h_n (L*D, B, H) indexed
-    ``layer * D + direction``. An empty batch (B = 0) gives empty results, as torch's.
+    ``layer * D + direction``. An empty batch (B = 0) gives empty results, as torch's; with
+    ``lengths`` it is a ValueError, as torch's ``pack_padded_sequence`` refuses it.
 
   Raises:
-    ValueError: a shape, size or value is wrong (``x`` with T = 0 among them), or
-      ``dropout > 0`` without ``dropout_key``.
+    ValueError: a shape, size or value is wrong (``x`` with T = 0 among them, ``lengths`` for
+      an empty batch), or ``dropout > 0`` without ``dropout_key``.
     TypeError: a dtype or type is wrong (a flag that is not a bool among them).
 
   Example:
@@ -239,6 +259,11 @@ def gru(
     _validate.check_batch_sharding(h0, 1, x, "h0")
   valid = ok = None
   if lengths is not None:
+    if batch == 0:
+      raise ValueError(
+        f"lengths cannot describe an empty batch (x of shape {given}): torch's pack_padded_sequence refuses it "
+        "('Cannot pack empty tensors'); leave lengths out for B = 0"
+      )
     lengths = _validate.check_lengths(lengths, batch if batched else None, steps)
     _validate.check_batch_sharding(lengths, 0, x, "lengths")
     valid, ok = _validate.length_mask(lengths, steps)
@@ -251,11 +276,11 @@ def gru(
     output, h_n = jnp.zeros((steps, 0, spec.num_directions * spec.hidden_size), x.dtype), h0
   else:
     try:
-      output, h_n = _stack(*args, impl, remat)
+      output, h_n = _compiled_stack(*args, impl, remat)
     except TypeError as error:  # jax.jvp / jacfwd straight through the custom_vjp
       if impl != "auto" or "custom_vjp" not in str(error):
         raise
-      output, h_n = _stack(*args, "reference", remat)
+      output, h_n = _compiled_stack(*args, "reference", remat)
 
   if ok is not None and isinstance(lengths, jax.core.Tracer):
     output = jnp.where(ok, output, jnp.nan)

@@ -2,7 +2,8 @@
 checkout) does first, on whatever JAX the venv has. scripts/check_release.sh runs it in fresh
 venvs at the oldest and the newest supported stacks.
 
-- ``import jaxgru``; the native kernel loads (``--native yes``) or says why not (``--native no``);
+- ``import jaxgru``; the native kernel loads (``--native yes``) or says why not (``--native no``,
+  ``--why``: words the reason must hold);
 - a 2-layer bidirectional GRU with lengths, in float64: every implementation that runs on the CPU
   (reference, fused, native, auto) gives the reference's outputs, final states and gradients
   (parameters, input, initial state) to 1e-12;
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import pathlib
+import platform
 import subprocess
 import sys
 import warnings
@@ -25,6 +27,7 @@ import warnings
 def main() -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--native", choices=("yes", "no"), required=True, help="whether the install has a working native kernel")
+  parser.add_argument("--why", default="", help="with --native no: words that native_status() must say")
   args = parser.parse_args()
 
   with warnings.catch_warnings():
@@ -40,9 +43,12 @@ def main() -> int:
     here = pathlib.Path(jaxgru.__file__).resolve()
     assert "site-packages" in here.parts, f"jaxgru imported from {here}, not from an install"
     status = jaxgru.native_status()
-  print(f"python {sys.version.split()[0]}, jax {jax.__version__}, jaxlib {jax.lib.__version__}, flax {flax.__version__}")
+  print(
+    f"{platform.machine()}, glibc {platform.libc_ver()[1] or '?'}, python {sys.version.split()[0]}, jax {jax.__version__}, jaxlib {jax.lib.__version__}, flax {flax.__version__}"
+  )
   print(f"jaxgru {jaxgru.__version__} from {here.parent}; native kernel: {status or 'available'}")
   assert (status is None) == (args.native == "yes"), f"native kernel: expected {args.native}, status {status!r}"
+  assert args.why in (status or ""), f"native_status() should say {args.why!r}: {status!r}"
 
   params = jaxgru.init_gru_params(jax.random.key(0), 3, 6, num_layers=2, bidirectional=True, dtype=jnp.float64)
   params = jax.tree.map(lambda p: p + 0.1 * jax.random.normal(jax.random.key(1), p.shape, p.dtype), params)  # biases too

@@ -132,8 +132,13 @@ def test_empty_batch_like_torch(impl):
   assert out.shape == tuple(want_out.shape) and h_n.shape == tuple(want_h.shape)
   grads = jax.jit(jax.grad(loss, argnums=(0, 1, 2)))(params, x, np.zeros((4, 0, H), np.float32))
   assert all(not np.any(g) for g in jax.tree.leaves(grads))
-  out_bf, _ = jaxgru.gru(params, np.zeros((0, T, I), np.float32), batch_first=True, lengths=np.zeros((0,), int), impl=impl)
+  out_bf, _ = jaxgru.gru(params, np.zeros((0, T, I), np.float32), batch_first=True, impl=impl)
   assert out_bf.shape == (0, T, 2 * H)
+  # torch refuses lengths for an empty batch: so does jaxgru
+  with pytest.raises(RuntimeError, match="Cannot pack empty tensors"):
+    torch.nn.utils.rnn.pack_padded_sequence(torch.from_numpy(x), torch.zeros(0, dtype=torch.long), enforce_sorted=False)
+  with pytest.raises(ValueError, match="lengths cannot describe an empty batch .*Cannot pack empty tensors"):
+    jaxgru.gru(params, np.zeros((0, T, I), np.float32), batch_first=True, lengths=np.zeros((0,), int), impl=impl)
 
   model = jaxgru.GRU(I, H, 2, bidirectional=True, impl=impl, rngs=nnx.Rngs(0))
   assert nnx.jit(lambda m, x: m(x)[0])(model, x).shape == (T, 0, 2 * H)

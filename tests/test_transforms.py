@@ -122,3 +122,23 @@ def test_explicit_sharding_mesh(impl):
   want = jax.grad(loss)(params, np.asarray(x), np.asarray(lengths))
   for k in params:
     np.testing.assert_allclose(grads[k], want[k], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["forward", "grad"])
+@pytest.mark.parametrize("impl", ["reference", "fused", "pallas", pytest.param("native", marks=needs_native)])
+def test_a_repeat_eager_call_compiles_nothing(impl, mode, caplog):
+  """Outside jit, even under jax.grad, a repeat call with the same shapes runs the programs
+  compiled by the first: a lax.scan traced anew at each eager call had been compiled anew each
+  time, its programs kept (an eager training loop grew until LLVM ran out of memory)."""
+  params = jaxgru.init_gru_params(jax.random.key(0), I, H, num_layers=2, bidirectional=True)
+  x = jax.random.normal(jax.random.key(1), (T, B, I))
+  lengths = jnp.array([T, 2, 1])[:B]
+  if mode == "forward":
+    call = lambda: jaxgru.gru(params, x, lengths=lengths, impl=impl)
+  else:
+    call = lambda: jax.grad(lambda p, x: jnp.sum(jaxgru.gru(p, x, lengths=lengths, impl=impl)[0] ** 2), argnums=(0, 1))(params, x)
+  jax.block_until_ready(call())
+  with jax.log_compiles(True), caplog.at_level("WARNING"):
+    caplog.clear()
+    jax.block_until_ready(call())
+  assert not [r.getMessage() for r in caplog.records if "ompil" in r.getMessage()]

@@ -4,7 +4,9 @@ and the gate layout both directions share: ONNX orders the gates (z, r, h), torc
 
 from __future__ import annotations
 
+import errno
 import os
+import pathlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,6 +18,57 @@ from onnx import helper, numpy_helper
 from parity.weights import convert
 
 _DEFAULT_ACTIVATIONS = ("Sigmoid", "Tanh")
+
+
+def read_model(model: str | os.PathLike | onnx.ModelProto) -> onnx.ModelProto:
+  """``model`` with every tensor's data in it: a ``ModelProto`` as it is, or the model at a
+  path, its external data read from the model's own folder (never the working directory) by
+  ``onnx.load``, which refuses locations outside that folder (``../``, absolute, symbolic links).
+
+  Raises:
+    FileNotFoundError: no file at the path.
+    ValueError: a directory; not a readable ONNX model (truncated, corrupt, another format);
+      external data that is missing or outside the model's folder; a ``ModelProto`` whose
+      tensors live in external files (it has no folder to read them from).
+    TypeError: neither a path nor a ``ModelProto``.
+  """
+  if isinstance(model, onnx.ModelProto):
+    external = [t.name for t in _tensors(model.graph) if t.data_location == onnx.TensorProto.EXTERNAL]
+    if external:
+      raise ValueError(
+        f"the model's tensors {external[:5]} are stored in external files, which a ModelProto has no folder to read "
+        "from: pass the model's path instead (its external data is then read from the model's folder)"
+      )
+    return model
+  if not isinstance(model, str | os.PathLike):
+    raise TypeError(f"model must be a path or an onnx.ModelProto, got {type(model).__name__}")
+  path = pathlib.Path(model)
+  if path.is_dir():
+    raise ValueError(f"{path} is a directory, not an ONNX model file")
+  if not path.exists():
+    raise FileNotFoundError(errno.ENOENT, "no ONNX model file here", str(path))
+  try:
+    return onnx.load(os.fspath(path))
+  except Exception as err:  # protobuf's DecodeError, onnx's ValidationError for escaping external data, ...
+    first = (str(err).strip().splitlines() or [""])[0]
+    raise ValueError(
+      f"{path} is not a readable ONNX model (truncated or corrupt, another format, or external data that is missing "
+      f"or outside the model's folder): {type(err).__name__}: {first}"
+    ) from None
+
+
+def _tensors(graph: onnx.GraphProto):
+  """Every tensor a graph holds: initializers and node attributes, subgraphs included."""
+  yield from graph.initializer
+  for node in graph.node:
+    for attr in node.attribute:
+      if attr.HasField("t"):
+        yield attr.t
+      yield from attr.tensors
+      if attr.HasField("g"):
+        yield from _tensors(attr.g)
+      for sub in attr.graphs:
+        yield from _tensors(sub)
 
 
 def rzn_to_zrh(a: np.ndarray, hidden: int) -> np.ndarray:
@@ -91,7 +144,10 @@ def onnx_to_params(model: str | os.PathLike | onnx.ModelProto, *, variant: str =
   without ``B`` gives ``bias=False`` params. The dtype is the stored one.
 
   Raises:
-    ValueError: no GRU node; ``clip``, activations other than (Sigmoid, Tanh) or their
+    FileNotFoundError: no file at the path.
+    TypeError: ``model`` is neither a path nor an ``onnx.ModelProto``.
+    ValueError: not a readable ONNX model, or its external data missing or outside the model's
+      folder (see :func:`read_model`); no GRU node; ``clip``, activations other than (Sigmoid, Tanh) or their
       alpha/beta; ``direction="reverse"``; ``linear_before_reset`` not the ``variant``'s;
       weights computed at run time; layers that do not stack (hidden sizes, directions, input
       sizes, bias on some layers only). ``sequence_lens``, ``initial_h`` and ``layout``
@@ -99,8 +155,7 @@ def onnx_to_params(model: str | os.PathLike | onnx.ModelProto, *, variant: str =
   """
   if variant not in ("torch", "classic"):
     raise ValueError(f"variant must be 'torch' or 'classic', got {variant!r}")
-  if not isinstance(model, onnx.ModelProto):
-    model = onnx.load(os.fspath(model))
+  model = read_model(model)
   stored = _constants(model.graph)
   nodes = [n for n in model.graph.node if n.op_type == "GRU"]
   if not nodes:

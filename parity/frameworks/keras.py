@@ -38,7 +38,9 @@ set (the conversions themselves run on any backend). Needs the ``keras`` extra.
 
 from __future__ import annotations
 
+import errno
 import os
+import pathlib
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -67,7 +69,7 @@ from parity import _arrays  # noqa: E402  (after keras, whose backend is chosen 
 from parity.frameworks import _inputs  # noqa: E402
 from parity.weights import convert  # noqa: E402
 
-KerasLayers = Any  # a keras.layers.GRU or Bidirectional, a sequence of them, or a keras.Sequential
+KerasLayers = Any  # a keras.layers.GRU or Bidirectional, a sequence of them, a keras.Sequential, or a .keras file
 
 
 def _rzn_to_zrh(a: np.ndarray, hidden: int) -> np.ndarray:
@@ -84,15 +86,38 @@ def _negate_z(a: np.ndarray, hidden: int, variant: str) -> np.ndarray:
   return a
 
 
+def load_model(path: str | os.PathLike) -> Any:
+  """The model a ``.keras`` file holds, read by ``keras.saving.load_model`` in Keras's safe mode
+  (no code in the file runs), without compiling it.
+
+  Raises:
+    FileNotFoundError: no file at ``path``.
+    ValueError: a directory, or not a model Keras can read (corrupt, another format, code that
+      safe mode refuses), naming the file.
+  """
+  path = pathlib.Path(path)
+  if path.is_dir():
+    raise ValueError(f"{path} is a directory, not a .keras file")
+  if not path.exists():
+    raise FileNotFoundError(errno.ENOENT, "no .keras file here", str(path))
+  try:
+    return keras.saving.load_model(path, compile=False, safe_mode=True)
+  except Exception as err:  # zipfile's, h5py's and Keras's own errors
+    first = (str(err).strip().splitlines() or [""])[0]
+    raise ValueError(f"{path} is not a Keras model that can be read safely: {type(err).__name__}: {first}") from None
+
+
 def _layers(source: KerasLayers) -> list[Any]:
+  if isinstance(source, str | os.PathLike):
+    source = load_model(source)
   if isinstance(source, keras.Sequential):
     source = [layer for layer in source.layers if not isinstance(layer, keras.layers.InputLayer)]
   elif isinstance(source, keras.layers.GRU | keras.layers.Bidirectional):
     source = [source]
-  if not isinstance(source, Sequence) or not source:
+  if not isinstance(source, Sequence) or isinstance(source, str | bytes) or not source:
     raise TypeError(
-      "expected a keras.layers.GRU or Bidirectional(GRU), a non-empty list of them or a keras.Sequential of them, "
-      f"got {type(source).__name__}"
+      "expected a keras.layers.GRU or Bidirectional(GRU), a non-empty list of them, a keras.Sequential of them or "
+      f"the path of a .keras file holding one, got {type(source).__name__}"
     )
   return list(source)
 
@@ -153,7 +178,8 @@ def keras_to_params(source: KerasLayers, *, variant: str = "torch") -> dict[str,
   Args:
     source: a built ``keras.layers.GRU``, a ``keras.layers.Bidirectional`` of two, a list of
       such layers (a stack: all with the same ``units``, ``use_bias``, ``reset_after`` and
-      number of directions) or a ``keras.Sequential`` of them.
+      number of directions), a ``keras.Sequential`` of them, or the path of a ``.keras`` file
+      holding such a model (read by :func:`load_model`, in Keras's safe mode).
     variant: ``"torch"`` reads ``reset_after=True`` layers, ``"classic"`` ``reset_after=False``
       ones (z negated, the bias to ``bias_ih``, ``bias_hh`` zero).
 
@@ -161,8 +187,9 @@ def keras_to_params(source: KerasLayers, *, variant: str = "torch") -> dict[str,
     ``{"weight_ih_l0": ..., ...}`` in the layers' dtype.
 
   Raises:
-    TypeError: not a GRU, a Bidirectional of GRUs, or a list of them.
-    ValueError: what does not map (listed in the module docstring), a ``reset_after`` that is
+    FileNotFoundError: a path with no file.
+    TypeError: not a GRU, a Bidirectional of GRUs, a list of them or a path.
+    ValueError: a file Keras cannot read safely (see :func:`load_model`); what does not map (listed in the module docstring), a ``reset_after`` that is
       not the ``variant``'s, layers that do not stack, or ``go_backwards`` on a layer that is
       not the only one.
   """

@@ -41,7 +41,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from parity import _arrays
-from parity.frameworks import _inputs
+from parity.frameworks import _inputs, _onnx_read
 from parity.frameworks._onnx_read import flip_z, onnx_to_params, rzn_to_zrh
 from parity.weights import convert, files
 
@@ -208,11 +208,25 @@ def run_onnx(
   output_names=["output", "h_n"])``. ``h0`` and ``lengths`` are passed when the model has those
   inputs (``h0`` zeros when None). ``batch_first``: whether ``x`` is (B, T, I); when None, read
   from the model (its input's first axis named ``batch``, as :func:`to_onnx` writes it).
+
+  A model saved with external data has it read from the model's own folder, never from the
+  working directory; locations outside that folder are refused. ONNX Runtime is given the
+  model with its data inside, so it opens no file itself.
+
+  Raises:
+    FileNotFoundError: no file at the path.
+    TypeError: ``model`` is neither a path nor an ``onnx.ModelProto``.
+    ValueError: not a readable ONNX model, or its external data missing or outside its folder;
+      ONNX Runtime refuses the model or the inputs; inputs or outputs that are not a GRU's.
   """
   import onnxruntime as ort
 
-  data = model.SerializeToString() if isinstance(model, onnx.ModelProto) else pathlib.Path(model).read_bytes()
-  session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+  model = _onnx_read.read_model(model)
+  try:
+    data = model.SerializeToString()
+    session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+  except Exception as err:  # protobuf's 2 GiB limit, onnxruntime's own errors
+    raise ValueError(f"ONNX Runtime cannot load the model: {type(err).__name__}: {_first_line(err)}") from None
   names = {i.name: i for i in session.get_inputs()}
   outputs = {o.name: o for o in session.get_outputs()}
   if "input" not in names or {"output", "h_n"} - set(outputs):
@@ -240,5 +254,12 @@ def run_onnx(
     feeds["lengths"] = lengths.astype(np.int32)
   elif lengths is not None:
     raise ValueError("lengths was given but the model has no lengths input (export it with lengths=True)")
-  output, h_n = session.run(["output", "h_n"], feeds)
+  try:
+    output, h_n = session.run(["output", "h_n"], feeds)
+  except Exception as err:  # onnxruntime's own errors: types and shapes the model does not take
+    raise ValueError(f"ONNX Runtime cannot run the model on these inputs: {type(err).__name__}: {_first_line(err)}") from None
   return output, h_n
+
+
+def _first_line(err: BaseException) -> str:
+  return (str(err).strip().splitlines() or [""])[0]

@@ -15,7 +15,6 @@ import pathlib
 import pickle
 import re
 import secrets
-import zipfile
 from collections.abc import Callable, Mapping
 from typing import IO, Any
 
@@ -90,21 +89,73 @@ def read_state_dict(path: pathlib.Path) -> tuple[Mapping[str, Any], dict[str, st
 
   The format is read from the file's first bytes, not its name.
 
+  Every tensor is checked before anything is copied out of it (:func:`check_tensors`): a tensor
+  whose elements would take more memory than the file holds (a view with stride 0 or
+  overlapping strides, which ``torch.save`` keeps as a view of a small storage) is refused, so
+  reading a file never takes much more memory than its size.
+
   Raises:
     FileNotFoundError: no such file.
-    ValueError: empty, truncated, corrupt or foreign files, pickled objects other than tensors,
-      and anything but a mapping at the top, each naming the path.
+    ValueError: a directory; empty, truncated, corrupt or foreign files, pickled objects other
+      than tensors, anything but a mapping at the top, and tensors that are not plain dense
+      ones with data (sparse, meta) or would take more memory than the file holds, each naming
+      the path.
   """
+  if pathlib.Path(path).is_dir():
+    raise ValueError(f"{path} is a directory, not a safetensors or torch.save file")
   with open(path, "rb") as file:
     head = file.read(9)
   if _is_safetensors(head):
-    return _read_safetensors(path)
-  if head.startswith(_TORCH_MAGIC):
-    return _read_torch(path), {}
-  raise ValueError(
-    f"{path} is neither a safetensors file nor a torch.save file (its first bytes are {head!r}); "
-    "empty, truncated or another format?"
-  )
+    state_dict, metadata = _read_safetensors(path)
+  elif head.startswith(_TORCH_MAGIC):
+    state_dict, metadata = _read_torch(path), {}
+  else:
+    raise ValueError(
+      f"{path} is neither a safetensors file nor a torch.save file (its first bytes are {head!r}); "
+      "empty, truncated or another format?"
+    )
+  check_tensors(state_dict, path)
+  return state_dict, metadata
+
+
+def check_tensors(state_dict: Mapping[Any, Any], path: pathlib.Path) -> None:
+  """Refuses the tensors of ``state_dict`` that cannot be read as plain arrays, or whose
+  elements would take more memory than ``path`` holds, before any is copied.
+
+  A torch file holds each storage's bytes once; a tensor is a view into one. Its elements take
+  ``numel * itemsize`` bytes once copied out, which a view with stride 0 or overlapping strides
+  makes far more than its storage (a 641-byte file can describe a (16384, 16384) tensor of one
+  float: 1 GiB). The bytes the storages themselves hold come from the file, so they are checked
+  against its size too. Other entries (not tensors, nested mappings) are left to the callers.
+  """
+  size = os.path.getsize(path)
+  storages: dict[int, int] = {}
+  for key, value in state_dict.items():
+    if not isinstance(value, torch.Tensor):
+      continue
+    if value.layout != torch.strided or value.is_meta:
+      kind = "a meta tensor (no data)" if value.is_meta else f"a {value.layout} tensor"
+      raise ValueError(f"{path}: {key!r} is {kind}; a state dict's tensors are dense ones with data")
+    storage = value.untyped_storage()
+    materialised = value.numel() * value.element_size()
+    if materialised > storage.nbytes():
+      raise ValueError(
+        f"{path}: {key!r} describes a {tuple(value.shape)} tensor ({_bytes(materialised)} once its elements are "
+        f"read) on {_bytes(storage.nbytes())} of stored data (strides {value.stride()}: it repeats elements); "
+        "a state dict's tensors hold their own data, so it was refused before anything was read out of it"
+      )
+    storages[storage.data_ptr()] = storage.nbytes()
+  if sum(storages.values()) > size:
+    raise ValueError(
+      f"{path} describes {_bytes(sum(storages.values()))} of tensor data but holds {_bytes(size)}: truncated or corrupt"
+    )
+
+
+def _bytes(n: int) -> str:
+  for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+    if n >= scale:
+      return f"{n / scale:.1f} {unit}"
+  return f"{n} bytes"
 
 
 def _is_safetensors(head: bytes) -> bool:
@@ -123,8 +174,10 @@ def _read_torch(path: pathlib.Path) -> Mapping[str, Any]:
       f"{path} is not a readable torch file: it is truncated or corrupt, or holds pickled code that the safe "
       f"loader does not accept (nothing in it was executed): {_reason(text)}"
     ) from None
-  except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
-    raise ValueError(f"{path} is not a readable torch file (truncated or corrupt?): {_first_line(err)}") from None
+  except Exception as err:  # torch.load's many ways to fail on a broken file (struct.error, IndexError, ...)
+    raise ValueError(
+      f"{path} is not a readable torch file (truncated or corrupt?): {type(err).__name__}: {_first_line(err)}"
+    ) from None
   if not isinstance(state_dict, Mapping):
     raise ValueError(f"{path} holds a {type(state_dict).__name__}, not a state dict (a mapping of names to tensors)")
   return state_dict

@@ -144,8 +144,10 @@ def load_tensors(path: str | os.PathLike, *, prefix: str = "", dtype: Any = None
 
   Raises:
     FileNotFoundError: no such file.
-    ValueError: the file is corrupt or truncated, in neither format, holds pickled objects
-      other than tensors, is a training checkpoint or holds values that are not tensors, or no
+    ValueError: a directory; the file is corrupt or truncated, in neither format, holds pickled
+      objects other than tensors, is a training checkpoint, has keys that are not str or values
+      that are not tensors, holds sparse or meta tensors or ones whose elements would take more
+      memory than the file holds (a stride-0 view, say: refused before any is read out), or no
       key starts with ``prefix``.
     TypeError: a bad ``prefix`` or ``dtype``.
   """
@@ -196,9 +198,10 @@ def load(path: str | os.PathLike, *, prefix: str = "", dtype: Any = None) -> dic
 
   Raises:
     FileNotFoundError: no such file.
-    ValueError: the file is corrupt or truncated, is in neither format, holds pickled objects
-      other than tensors (a whole ``nn.Module``, say), or is not a GRU's state dict (every
-      missing, unexpected and wrongly shaped key listed; a prefix to use suggested).
+    ValueError: a directory; the file is corrupt or truncated, is in neither format, holds
+      pickled objects other than tensors (a whole ``nn.Module``, say) or tensors whose elements
+      would take more memory than the file holds, or is not a GRU's state dict (every missing,
+      unexpected and wrongly shaped key listed; a prefix to use suggested).
     TypeError: a bad ``prefix`` or ``dtype``; float64 weights while JAX runs in 32-bit mode.
   """
   if not isinstance(prefix, str):
@@ -221,6 +224,7 @@ def load(path: str | os.PathLike, *, prefix: str = "", dtype: Any = None) -> dic
 
 
 def _check_flat(state_dict: Mapping[str, Any], path: pathlib.Path) -> None:
+  """A state dict: str names to tensors, not a checkpoint that holds one (a ValueError naming the file)."""
   nested = [k for k, v in state_dict.items() if isinstance(v, Mapping)]
   if nested:
     raise ValueError(
@@ -228,6 +232,12 @@ def _check_flat(state_dict: Mapping[str, Any], path: pathlib.Path) -> None:
       f"mappings. Take the state dict out of it: parity.state_dict_to_params(torch.load(path, "
       f"weights_only=True)[{nested[0]!r}]), or re-save that entry alone with torch.save"
     )
+  not_names = [k for k in state_dict if not isinstance(k, str)]
+  if not_names:
+    raise ValueError(f"{path} is not a state dict: its keys must be str names, these are not: {not_names[:10]}")
+  not_tensors = {k: type(v).__name__ for k, v in state_dict.items() if not isinstance(v, torch.Tensor)}
+  if not_tensors:
+    raise ValueError(f"{path} is not a state dict: it holds values that are not tensors: {dict(list(not_tensors.items())[:10])}")
 
 
 def _check_tensors(tensors: Any, name: str) -> None:
