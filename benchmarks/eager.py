@@ -6,7 +6,8 @@ loop: an evaluation loop, a notebook, a debugging session. Each impl (``referenc
 the parameters) runs ``--calls`` calls in a process of its own, and the report gives the
 programs XLA compiled (after the first call and after all of them), the resident memory after a
 tenth of the calls and at the end, and the median time per call. ``--with-scan`` adds a bare
-``lax.scan`` under eager ``jax.grad``, JAX's own behaviour, for comparison.
+``lax.scan`` under eager ``jax.grad``, JAX's own behaviour, for comparison (``--scan-calls`` of
+them: each compiles anew).
 
 It exits 1 when a jaxgru case compiled anything after its first call or its resident memory grew
 by more than ``--max-growth-mb`` between a tenth of the calls and the end.
@@ -88,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--impls", default=",".join(IMPLS), help=f"comma-separated (default: {','.join(IMPLS)})")
   parser.add_argument("--max-growth-mb", type=float, default=20.0, help="allowed RSS growth per case (default: 20)")
   parser.add_argument("--with-scan", action="store_true", help="add a bare lax.scan under eager jax.grad (JAX alone)")
+  parser.add_argument("--scan-calls", type=int, default=200, help="calls of the bare lax.scan (default: 200; each is slow)")
   args = parser.parse_args(argv)
   if args.calls < 10:
     parser.error("--calls must be at least 10")
@@ -104,8 +106,8 @@ def main(argv: list[str] | None = None) -> int:
   cases = [(impl, mode) for impl in impls for mode in ("forward", "grad")] + ([("scan", "grad")] if args.with_scan else [])
   failed = []
   for impl, mode in cases:
-    result = run_case(impl, mode, args.calls)
-    name = f"{impl} {mode}" if impl != "scan" else "bare lax.scan grad (JAX alone)"
+    result = run_case(impl, mode, args.calls if impl != "scan" else max(10, args.scan_calls))
+    name = f"{impl} {mode}" if impl != "scan" else f"bare lax.scan grad (JAX alone, {result['calls']} calls)"
     if "error" in result:
       print(f"| {name} | error: {result['error']} | | | | |")
       failed.append(name)

@@ -224,3 +224,28 @@ def test_first_call_refuses_no_repeats(capsys):
   with pytest.raises(SystemExit) as exit_:
     first_call.main(["--repeats", "0"])
   assert exit_.value.code == 2 and "--repeats: must be >= 1, got 0" in capsys.readouterr().err
+
+
+def test_eager_benchmark_counts_compiles_and_memory_per_impl(capsys):
+  """python -m benchmarks.eager at a few calls: each case in its own process, its compilations
+  after the first call counted (none for jaxgru), and the bare lax.scan's (many) beside them."""
+  from benchmarks import eager
+
+  assert eager.main(["--calls", "12", "--impls", "reference,fused", "--with-scan", "--scan-calls", "12"]) == 0
+  out = capsys.readouterr().out
+  rows = {
+    line.split("|")[1].strip(): line.split("|")[2:-1] for line in out.splitlines() if line.startswith("| ") and "case" not in line
+  }
+  for case in ("reference forward", "reference grad", "fused forward", "fused grad"):
+    assert rows[case][1].strip() == "0", out
+  scan = next(k for k in rows if k.startswith("bare lax.scan"))
+  assert int(rows[scan][1]) > 0, out
+  assert "compiled only at its first call" in out
+
+
+def test_eager_benchmark_refuses_unknown_impls(capsys):
+  from benchmarks import eager
+
+  with pytest.raises(SystemExit) as exit_:
+    eager.main(["--impls", "cudnn"])
+  assert exit_.value.code == 2 and "unknown impls ['cudnn']" in capsys.readouterr().err

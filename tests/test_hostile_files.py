@@ -54,7 +54,8 @@ def files(tmp_path_factory) -> dict[str, pathlib.Path]:
 
   save("good.pt", gru.state_dict())
   save("legacy.pt", gru.state_dict(), _use_new_zipfile_serialization=False)
-  for source in ("good.pt", "legacy.pt"):
+  out["good.safetensors"] = parity.save(gru, folder / "good.safetensors")
+  for source in ("good.pt", "legacy.pt", "good.safetensors"):
     data = out[source].read_bytes()
     for cut in (1, 10, 100, 300, len(data) // 2, len(data) - 10):
       name = f"{source}.cut{cut}"
