@@ -24,13 +24,14 @@ BERNOULLI_OUT_SHARDING = "out_sharding" in inspect.signature(jax.random.bernoull
 SHARDING_RULE_REPLICATION = "need_replication_factors" in inspect.signature(SdyShardingRule.__init__).parameters
 
 
+try:  # JAX has no public test for a known value; its tracers have answered this since before 0.7
+  from jax._src.core import to_concrete_value as _to_concrete_value
+except ImportError:  # a JAX without it: only plain arrays count as known
+  _to_concrete_value = lambda x: None if isinstance(x, jax.core.Tracer) else x
+
+
 def known_now(*trees) -> bool:
   """Whether every array in ``trees`` has its value already: a concrete array, or the tracer of
-  a transformation applied eagerly to one (``jax.grad`` or ``jax.vmap`` outside ``jit``); False
-  inside ``jit`` or any other staging. JAX has no public test for it; its tracers have answered
-  ``to_concrete_value`` (None when the value is not known) since before jax 0.7."""
-  try:
-    from jax._src.core import to_concrete_value
-  except ImportError:  # a JAX without it: only plain arrays count as known
-    to_concrete_value = lambda x: None if isinstance(x, jax.core.Tracer) else x
-  return all(to_concrete_value(leaf) is not None for leaf in jax.tree.leaves(trees))
+  a transformation applied eagerly to one (``jax.grad`` outside ``jit``); False inside ``jit``
+  or any other staging."""
+  return all(_to_concrete_value(leaf) is not None for leaf in jax.tree.leaves(trees))

@@ -4,9 +4,7 @@ and the gate layout both directions share: ONNX orders the gates (z, r, h), torc
 
 from __future__ import annotations
 
-import errno
 import os
-import pathlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,7 +13,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from parity.weights import convert
+from parity.weights import _storage, convert
 
 _DEFAULT_ACTIVATIONS = ("Sigmoid", "Tanh")
 
@@ -42,11 +40,7 @@ def read_model(model: str | os.PathLike | onnx.ModelProto) -> onnx.ModelProto:
     return model
   if not isinstance(model, str | os.PathLike):
     raise TypeError(f"model must be a path or an onnx.ModelProto, got {type(model).__name__}")
-  path = pathlib.Path(model)
-  if path.is_dir():
-    raise ValueError(f"{path} is a directory, not an ONNX model file")
-  if not path.exists():
-    raise FileNotFoundError(errno.ENOENT, "no ONNX model file here", str(path))
+  path = _storage.existing_file(model, "an ONNX model file")
   try:
     return onnx.load(os.fspath(path))
   except Exception as err:  # protobuf's DecodeError, onnx's ValidationError for escaping external data, ...

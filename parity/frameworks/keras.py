@@ -38,9 +38,7 @@ set (the conversions themselves run on any backend). Needs the ``keras`` extra.
 
 from __future__ import annotations
 
-import errno
 import os
-import pathlib
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -67,7 +65,7 @@ keras = _import_keras()
 
 from parity import _arrays  # noqa: E402  (after keras, whose backend is chosen above)
 from parity.frameworks import _inputs  # noqa: E402
-from parity.weights import convert  # noqa: E402
+from parity.weights import _storage, convert  # noqa: E402
 
 KerasLayers = Any  # a keras.layers.GRU or Bidirectional, a sequence of them, a keras.Sequential, or a .keras file
 
@@ -95,11 +93,7 @@ def load_model(path: str | os.PathLike) -> Any:
     ValueError: a directory, or not a model Keras can read (corrupt, another format, code that
       safe mode refuses), naming the file.
   """
-  path = pathlib.Path(path)
-  if path.is_dir():
-    raise ValueError(f"{path} is a directory, not a .keras file")
-  if not path.exists():
-    raise FileNotFoundError(errno.ENOENT, "no .keras file here", str(path))
+  path = _storage.existing_file(path, "a .keras file")
   try:
     return keras.saving.load_model(path, compile=False, safe_mode=True)
   except Exception as err:  # zipfile's, h5py's and Keras's own errors

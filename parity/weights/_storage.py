@@ -83,6 +83,17 @@ def _sync_directory(directory: pathlib.Path) -> None:
       os.close(fd)
 
 
+def existing_file(path: str | os.PathLike, what: str) -> pathlib.Path:
+  """``path`` as a Path, if a file is there to read: a FileNotFoundError where nothing is, a
+  ValueError for a directory, each naming the path and ``what`` was expected there."""
+  path = pathlib.Path(path)
+  if path.is_dir():
+    raise ValueError(f"{path} is a directory, not {what}")
+  if not path.exists():
+    raise FileNotFoundError(errno.ENOENT, f"No such file or directory (expected {what})", str(path))
+  return path
+
+
 def read_state_dict(path: pathlib.Path) -> tuple[Mapping[str, Any], dict[str, str]]:
   """The mapping a torch or safetensors file holds (torch tensors; tensors that share memory in a
   torch file still do), and the safetensors metadata (empty for torch files).
@@ -101,8 +112,7 @@ def read_state_dict(path: pathlib.Path) -> tuple[Mapping[str, Any], dict[str, st
       ones with data (sparse, meta) or would take more memory than the file holds, each naming
       the path.
   """
-  if pathlib.Path(path).is_dir():
-    raise ValueError(f"{path} is a directory, not a safetensors or torch.save file")
+  path = existing_file(path, "a safetensors or torch.save file")
   with open(path, "rb") as file:
     head = file.read(9)
   if _is_safetensors(head):
