@@ -58,19 +58,24 @@ def _scan_direction(
   reverse: bool,
   remat: bool,
   variant: str,
+  resets: jax.Array | None = None,
+  h_reset: jax.Array | None = None,
 ) -> tuple[jax.Array, jax.Array]:
   """The reference path for one direction of one layer: (T, B, I), (B, H) -> (T, B, H), (B, H).
 
   A plain ``lax.scan`` over a whole-sequence input projection, differentiated by JAX. With
   ``valid`` (T, B, 1), steps past a sequence's length leave the state alone and output zero,
   so the forward direction ends on each sequence's last valid step and the reverse direction
-  (scanning from T - 1 down) starts on it. ``remat`` keeps only the state of each step for
-  the backward pass.
+  (scanning from T - 1 down) starts on it. With ``resets`` (T, B, 1) (this direction's, see
+  :func:`jaxgru._fused.entering`), the state entering a flagged step is ``h_reset`` (B, H).
+  ``remat`` keeps only the state of each step for the backward pass.
   """
   w_ih, w_hh, b_ih, b_hh = w
 
   def step(h, inputs):
-    g, m = inputs
+    g, m, e = inputs
+    if e is not None:
+      h = jnp.where(e, h_reset, h)
     h_new = _cell.step(g, h, w_hh, b_hh, variant)
     if m is None:
       return h_new, h_new
@@ -78,7 +83,7 @@ def _scan_direction(
 
   if remat:
     step = jax.checkpoint(step)
-  h_last, out = lax.scan(step, h0, (_cell.project(x, w_ih, b_ih), valid), reverse=reverse)
+  h_last, out = lax.scan(step, h0, (_cell.project(x, w_ih, b_ih), valid, resets), reverse=reverse)
   return out, h_last
 
 
@@ -98,13 +103,19 @@ def _stack(
   x: jax.Array,
   h0: jax.Array,
   valid: jax.Array | None,
+  starts: jax.Array | None,
+  h_reset: jax.Array | None,
   dropout: Any,
   dropout_key: jax.Array | None,
   variant: str,
   impl: str,
   remat: bool,
 ) -> tuple[jax.Array, jax.Array]:
-  """All layers, time-major: (T, B, I), (L*D, B, H) -> (T, B, D*H), (L*D, B, H)."""
+  """All layers, time-major: (T, B, I), (L*D, B, H) -> (T, B, D*H), (L*D, B, H).
+
+  ``starts`` (T, B, 1): the steps where an episode starts (inside its sequence), whose entering
+  state every layer and direction replaces by its ``h_reset`` (L*D, B, H); None: no resets.
+  """
   fused = impl == "fused" or (impl == "auto" and variant == "torch")
   if impl == "native":
     _native.require(x)
@@ -112,17 +123,19 @@ def _stack(
   # platform (a GPU, a TPU, jax.export for them): the kernel's calls lower per platform
   native_layers = impl == "native" or (fused and impl == "auto" and _native.auto_picks(x, spec.hidden_size))
 
-  def directions(layer_in, h0, ws, valid):
+  def directions(layer_in, h0, ws, valid, h_reset):
     """One layer, direction by direction: (T, B, I), (D, B, H) -> (T, B, D*H), (D, B, H)."""
     outputs, finals = [], []
     for direction, w in enumerate(ws):
       reverse = direction == 1
+      resets = _fused.entering(starts, reverse)
+      h_r = None if h_reset is None else h_reset[direction]
       if impl == "pallas":
-        out, h_last = _pallas.direction(layer_in, h0[direction], w, valid, reverse, remat, variant)
+        out, h_last = _pallas.direction(layer_in, h0[direction], w, valid, reverse, remat, variant, resets, h_r)
       elif fused:
-        out, h_last = _fused.direction(layer_in, h0[direction], w, valid, reverse, remat)
+        out, h_last = _fused.direction(layer_in, h0[direction], w, valid, reverse, remat, resets, h_r)
       else:
-        out, h_last = _scan_direction(layer_in, h0[direction], w, valid, reverse, remat, variant)
+        out, h_last = _scan_direction(layer_in, h0[direction], w, valid, reverse, remat, variant, resets, h_r)
       outputs.append(out)
       finals.append(h_last)
     return (outputs[0] if len(outputs) == 1 else jnp.concatenate(outputs, axis=-1)), jnp.stack(finals)
@@ -134,11 +147,12 @@ def _stack(
       tuple(params.get(layer_key(k, layer, direction)) for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
       for direction in range(spec.num_directions)
     )
-    h0_layer = h0[layer * spec.num_directions : (layer + 1) * spec.num_directions]
+    rows = slice(layer * spec.num_directions, (layer + 1) * spec.num_directions)
+    h_reset_layer = None if h_reset is None else h_reset[rows]
     if native_layers:  # the layer's directions in one call of the kernel
-      layer_in, h_last = _native.layer(layer_in, h0_layer, ws, valid, remat)
+      layer_in, h_last = _native.layer(layer_in, h0[rows], ws, valid, remat, starts, h_reset_layer)
     else:
-      layer_in, h_last = directions(layer_in, h0_layer, ws, valid)
+      layer_in, h_last = directions(layer_in, h0[rows], ws, valid, h_reset_layer)
     finals.append(h_last)
     if dropout_key is not None and layer < spec.num_layers - 1 and not _is_zero(dropout):
       layer_in = _dropout(layer_in, dropout, jax.random.fold_in(dropout_key, layer))
@@ -155,13 +169,14 @@ _stack_at_rate = jax.jit(_stack, static_argnames=("spec", "dropout", "variant", 
 _stack_at_traced_rate = jax.jit(_stack, static_argnames=("spec", "variant", "impl", "remat"))
 
 
-def _compiled_stack(params, spec, x, h0, valid, dropout, dropout_key, variant, impl, remat):
+def _compiled_stack(params, spec, x, h0, valid, starts, h_reset, dropout, dropout_key, variant, impl, remat):
   """:func:`_stack`, through its kept program when every operand's value is known (an eager
   call); a traced dropout rate is an operand of that program, not a constant."""
-  if not _compat.known_now(params, x, h0, valid, dropout, dropout_key):
-    return _stack(params, spec, x, h0, valid, dropout, dropout_key, variant, impl, remat)
+  args = (params, spec, x, h0, valid, starts, h_reset, dropout, dropout_key, variant, impl, remat)
+  if not _compat.known_now(params, x, h0, valid, starts, h_reset, dropout, dropout_key):
+    return _stack(*args)
   run = _stack_at_traced_rate if isinstance(dropout, jax.core.Tracer) else _stack_at_rate
-  return run(params, spec, x, h0, valid, dropout, dropout_key, variant, impl, remat)
+  return run(*args)
 
 
 def _is_zero(value: Any) -> bool:
@@ -175,6 +190,8 @@ def gru(
   *,
   batch_first: bool = False,
   lengths: jax.Array | None = None,
+  resets: jax.Array | None = None,
+  reset_state: jax.Array | None = None,
   dropout: float = 0.0,
   dropout_key: jax.Array | None = None,
   variant: str = "torch",
@@ -196,6 +213,20 @@ def gru(
       ``pad_packed_sequence(..., total_length=T)``, gradients included. ``x`` past each length
       is never read, so NaN or inf padding is harmless. Under tracing the values cannot be
       checked; a sequence whose length is out of range then gets NaN outputs and final state.
+    resets: booleans shaped like ``x`` without its feature axis, (T, B), (B, T) with
+      ``batch_first``, or (T,) unbatched: True where a new episode starts at that step (a
+      rollout of concatenated episodes, as reinforcement learning collects them; torchrl's
+      ``is_init``). The state entering a flagged step is replaced by ``reset_state`` in every
+      layer, so no output depends on an earlier episode and no gradient flows across a reset
+      (it reaches ``reset_state`` instead). Step 0 flagged: ``h0`` is not used by the forward
+      direction. A reverse direction reads each episode from its last step to its first: it
+      starts every episode from ``reset_state`` except the sequence's last one, which starts
+      from ``h0`` as without resets (with ``h0`` equal to the reset state, e.g. both zero,
+      each episode is run on its own in both directions, as torchrl's ``GRUModule`` does).
+      With ``lengths``, flags past a sequence's length are ignored.
+    reset_state: the state a reset puts in: (L*D, H), one per layer and direction shared by
+      the batch (e.g. a learned parameter), or (L*D, B, H) like ``h0``; zeros when None.
+      Needs ``resets``.
     dropout: probability in [0, 1] of zeroing each output of every layer but the last.
     dropout_key: PRNG key; required when ``dropout > 0`` (a ValueError otherwise, as Flax's
       ``Dropout`` without randomness): pass ``dropout=0.0`` for evaluation.
@@ -271,7 +302,24 @@ def gru(
     # carries NaN or inf into the backward pass (0 * NaN): zero the padding for all of them.
     x = jnp.where(valid, x, jnp.zeros_like(x))
 
-  args = (params, spec, x, h0, valid, dropout, dropout_key, variant)
+  starts = h_reset = None
+  if resets is not None:
+    starts = _validate.check_resets(resets, steps, batch if batched else None, batch_first)[..., None]
+    _validate.check_batch_sharding(starts, 1, x, "resets")
+    starts = starts if valid is None else starts & valid
+    like_x = jnp.zeros_like(x[0, :, :1])  # (B, 1), laid out like x's batch axis
+    if reset_state is None:
+      h_reset = jnp.zeros((state_shape[0], 1, state_shape[2]), x.dtype) + like_x
+    else:
+      h_reset = _validate.check_reset_state(reset_state, state_shape[0], batch if batched else None, spec.hidden_size, x.dtype)
+      if h_reset.shape[1] == 1:
+        h_reset = h_reset + like_x
+      else:
+        _validate.check_batch_sharding(h_reset, 1, x, "reset_state")
+  elif reset_state is not None:
+    raise ValueError("reset_state is the state that resets put in: it needs resets (True where an episode starts)")
+
+  args = (params, spec, x, h0, valid, starts, h_reset, dropout, dropout_key, variant)
   if batch == 0:  # an empty batch: nothing to compute, for any implementation
     output, h_n = jnp.zeros((steps, 0, spec.num_directions * spec.hidden_size), x.dtype), h0
   else:

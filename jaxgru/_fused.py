@@ -70,25 +70,47 @@ def _over_chunks(run, carry: Any, xs: Any, k: int, reverse: bool = False) -> tup
   return carry, jax.tree.map(lambda a, b: jnp.concatenate([a, b]), ys, ys_tail)
 
 
-def _forward(x: jax.Array, h0: jax.Array, w: Weights, valid: jax.Array | None, save: bool, k: int):
+def entering(starts: jax.Array | None, reverse: bool) -> jax.Array | None:
+  """The steps (T, B, 1), in input order, whose entering state a direction replaces by the reset
+  state, from ``starts``, the steps where an episode starts: those steps themselves for the
+  forward direction; for the reverse direction, which reads an episode from its last step, the
+  step before each start (the last step of the episode before it)."""
+  if starts is None or not reverse:
+    return starts
+  return jnp.concatenate([starts[1:], jnp.zeros_like(starts[:1])])
+
+
+def _forward(
+  x: jax.Array,
+  h0: jax.Array,
+  w: Weights,
+  valid: jax.Array | None,
+  save: bool,
+  k: int,
+  resets: jax.Array | None = None,
+  h_reset: jax.Array | None = None,
+):
   """Runs the recurrence; returns ``(h_last, states)``, or ``(h_last, (states, r, z, n, W_hn h + b_hn))``.
 
-  ``states`` (T, B, H) is the carried state after every step: the output where ``valid``.
+  ``states`` (T, B, H) is the carried state after every step: the output where ``valid``. With
+  ``resets`` (T, B, 1), a flagged step starts from ``h_reset`` (B, H) instead of the carried state.
   """
   w_ih, w_hh, b_ih, b_hh = w
 
   def step(h, inputs):
-    gi, m = inputs
+    gi, m, e = inputs
+    if e is not None:
+      h = jnp.where(e, h_reset, h)
     h_new, gates, hidden_n = _cell.torch_gates(gi, h, w_hh, b_hh)
     if m is not None:
       h_new = jnp.where(m, h_new, h)
     return h_new, ((h_new, *gates, hidden_n) if save else h_new)
 
   def chunk(h, inputs):
-    xc, mc = inputs
-    return lax.scan(step, h, (_cell.project(xc, w_ih, b_ih), mc))
+    xc, mc, ec = inputs
+    return lax.scan(step, h, (_cell.project(xc, w_ih, b_ih), mc, ec))
 
-  return _over_chunks(chunk, h0, (x, valid), k)
+  return _over_chunks(chunk, h0, (x, valid, resets), k)
 
 
 def _output(states: jax.Array, valid: jax.Array | None) -> jax.Array:
@@ -96,29 +118,34 @@ def _output(states: jax.Array, valid: jax.Array | None) -> jax.Array:
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5))
-def _layer(x: jax.Array, h0: jax.Array, w: Weights, valid: jax.Array | None, remat: bool, k: int):
-  h_last, states = _forward(x, h0, w, valid, False, k)
+def _layer(x: jax.Array, h0: jax.Array, w: Weights, valid: jax.Array | None, remat: bool, k: int, resets=None, h_reset=None):
+  h_last, states = _forward(x, h0, w, valid, False, k, resets, h_reset)
   return _output(states, valid), h_last
 
 
-def _layer_fwd(x, h0, w, valid, remat, k):
-  h_last, saved = _forward(x, h0, w, valid, not remat, k)
+def _layer_fwd(x, h0, w, valid, remat, k, resets=None, h_reset=None):
+  h_last, saved = _forward(x, h0, w, valid, not remat, k, resets, h_reset)
   states = saved if remat else saved[0]
   gates = None if remat else saved[1:]
-  return (_output(states, valid), h_last), (x, h0, w, valid, states, gates)
+  return (_output(states, valid), h_last), (x, h0, w, valid, states, gates, resets, h_reset)
 
 
 def _layer_bwd(remat, k, residuals, cotangents):
-  x, h0, w, valid, states, gates = residuals
+  """The backward pass. With resets, a flagged step's gradient with respect to the state it
+  started from goes to ``h_reset`` (summed over the flagged steps), none to the state before."""
+  x, h0, w, valid, states, gates, resets, h_reset = residuals
   d_out, d_last = cotangents
   w_ih, w_hh, b_ih, b_hh = w
   hidden = h0.shape[-1]
   w_hr, w_hz, w_hn = _cell.gate_blocks(w_hh, hidden)
   w_ir, w_iz, w_in = _cell.gate_blocks(w_ih, hidden)
   h_prev = jnp.concatenate([h0[None], states[:-1]])
+  if resets is not None:  # the state each step started from
+    h_prev = jnp.where(resets, h_reset, h_prev)
 
-  def step(dh, inputs):
-    do, m, hp, r, z, n, hidden_n = inputs
+  def step(carry, inputs):
+    dh, d_reset = carry
+    do, m, e, hp, r, z, n, hidden_n = inputs
     g = dh + do  # d loss / d h_t, before the mask decides whether step t happened
     if m is not None:
       g = jnp.where(m, g, jnp.zeros_like(g))
@@ -129,7 +156,10 @@ def _layer_bwd(remat, k, residuals, cotangents):
     dh_prev = g * z + jnp.dot(a_r, w_hr) + jnp.dot(a_z, w_hz) + jnp.dot(g_n, w_hn)
     if m is not None:
       dh_prev = dh_prev + jnp.where(m, jnp.zeros_like(dh), dh)  # a skipped step passes dh through
-    return dh_prev, (a_r, a_z, a_n, g_n)
+    if e is not None:  # a reset step started from h_reset: its gradient goes there, none further back
+      d_reset = d_reset + jnp.where(e, dh_prev, jnp.zeros_like(dh_prev))
+      dh_prev = jnp.where(e, jnp.zeros_like(dh_prev), dh_prev)
+    return (dh_prev, d_reset), (a_r, a_z, a_n, g_n)
 
   def outer(t, a):
     # Contracts time and batch; under an explicit-sharding mesh the batch axis may be sharded,
@@ -138,13 +168,13 @@ def _layer_bwd(remat, k, residuals, cotangents):
     return jnp.einsum("tbi,tbj->ij", t, a, out_sharding=replicated)
 
   def chunk(carry, inputs):
-    dh, acc = carry
-    do, xc, mc, hp, saved = inputs
+    dh, d_reset, acc = carry
+    do, xc, mc, ec, hp, saved = inputs
     if saved is None:  # remat: the gates again, from the states, as whole-chunk products
       (i_r, i_z, i_n), (h_r, h_z, h_n) = _cell.project(xc, w_ih, b_ih), _cell.project(hp, w_hh, b_hh)
       r, z = jax.nn.sigmoid(i_r + h_r), jax.nn.sigmoid(i_z + h_z)
       saved = (r, z, jnp.tanh(i_n + r * h_n), h_n)
-    dh, (a_r, a_z, a_n, g_n) = lax.scan(step, dh, (do, mc, hp, *saved), reverse=True)
+    (dh, d_reset), (a_r, a_z, a_n, g_n) = lax.scan(step, (dh, d_reset), (do, mc, ec, hp, *saved), reverse=True)
     grads = (
       jnp.concatenate([outer(a_r, xc), outer(a_z, xc), outer(a_n, xc)]),
       jnp.concatenate([outer(a_r, hp), outer(a_z, hp), outer(g_n, hp)]),
@@ -152,11 +182,12 @@ def _layer_bwd(remat, k, residuals, cotangents):
       None if b_hh is None else jnp.concatenate([a_r.sum((0, 1)), a_z.sum((0, 1)), g_n.sum((0, 1))]),
     )
     dx = jnp.dot(a_r, w_ir) + jnp.dot(a_z, w_iz) + jnp.dot(a_n, w_in)
-    return (dh, jax.tree.map(jnp.add, acc, grads)), dx
+    return (dh, d_reset, jax.tree.map(jnp.add, acc, grads)), dx
 
-  carry = (d_last, tuple(None if a is None else jnp.zeros_like(a) for a in w))
-  (dh0, grads), dx = _over_chunks(chunk, carry, (d_out, x, valid, h_prev, gates), k, reverse=True)
-  return dx, dh0, grads, None
+  d_reset = None if resets is None else jnp.zeros_like(h_reset)
+  carry = (d_last, d_reset, tuple(None if a is None else jnp.zeros_like(a) for a in w))
+  (dh0, d_reset, grads), dx = _over_chunks(chunk, carry, (d_out, x, valid, resets, h_prev, gates), k, reverse=True)
+  return dx, dh0, grads, None, None, d_reset
 
 
 _layer.defvjp(_layer_fwd, _layer_bwd)
@@ -169,13 +200,17 @@ def direction(
   valid: jax.Array | None,
   reverse: bool,
   remat: bool,
+  resets: jax.Array | None = None,
+  h_reset: jax.Array | None = None,
 ) -> tuple[jax.Array, jax.Array]:
   """One direction of one layer, torch's equations: (T, B, I), (B, H) -> (T, B, H), (B, H).
 
   Same contract as the reference scan: with ``valid`` (T, B, 1), steps past a sequence's end
-  keep the state and output zero; the reverse direction starts at each sequence's last step.
+  keep the state and output zero; the reverse direction starts at each sequence's last step;
+  with ``resets`` (T, B, 1) (this direction's, :func:`entering`), a flagged step starts from
+  ``h_reset`` (B, H).
   """
   if reverse:
-    x, valid = jnp.flip(x, 0), None if valid is None else jnp.flip(valid, 0)
-  out, h_last = _layer(x, h0, w, valid, remat, chunk_size(x.shape[0]))
+    x, valid, resets = (None if a is None else jnp.flip(a, 0) for a in (x, valid, resets))
+  out, h_last = _layer(x, h0, w, valid, remat, chunk_size(x.shape[0]), resets, h_reset)
   return (jnp.flip(out, 0) if reverse else out), h_last

@@ -200,20 +200,27 @@ def require(x: jax.Array) -> None:
     raise ValueError(f"impl='native' runs on the CPU only, the default backend is {jax.default_backend()!r}; use impl='auto'")
 
 
-def _operands(x, h0, w, valid):
-  """The kernel's inputs: zero biases for a bias-free layer, valid (T, B) all true when None."""
+def _operands(x, h0, w, valid, starts, h_reset):
+  """The kernel's inputs: zero biases for a bias-free layer, valid (T, B) all true when None,
+  starts (T, B) and h_reset (D, B, H) (0,)-shaped placeholders without resets."""
   w_ih, w_hh, b_ih, b_hh = w
   zeros = jnp.zeros(w_hh.shape[:2], x.dtype)
   mask = jnp.ones(x.shape[:2], bool) if valid is None else valid.reshape(x.shape[:2])
-  return (x, h0, w_ih, w_hh, zeros if b_ih is None else b_ih, zeros if b_hh is None else b_hh, mask)
+  if starts is None:
+    starts, h_reset = jnp.zeros((0,), bool), jnp.zeros((0,), x.dtype)
+  else:
+    starts = starts.reshape(x.shape[:2])
+  return (x, h0, w_ih, w_hh, zeros if b_ih is None else b_ih, zeros if b_hh is None else b_hh, mask, starts, h_reset)
 
 
-# The batch axis of the kernel's operands x, h0, w_ih, w_hh, b_ih, b_hh, mask: what a device's
-# share of the batch is under sharding (_partition.per_batch_shard).
-_ROWS = (1, 1, None, None, None, None, 1)
+def _rows(starts) -> tuple[int | None, ...]:
+  """The batch axis of the kernel's operands x, h0, w_ih, w_hh, b_ih, b_hh, mask, starts, h_reset:
+  what a device's share of the batch is under sharding (_partition.per_batch_shard)."""
+  resets = None if starts is None else 1
+  return (1, 1, None, None, None, None, 1, resets, resets)
 
 
-def _forward(x, h0, w, valid, save: bool, remat: bool):
+def _forward(x, h0, w, valid, starts, h_reset, save: bool, remat: bool):
   """(out (T, B, D*H), h_last (D, B, H), states, gates): states (D, T, B, H) and gates
   (D, T, B, 4H) = (r, z, n, hn) when saved, else (0,)-shaped placeholders; both in each
   direction's own order of steps (the reverse direction's first is the input's last)."""
@@ -226,25 +233,27 @@ def _forward(x, h0, w, valid, save: bool, remat: bool):
     return _call("jaxgru_forward_save" if save else "jaxgru_forward", (x, h0, *rest), shapes)
 
   saved = (2 if save else None, 2 if save and not remat else None)
-  run = _partition.per_batch_shard(kernel, _partition.Layout(_ROWS, (1, 1, *saved)))
-  return run(*_operands(x, h0, w, valid))
+  run = _partition.per_batch_shard(kernel, _partition.Layout(_rows(starts), (1, 1, *saved)))
+  return run(*_operands(x, h0, w, valid, starts, h_reset))
 
 
-def _directions(x, h0, w, valid):
-  """Each direction's (x, h0, w, valid) for the fused path: the reverse one's x and valid flipped."""
+def _directions(x, h0, w, valid, starts, h_reset):
+  """Each direction's (x, h0, w, valid, resets, h_reset) for the fused path, in its own order of
+  steps: the reverse one's x, valid and resets flipped; ``starts`` (T, B, 1) or None."""
   for d in range(h0.shape[0]):
     w_d = tuple(None if a is None else a[d] for a in w)
-    if d == 0:
-      yield x, h0[d], w_d, valid
-    else:
-      yield jnp.flip(x, 0), h0[d], w_d, None if valid is None else jnp.flip(valid, 0)
+    resets = _fused.entering(starts, d == 1)
+    h_reset_d = None if h_reset is None else h_reset[d]
+    if d == 1:
+      x, valid, resets = (None if a is None else jnp.flip(a, 0) for a in (x, valid, resets))
+    yield x, h0[d], w_d, valid, resets, h_reset_d
 
 
-def _reference_forward(x, h0, w, valid):
+def _reference_forward(x, h0, w, valid, starts, h_reset):
   """(out, h_last, states) by the fused path's forward scans: plain JAX, differentiable both ways."""
   outs, lasts, states = [], [], []
-  for d, (x_d, h0_d, w_d, valid_d) in enumerate(_directions(x, h0, w, valid)):
-    h_last, states_d = _fused._forward(x_d, h0_d, w_d, valid_d, False, _fused.chunk_size(x.shape[0]))
+  for d, (x_d, h0_d, w_d, valid_d, e_d, r_d) in enumerate(_directions(x, h0, w, valid, starts, h_reset)):
+    h_last, states_d = _fused._forward(x_d, h0_d, w_d, valid_d, False, _fused.chunk_size(x.shape[0]), e_d, r_d)
     out = _fused._output(states_d, valid_d)
     outs.append(jnp.flip(out, 0) if d else out)
     lasts.append(h_last)
@@ -252,19 +261,23 @@ def _reference_forward(x, h0, w, valid):
   return jnp.concatenate(outs, -1), jnp.stack(lasts), jnp.stack(states)
 
 
-def _reference_layer(x, h0, w, valid):
+def _reference_layer(x, h0, w, valid, starts, h_reset):
   """(out, h_last) by the fused path's custom_vjp, one direction at a time."""
   outs, lasts = [], []
-  for d, (x_d, h0_d, w_d, valid_d) in enumerate(_directions(x, h0, w, valid)):
-    out, h_last = _fused._layer(x_d, h0_d, w_d, valid_d, False, _fused.chunk_size(x.shape[0]))
+  for d, (x_d, h0_d, w_d, valid_d, e_d, r_d) in enumerate(_directions(x, h0, w, valid, starts, h_reset)):
+    out, h_last = _fused._layer(x_d, h0_d, w_d, valid_d, False, _fused.chunk_size(x.shape[0]), e_d, r_d)
     outs.append(jnp.flip(out, 0) if d else out)
     lasts.append(h_last)
   return jnp.concatenate(outs, -1), jnp.stack(lasts)
 
 
-def _reference_grads(x, h0, w, valid, d_out, d_last):
-  """The fused path's VJP, plain JAX: what the kernel's backward pass computes."""
-  _, pull = jax.vjp(lambda x, h0, w: _reference_layer(x, h0, w, valid), x, h0, w)
+def _reference_grads(x, h0, w, valid, starts, h_reset, d_out, d_last):
+  """The fused path's VJP, plain JAX: what the kernel's backward pass computes, (dx, dh0, dw,
+  dh_reset) (dh_reset None without resets)."""
+  if starts is None:
+    _, pull = jax.vjp(lambda x, h0, w: _reference_layer(x, h0, w, valid, None, None), x, h0, w)
+    return (*pull((d_out, d_last)), None)
+  _, pull = jax.vjp(lambda x, h0, w, h_reset: _reference_layer(x, h0, w, valid, starts, h_reset), x, h0, w, h_reset)
   return pull((d_out, d_last))
 
 
@@ -276,14 +289,21 @@ def _reference_grads(x, h0, w, valid, d_out, d_last):
 # (benchmarks/NOTES.md, entry 12d). Attributes (input_grad, remat) go to the FFI handler.
 
 
-def _fused_forward_kernel(x, h0, w_ih, w_hh, b_ih, b_hh, mask, *, shapes):
+def _resets(starts, h_reset):
+  """The kernel's (starts, h_reset) operands as the fused path takes them: (T, B, 1) and
+  (D, B, H), or None, None for the (0,)-shaped placeholders."""
+  return (None, None) if starts.shape == (0,) else (starts[..., None], h_reset)
+
+
+def _fused_forward_kernel(x, h0, w_ih, w_hh, b_ih, b_hh, mask, starts, h_reset, *, shapes):
   """The forward targets' results by the fused path: (out, h_last, states, gates), states and
   gates (0,)-shaped where ``shapes`` says they are not kept."""
   save, gates_kept = shapes[2] != (0,), shapes[3] != (0,)
   k = _fused.chunk_size(x.shape[0])
   outs, lasts, states, gates = [], [], [], []
-  for d, (x_d, h0_d, w_d, valid_d) in enumerate(_directions(x, h0, (w_ih, w_hh, b_ih, b_hh), mask[..., None])):
-    h_last, saved = _fused._forward(x_d, h0_d, w_d, valid_d, gates_kept, k)
+  directions = _directions(x, h0, (w_ih, w_hh, b_ih, b_hh), mask[..., None], *_resets(starts, h_reset))
+  for d, (x_d, h0_d, w_d, valid_d, e_d, r_d) in enumerate(directions):
+    h_last, saved = _fused._forward(x_d, h0_d, w_d, valid_d, gates_kept, k, e_d, r_d)
     states_d = saved[0] if gates_kept else saved
     out = _fused._output(states_d, valid_d)
     outs.append(jnp.flip(out, 0) if d else out)
@@ -299,21 +319,27 @@ def _fused_forward_kernel(x, h0, w_ih, w_hh, b_ih, b_hh, mask, *, shapes):
   )
 
 
-def _fused_backward_kernel(x, h0, w_ih, w_hh, b_ih, b_hh, mask, states, gates, d_out, d_last, *, shapes, input_grad, remat):
+def _fused_backward_kernel(
+  x, h0, w_ih, w_hh, b_ih, b_hh, mask, starts, h_reset, states, gates, d_out, d_last, *, shapes, input_grad, remat
+):
   """The backward target's results by the fused path's backward pass, from the same residuals:
-  (dx or (0,), dh0, dw_ih, dw_hh, db_ih, db_hh)."""
+  (dx or (0,), dh0, dw_ih, dw_hh, db_ih, db_hh, dh_reset or (0,))."""
   hidden, k = h0.shape[-1], _fused.chunk_size(x.shape[0])
-  dxs, dh0s, dws = [], [], []
-  for d, (x_d, h0_d, w_d, valid_d) in enumerate(_directions(x, h0, (w_ih, w_hh, b_ih, b_hh), mask[..., None])):
+  dxs, dh0s, dws, d_resets = [], [], [], []
+  directions = _directions(x, h0, (w_ih, w_hh, b_ih, b_hh), mask[..., None], *_resets(starts, h_reset))
+  for d, (x_d, h0_d, w_d, valid_d, e_d, r_d) in enumerate(directions):
     d_out_d = d_out[..., d * hidden : (d + 1) * hidden]
     saved = None if remat else tuple(jnp.split(gates[d], 4, axis=-1))
-    residuals = (x_d, h0_d, w_d, valid_d, states[d], saved)
-    dx_d, dh0_d, dw_d, _ = _fused._layer_bwd(remat, k, residuals, (jnp.flip(d_out_d, 0) if d else d_out_d, d_last[d]))
+    residuals = (x_d, h0_d, w_d, valid_d, states[d], saved, e_d, r_d)
+    cotangents = (jnp.flip(d_out_d, 0) if d else d_out_d, d_last[d])
+    dx_d, dh0_d, dw_d, _, _, d_reset_d = _fused._layer_bwd(remat, k, residuals, cotangents)
     dxs.append(jnp.flip(dx_d, 0) if d else dx_d)
     dh0s.append(dh0_d)
     dws.append(dw_d)
+    d_resets.append(d_reset_d)
   dx = sum(dxs[1:], dxs[0]) if input_grad else jnp.zeros((0,), x.dtype)
-  return (dx, jnp.stack(dh0s), *(jnp.stack(parts) for parts in zip(*dws, strict=True)))
+  d_reset = jnp.zeros((0,), x.dtype) if d_resets[0] is None else jnp.stack(d_resets)
+  return (dx, jnp.stack(dh0s), *(jnp.stack(parts) for parts in zip(*dws, strict=True)), d_reset)
 
 
 def _kernel_primitive(target: str, fused):
@@ -355,79 +381,87 @@ def _call(target: str, operands, shapes, **attributes):
 # (x, h0, w) alone, so the tangents that _saved gives them are never used (the gates' are zero).
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(4,))
-def _saved(x, h0, w, valid, remat):
+@functools.partial(jax.custom_jvp, nondiff_argnums=(6,))
+def _saved(x, h0, w, valid, starts, h_reset, remat):
   """The forward pass that keeps what the backward pass needs: (out, h_last, states, gates)."""
-  return _forward(x, h0, w, valid, True, remat)
+  return _forward(x, h0, w, valid, starts, h_reset, True, remat)
 
 
 @_saved.defjvp
 def _saved_jvp(remat, primals, tangents):
-  x, h0, w, valid = primals
-  results = _saved(x, h0, w, valid, remat)
-  _, (d_out, d_last, d_states) = jax.jvp(lambda *a: _reference_forward(*a, valid), primals[:3], tangents[:3])
+  x, h0, w, valid, starts, h_reset = primals
+  results = _saved(x, h0, w, valid, starts, h_reset, remat)
+  if starts is None:
+    forward = lambda x, h0, w, h_reset: _reference_forward(x, h0, w, valid, None, None)  # noqa: E731
+  else:
+    forward = lambda x, h0, w, h_reset: _reference_forward(x, h0, w, valid, starts, h_reset)  # noqa: E731
+  _, (d_out, d_last, d_states) = jax.jvp(forward, (x, h0, w, h_reset), (*tangents[:3], tangents[5]))
   return results, (d_out, d_last, d_states, jnp.zeros_like(results[3]))
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(8, 9))
-def _grads(x, h0, w, valid, states, gates, d_out, d_last, remat, input_grad):
-  """(dx, dh0, dw) from the kernel's backward pass; without ``input_grad`` (nothing asks for x's
-  gradient) the kernel skips dx's product and dx is zeros."""
+@functools.partial(jax.custom_jvp, nondiff_argnums=(10, 11))
+def _grads(x, h0, w, valid, starts, h_reset, states, gates, d_out, d_last, remat, input_grad):
+  """(dx, dh0, dw, dh_reset) from the kernel's backward pass (dh_reset None without resets);
+  without ``input_grad`` (nothing asks for x's gradient) the kernel skips dx's product and dx is
+  zeros."""
 
   def kernel(x, h0, w_ih, w_hh, *rest):
     (steps, batch, inputs), (directions, hidden) = x.shape, (h0.shape[0], h0.shape[-1])
     dx = (steps, batch, inputs) if input_grad else (0,)
-    shapes = [dx, (directions, batch, hidden), w_ih.shape, w_hh.shape, (directions, 3 * hidden), (directions, 3 * hidden)]
+    d_reset = (0,) if starts is None else h0.shape
+    shapes = [dx, h0.shape, w_ih.shape, w_hh.shape, (directions, 3 * hidden), (directions, 3 * hidden), d_reset]
     return _call("jaxgru_backward", (x, h0, w_ih, w_hh, *rest), shapes, input_grad=input_grad, remat=remat)
 
   saved = (2 if states.ndim == 4 else None, 2 if gates.ndim == 4 else None)
   layout = _partition.Layout(
-    _ROWS + saved + (1, 1),
-    (1 if input_grad else None, 1, None, None, None, None),
-    summed=(False, False, True, True, True, True),
+    _rows(starts) + saved + (1, 1),
+    (1 if input_grad else None, 1, None, None, None, None, None if starts is None else 1),
+    summed=(False, False, True, True, True, True, False),
   )
-  dx, dh0, dw_ih, dw_hh, db_ih, db_hh = _partition.per_batch_shard(kernel, layout)(
-    *_operands(x, h0, w, valid), states, gates, d_out, d_last
+  dx, dh0, dw_ih, dw_hh, db_ih, db_hh, d_reset = _partition.per_batch_shard(kernel, layout)(
+    *_operands(x, h0, w, valid, starts, h_reset), states, gates, d_out, d_last
   )
   dx = dx if input_grad else jnp.zeros_like(x)
-  return dx, dh0, (dw_ih, dw_hh, None if w[2] is None else db_ih, None if w[3] is None else db_hh)
+  dw = (dw_ih, dw_hh, None if w[2] is None else db_ih, None if w[3] is None else db_hh)
+  return dx, dh0, dw, None if starts is None else d_reset
 
 
 @_grads.defjvp
 def _grads_jvp(remat, input_grad, primals, tangents):
-  x, h0, w, valid, _, _, d_out, d_last = primals
-  t_x, t_h0, t_w, _, _, _, t_out, t_last = tangents
-  _, t_grads = jax.jvp(
-    lambda x, h0, w, d_out, d_last: _reference_grads(x, h0, w, valid, d_out, d_last),
-    (x, h0, w, d_out, d_last),
-    (t_x, t_h0, t_w, t_out, t_last),
-  )
+  x, h0, w, valid, starts, h_reset, _, _, d_out, d_last = primals
+  t_x, t_h0, t_w, _, _, t_reset, _, _, t_out, t_last = tangents
+  if starts is None:
+    grads = lambda x, h0, w, h_reset, d_out, d_last: _reference_grads(x, h0, w, valid, None, None, d_out, d_last)  # noqa: E731
+  else:
+    grads = lambda x, h0, w, h_reset, d_out, d_last: _reference_grads(x, h0, w, valid, starts, h_reset, d_out, d_last)  # noqa: E731
+  _, t_grads = jax.jvp(grads, (x, h0, w, h_reset, d_out, d_last), (t_x, t_h0, t_w, t_reset, t_out, t_last))
   return _grads(*primals, remat, input_grad), t_grads
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
-def _layer(x, h0, w, valid, remat):
-  out, h_last, _, _ = _forward(x, h0, w, valid, False, remat)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(6,))
+def _layer(x, h0, w, valid, starts, h_reset, remat):
+  out, h_last, _, _ = _forward(x, h0, w, valid, starts, h_reset, False, remat)
   return out, h_last
 
 
-def _layer_fwd(x, h0, w, valid, remat):
+def _layer_fwd(x, h0, w, valid, starts, h_reset, remat):
   # symbolic_zeros: each input comes with whether it is differentiated (`perturbed`). A training
   # step differentiates the weights alone: then the first layer's x needs no gradient, and the
   # kernel skips its product (its backward pass cannot know which of its results are used).
   input_grad = x.perturbed
-  x, h0, w, valid = jax.custom_derivatives.custom_vjp_primal_tree_values((x, h0, w, valid))
-  out, h_last, states, gates = _saved(x, h0, w, valid, remat)
-  return (out, h_last), (x, h0, w, valid, states, gates, () if input_grad else None)  # the flag as a tree
+  x, h0, w, valid, starts, h_reset = jax.custom_derivatives.custom_vjp_primal_tree_values((x, h0, w, valid, starts, h_reset))
+  out, h_last, states, gates = _saved(x, h0, w, valid, starts, h_reset, remat)
+  residuals = (x, h0, w, valid, starts, h_reset, states, gates, () if input_grad else None)  # the flag as a tree
+  return (out, h_last), residuals
 
 
 def _layer_bwd(remat, residuals, cotangents):
-  x, h0, w, valid, states, gates, input_grad = residuals
+  x, h0, w, valid, starts, h_reset, states, gates, input_grad = residuals
   d_out, d_last = (
     jnp.zeros(c.aval.shape, c.aval.dtype) if isinstance(c, jax.custom_derivatives.SymbolicZero) else c for c in cotangents
   )
-  dx, dh0, dw = _grads(x, h0, w, valid, states, gates, d_out, d_last, remat, input_grad is not None)
-  return dx if input_grad is not None else None, dh0, dw, None
+  dx, dh0, dw, d_reset = _grads(x, h0, w, valid, starts, h_reset, states, gates, d_out, d_last, remat, input_grad is not None)
+  return dx if input_grad is not None else None, dh0, dw, None, None, d_reset
 
 
 _layer.defvjp(_layer_fwd, _layer_bwd, symbolic_zeros=True)
@@ -439,26 +473,31 @@ def layer(
   weights: tuple[_fused.Weights, ...],
   valid: jax.Array | None,
   remat: bool,
+  starts: jax.Array | None = None,
+  h_reset: jax.Array | None = None,
 ) -> tuple[jax.Array, jax.Array]:
   """One layer on the kernel, its D directions in one call: (T, B, I), (D, B, H) -> (T, B, D*H),
   (D, B, H); ``weights`` holds each direction's (w_ih, w_hh, b_ih, b_hh), the second reverse.
 
   The contract of :func:`jaxgru._fused.direction` for each direction, the outputs side by side:
   with ``valid`` (T, B, 1), steps past a sequence's end keep the state and output zero; the
-  reverse direction starts at each sequence's last step. ``remat`` keeps only the states for the
-  backward pass, which recomputes the gates chunk by chunk. Sharded, each device runs the kernel
-  on its own rows (see above).
+  reverse direction starts at each sequence's last step. With ``starts`` (T, B, 1), the steps
+  where an episode starts, each direction restarts from its ``h_reset`` (D, B, H) on the steps
+  :func:`jaxgru._fused.entering` names. ``remat`` keeps only the states for the backward pass,
+  which recomputes the gates chunk by chunk. Sharded, each device runs the kernel on its own
+  rows (see above).
   """
   w = tuple(None if ws[0] is None else jnp.stack(ws) for ws in zip(*weights, strict=True))
   run = functools.partial(_layer, remat=remat)
   sharding, batch_axes = jax.typeof(x).sharding, _batch_axes(x)
   if batch_axes is not None:  # an explicit-sharding mesh; automatic sharding is _partition's
     rows_t, P = jax.sharding.PartitionSpec(None, batch_axes), jax.sharding.PartitionSpec()
+    resets = None if starts is None else rows_t
     run = jax.shard_map(
       run,
       mesh=sharding.mesh,
-      in_specs=(rows_t, rows_t, P, None if valid is None else rows_t),
+      in_specs=(rows_t, rows_t, P, None if valid is None else rows_t, resets, resets),
       out_specs=(rows_t, rows_t),
       check_vma=False,  # the custom call does not track which axes vary; the weights come back psummed
     )
-  return run(x, h0, w, valid)
+  return run(x, h0, w, valid, starts, h_reset)

@@ -121,6 +121,8 @@ class GRU(_TorchParams):
     h0: jax.Array | None = None,
     *,
     lengths: jax.Array | None = None,
+    resets: jax.Array | None = None,
+    reset_state: jax.Array | None = None,
     deterministic: bool | None = None,
     rngs: nnx.Rngs | nnx.RngStream | jax.Array | None = None,
   ) -> tuple[jax.Array, jax.Array]:
@@ -130,10 +132,14 @@ class GRU(_TorchParams):
       x: (T, B, I), (B, T, I) with ``batch_first``, or unbatched (T, I).
       h0: (L*D, B, H) or (L*D, H); zeros when None.
       lengths: (B,) valid steps per sequence, as torch's packed sequences.
+      resets: (T, B) booleans ((B, T) with ``batch_first``), True where an episode starts: the
+        state entering that step is ``reset_state`` in every layer (see :func:`jaxgru.gru`).
+      reset_state: (L*D, H) or (L*D, B, H), the state a reset puts in; zeros when None. A
+        learned one is an ``nnx.Param`` of the model that holds this GRU, passed here.
       deterministic: overrides ``self.deterministic`` for this call.
       rngs: overrides the stored dropout stream for this call.
     """
-    params, (x, h0) = _policy.promote(self.state_dict(), {"x": x, "h0": h0}, self.dtype)
+    params, (x, h0, reset_state) = _policy.promote(self.state_dict(), {"x": x, "h0": h0, "reset_state": reset_state}, self.dtype)
     deterministic = _validate.check_flag(self.deterministic if deterministic is None else deterministic, "deterministic")
     dropout, key = _validate.check_dropout(self.dropout), None
     if dropout > 0 and not deterministic:
@@ -142,7 +148,10 @@ class GRU(_TorchParams):
         raise ValueError("dropout > 0 in training mode needs rngs: pass rngs to the constructor or the call")
       key = stream if isinstance(stream, jax.Array) else _dropout_stream(stream)()
     dropout = dropout if key is not None else 0.0  # evaluation
-    return gru(params, x, h0, lengths=lengths, dropout=dropout, dropout_key=key, **_policy.gru_options(self))
+    options = _policy.gru_options(self)
+    return gru(
+      params, x, h0, lengths=lengths, resets=resets, reset_state=reset_state, dropout=dropout, dropout_key=key, **options
+    )
 
   def set_view(self, deterministic: bool | None = None) -> None:
     """For ``nnx.view(model, deterministic=...)``."""

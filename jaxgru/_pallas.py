@@ -107,21 +107,26 @@ def _backward(reverse: bool, plans, variant: str):
   return _twin(run, reference)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(7, 8, 9))
-def _recurrence(gi_r, gi_z, gi_n, h0, w, b, lengths, reverse, plans, variant):
-  """(T, B, H) x3, (B, H), (3, H, H), (3, 1, H), (B, 1) -> (T, B, H) output, (B, H) last state."""
-  return _forward(reverse, plans, False, variant)(gi_r, gi_z, gi_n, h0, w, b, lengths)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(9, 10, 11))
+def _recurrence(gi_r, gi_z, gi_n, h0, w, b, lengths, resets, h_reset, reverse, plans, variant):
+  """(T, B, H) x3, (B, H), (3, H, H), (3, 1, H), (B, 1), resets (T, B, 1) and h_reset (B, H) or
+  None -> (T, B, H) output, (B, H) last state."""
+  return _forward(reverse, plans, False, variant)(gi_r, gi_z, gi_n, h0, w, b, lengths, resets, h_reset)
 
 
-def _recurrence_fwd(gi_r, gi_z, gi_n, h0, w, b, lengths, reverse, plans, variant):
-  out, h_last, *saved = _forward(reverse, plans, True, variant)(gi_r, gi_z, gi_n, h0, w, b, lengths)
-  return (out, h_last), (saved, w, lengths)
+def _recurrence_fwd(gi_r, gi_z, gi_n, h0, w, b, lengths, resets, h_reset, reverse, plans, variant):
+  out, h_last, *saved = _forward(reverse, plans, True, variant)(gi_r, gi_z, gi_n, h0, w, b, lengths, resets, h_reset)
+  return (out, h_last), (saved, w, lengths, resets)
 
 
 def _recurrence_bwd(reverse, plans, variant, residuals, cotangents):
-  saved, w, lengths = residuals
+  saved, w, lengths, resets = residuals
   d_out, d_last = cotangents
-  *cts, dh0 = _backward(reverse, plans, variant)(d_out, d_last, w, lengths, *saved)
+  *cts, dh0 = _backward(reverse, plans, variant)(d_out, d_last, w, lengths, resets, *saved)
+  d_reset = None
+  if resets is not None:  # h_reset's cotangent at each step, summed
+    *cts, d_reset_steps = cts
+    d_reset = d_reset_steps.sum(0)
   hp, r = saved[:2]
   if variant == "torch":  # W_hn multiplies h: its cotangent is g_n = a_n r
     a_r, a_z, a_n, u_n = cts
@@ -131,13 +136,13 @@ def _recurrence_bwd(reverse, plans, variant, residuals, cotangents):
     u_n, v_n = a_n, r * hp
   dw = jnp.stack([jnp.einsum("tbi,tbj->ij", u, v, precision=_HIGHEST) for u, v in ((a_r, hp), (a_z, hp), (u_n, v_n))])
   db = jnp.stack([a.sum((0, 1)) for a in (a_r, a_z, u_n)])[:, None]
-  return a_r, a_z, a_n, dh0, dw.astype(w.dtype), db, None
+  return a_r, a_z, a_n, dh0, dw.astype(w.dtype), db, None, None, d_reset
 
 
 _recurrence.defvjp(_recurrence_fwd, _recurrence_bwd)
 
 
-def _per_shard(run, x: jax.Array):
+def _per_shard(run, x: jax.Array, resets: bool = False):
   """Under an explicit-sharding mesh, ``run`` per shard of the batch (``jax.shard_map``): Pallas
   refs cannot carry sharding types, and a block owns whole rows anyway. Else ``run`` itself."""
   sharding = jax.typeof(x).sharding
@@ -147,7 +152,9 @@ def _per_shard(run, x: jax.Array):
   spec = tuple(getattr(sharding, "spec", ())) + (None,) * 3
   P = jax.sharding.PartitionSpec
   seq, row = P(None, spec[1], None), P(spec[1], None)
-  return jax.shard_map(run, mesh=mesh, in_specs=(seq, seq, seq, row, P(), P(), row), out_specs=(seq, row), check_vma=False)
+  reset_specs = (seq, row) if resets else (None, None)
+  in_specs = (seq, seq, seq, row, P(), P(), row, *reset_specs)
+  return jax.shard_map(run, mesh=mesh, in_specs=in_specs, out_specs=(seq, row), check_vma=False)
 
 
 def direction(
@@ -158,14 +165,18 @@ def direction(
   reverse: bool,
   remat: bool,
   variant: str = "torch",
+  resets: jax.Array | None = None,
+  h_reset: jax.Array | None = None,
   *,
   cpu_blocks: tuple[int, int] | None = None,
 ) -> tuple[jax.Array, jax.Array]:
   """One direction of one layer, either variant: (T, B, I), (B, H) -> (T, B, H), (B, H).
 
   Same contract as the reference scan: with ``valid`` (T, B, 1), steps past a sequence's end
-  keep the state and output zero; the reverse direction starts at each sequence's last step.
-  ``cpu_blocks`` = (rows, steps) overrides the interpret-mode blocks (tests).
+  keep the state and output zero; the reverse direction starts at each sequence's last step;
+  with ``resets`` (T, B, 1) (this direction's, :func:`jaxgru._fused.entering`), a flagged step
+  starts from ``h_reset`` (B, H). ``cpu_blocks`` = (rows, steps) overrides the interpret-mode
+  blocks (tests).
   """
   if remat:
     raise ValueError("remat=True is not supported by impl='pallas' (its kernels store the gates); use impl='fused'")
@@ -173,7 +184,7 @@ def direction(
   steps, batch, _ = x.shape
   hidden = h0.shape[-1]
   if valid is None:
-    lengths = jnp.full((batch, 1), steps, jnp.int32)
+    lengths = jnp.full((batch, 1), steps, jnp.int32) + jnp.zeros_like(x[0, :, :1], jnp.int32)  # laid out like x's rows
   else:
     lengths = jnp.sum(valid, axis=0, dtype=jnp.int32)
     x = jnp.where(valid, x, jnp.zeros_like(x))
@@ -186,6 +197,7 @@ def direction(
   if cpu_blocks is not None:
     plans = (("cpu", _k.Plan("cpu", *cpu_blocks, interpret=True)), *plans[1:])
   run = functools.partial(_recurrence, reverse=reverse, plans=plans, variant=variant)
-  run = _per_shard(run, x)
-  out, h_last = run(*jnp.split(gi, 3, axis=-1), h0.astype(carry), w3, b3, lengths)
+  run = _per_shard(run, x, resets is not None)
+  h_reset = None if h_reset is None else h_reset.astype(carry)
+  out, h_last = run(*jnp.split(gi, 3, axis=-1), h0.astype(carry), w3, b3, lengths, resets, h_reset)
   return out.astype(x.dtype), h_last.astype(x.dtype)

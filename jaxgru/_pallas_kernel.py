@@ -97,40 +97,68 @@ def residual_count(variant: str) -> int:
 # ---- the plain-JAX twins: the reference, the fallback and the derivatives ------------------------
 
 
-def _scan(step, carry, seqs, lengths, reverse):
-  """``step(carry, xs, valid)`` over time, ``valid`` (B, 1) = ``t < lengths``."""
+def reset_forward_step(h, gi, w, b, valid, reset, h_reset, variant: str = "torch"):
+  """:func:`forward_step` from ``h_reset`` (R, H) in the rows that ``reset`` (R, 1) flags (an
+  episode starts there; ``reset`` None: no resets); the saved ``h`` is the state it started from."""
+  if reset is not None:
+    h = jnp.where(reset, h_reset, h)
+  return forward_step(h, gi, w, b, valid, variant)
+
+
+def reset_backward_step(dh, seq, w, valid, reset, variant: str = "torch"):
+  """:func:`backward_step`; in the rows that ``reset`` flags, the gradient with respect to the state
+  the step started from is ``h_reset``'s (returned after the cotangents), and none passes back."""
+  dh_prev, cts = backward_step(dh, seq, w, valid, variant)
+  if reset is None:
+    return dh_prev, cts
+  zero = jnp.zeros_like(dh_prev)
+  return jnp.where(reset, zero, dh_prev), (*cts, jnp.where(reset, dh_prev, zero))
+
+
+def _scan(step, carry, seqs, lengths, reverse, resets=None):
+  """``step(carry, xs, valid, reset)`` over time, ``valid`` (B, 1) = ``t < lengths``, ``reset``
+  (B, 1) the step's row of ``resets`` (T, B, 1) or None."""
   t = jnp.arange(seqs[0].shape[0])
-  return lax.scan(lambda c, xs: step(c, xs[1:], xs[0] < lengths), carry, (t, *seqs), reverse=reverse)
+  return lax.scan(lambda c, xs: step(c, xs[2:], xs[0] < lengths, xs[1]), carry, (t, resets, *seqs), reverse=reverse)
 
 
-def forward_scan(gi_r, gi_z, gi_n, h0, w, b, lengths, *, reverse: bool, save: bool, variant: str):
-  """(T, B, H) gates, (B, H), (3, H, H), (3, 1, H), (B, 1) -> ``(out, h_last, *residuals)``."""
+def forward_scan(gi_r, gi_z, gi_n, h0, w, b, lengths, resets, h_reset, *, reverse: bool, save: bool, variant: str):
+  """(T, B, H) gates, (B, H), (3, H, H), (3, 1, H), (B, 1), resets (T, B, 1) and h_reset (B, H) or
+  None -> ``(out, h_last, *residuals)``."""
 
-  def step(h, gi, valid):
-    h, ys = forward_step(h, gi, w, b, valid, variant)
+  def step(h, gi, valid, reset):
+    h, ys = reset_forward_step(h, gi, w, b, valid, reset, h_reset, variant)
     return h, ys if save else ys[:1]
 
-  h_last, ys = _scan(step, h0, (gi_r, gi_z, gi_n), lengths, reverse)
+  h_last, ys = _scan(step, h0, (gi_r, gi_z, gi_n), lengths, reverse, resets)
   return (ys[0], h_last, *ys[1:])
 
 
-def backward_scan(d_out, d_last, w, lengths, *saved, reverse: bool, variant: str):
-  """The forward's cotangents and residuals -> ``(*cotangents, dh0)``, time the other way."""
-  dh0, ys = _scan(lambda dh, seq, valid: backward_step(dh, seq, w, valid, variant), d_last, (d_out, *saved), lengths, not reverse)
+def backward_scan(d_out, d_last, w, lengths, resets, *saved, reverse: bool, variant: str):
+  """The forward's cotangents and residuals -> ``(*cotangents, dh0)``, time the other way; with
+  ``resets``, the last cotangent is h_reset's at each step (T, B, H)."""
+
+  def step(dh, seq, valid, reset):
+    return reset_backward_step(dh, seq, w, valid, reset, variant)
+
+  dh0, ys = _scan(step, d_last, (d_out, *saved), lengths, not reverse, resets)
   return (*ys, dh0)
 
 
 # ---- the kernels --------------------------------------------------------------------------------
 
 
-def _loop_kernel(step, n_seq: int, n_const: int, steps: int, blocks: int, reverse: bool):
-  """A kernel running ``step(carry, seq_t, consts, valid) -> (carry, ys_t)`` over one time block.
+def _loop_kernel(step, n_seq: int, n_const: int, steps: int, blocks: int, reverse: bool, resets: bool):
+  """A kernel running ``step(carry, seq_t, consts, valid, reset) -> (carry, ys_t)`` over one time block.
 
-  Refs: ``lengths`` (R, 1), ``init`` (R, H), ``n_seq`` (K, R, H) inputs, ``n_const`` whole-array
-  inputs, then the (K, R, H) outputs and the carry (R, H), which stays put across time blocks.
+  Refs: ``lengths`` (R, 1), ``init`` (R, H), with ``resets`` the flags (K, R, 1) (int32, nonzero
+  where the step resets), ``n_seq`` (K, R, H) inputs, ``n_const`` whole-array inputs (the reset
+  state (R, H) among them when the step needs it), then the (K, R, H) outputs and the carry
+  (R, H), which stays put across time blocks.
   """
 
   def kernel(len_ref, init_ref, *refs):
+    flag_ref, refs = (refs[0], refs[1:]) if resets else (None, refs)
     seq_in, consts = refs[:n_seq], refs[n_seq : n_seq + n_const]
     seq_out, carry_ref = refs[n_seq + n_const : -1], refs[-1]
     j = pl.program_id(1)
@@ -139,7 +167,8 @@ def _loop_kernel(step, n_seq: int, n_const: int, steps: int, blocks: int, revers
 
     def body(s, carry):
       i = steps - 1 - s if reverse else s
-      carry, ys = step(carry, tuple(ref[i] for ref in seq_in), consts, first + i < lengths)
+      reset = None if flag_ref is None else flag_ref[i] != 0
+      carry, ys = step(carry, tuple(ref[i] for ref in seq_in), consts, first + i < lengths, reset)
       for ref, y in zip(seq_out, ys, strict=True):
         ref[i] = y
       return carry
@@ -171,47 +200,66 @@ def _compiler_params(p: Plan):
   return None
 
 
-def _pallas(step, p: Plan, reverse: bool, n_out: int, lengths, init, seqs, consts):
-  """Pads (T, B) to whole blocks, runs ``step`` as a kernel, returns ``(*seq_outputs, carry)``."""
+def _pallas(step, p: Plan, reverse: bool, n_out: int, lengths, init, seqs, consts, resets=None, rows=()):
+  """Pads (T, B) to whole blocks, runs ``step`` as a kernel, returns ``(*seq_outputs, carry)``.
+
+  ``resets`` (T, B, 1) bool or None; ``rows``: (B, H) inputs blocked like the carry, handed to
+  ``step`` after ``consts``."""
   steps, batch, hidden = seqs[0].shape
   k = steps if p.steps is None else min(p.steps, steps)
   t_pad, b_pad = round_up(steps, k) - steps, round_up(batch, p.rows) - batch
   seqs = [jnp.pad(a, ((0, t_pad), (0, b_pad), (0, 0))) for a in seqs]
   init, lengths = jnp.pad(init, ((0, b_pad), (0, 0))), jnp.pad(lengths, ((0, b_pad), (0, 0)))  # padded rows: length 0
+  rows = [jnp.pad(a, ((0, b_pad), (0, 0))) for a in rows]
   blocks = (steps + t_pad) // k
-  seq_spec = pl.BlockSpec((k, p.rows, hidden), lambda i, j: (blocks - 1 - j if reverse else j, i, 0))
+  time_block = lambda i, j: (blocks - 1 - j if reverse else j, i, 0)  # noqa: E731
+  seq_spec = pl.BlockSpec((k, p.rows, hidden), time_block)
   row_spec = pl.BlockSpec((p.rows, hidden), lambda i, j: (i, 0))
   const_specs = [pl.BlockSpec(c.shape, lambda i, j, nd=c.ndim: (0,) * nd) for c in consts]
+  flags, flag_specs = [], []
+  if resets is not None:  # int32 flags: a (K, R, 1) block like the sequences'
+    flags = [jnp.pad(resets.astype(jnp.int32), ((0, t_pad), (0, b_pad), (0, 0)))]
+    flag_specs = [pl.BlockSpec((k, p.rows, 1), time_block)]
   outs = pl.pallas_call(
-    _loop_kernel(step, len(seqs), len(consts), k, blocks, reverse),
+    _loop_kernel(step, len(seqs), len(consts) + len(rows), k, blocks, reverse, resets is not None),
     grid=((batch + b_pad) // p.rows, blocks),
-    in_specs=[pl.BlockSpec((p.rows, 1), lambda i, j: (i, 0)), row_spec, *[seq_spec] * len(seqs), *const_specs],
+    in_specs=[
+      pl.BlockSpec((p.rows, 1), lambda i, j: (i, 0)),
+      row_spec,
+      *flag_specs,
+      *[seq_spec] * len(seqs),
+      *const_specs,
+      *[row_spec] * len(rows),
+    ],
     out_specs=[*[seq_spec] * n_out, row_spec],
     out_shape=[*[jax.ShapeDtypeStruct(seqs[0].shape, init.dtype)] * n_out, jax.ShapeDtypeStruct(init.shape, init.dtype)],
     interpret=p.interpret,
     compiler_params=_compiler_params(p),
-  )(lengths, init, *seqs, *consts)
+  )(lengths, init, *flags, *seqs, *consts, *rows)
   return (*(a[:steps, :batch] for a in outs[:-1]), outs[-1][:batch])
 
 
 def forward_kernel(p: Plan, reverse: bool, save: bool, variant: str):
-  def step(h, gi, consts, valid):
-    h, ys = forward_step(h, gi, *consts, valid, variant)
+  def step(h, gi, consts, valid, reset):
+    h_reset = None if reset is None else consts[2][...]
+    h, ys = reset_forward_step(h, gi, consts[0], consts[1], valid, reset, h_reset, variant)
     return h, ys if save else ys[:1]
 
-  def run(gi_r, gi_z, gi_n, h0, w, b, lengths):
+  def run(gi_r, gi_z, gi_n, h0, w, b, lengths, resets, h_reset):
     n_out = 1 + residual_count(variant) if save else 1
-    outs = _pallas(step, p, reverse, n_out, lengths, h0, (gi_r, gi_z, gi_n), (w, b))
+    rows = () if resets is None else (h_reset,)
+    outs = _pallas(step, p, reverse, n_out, lengths, h0, (gi_r, gi_z, gi_n), (w, b), resets, rows)
     return (outs[0], outs[-1], *outs[1:-1])
 
   return run
 
 
 def backward_kernel(p: Plan, reverse: bool, variant: str):
-  def step(dh, seq, consts, valid):
-    return backward_step(dh, seq, consts[0], valid, variant)
+  def step(dh, seq, consts, valid, reset):
+    return reset_backward_step(dh, seq, consts[0], valid, reset, variant)
 
-  def run(d_out, d_last, w, lengths, *saved):
-    return _pallas(step, p, not reverse, 4 if variant == "torch" else 3, lengths, d_last, (d_out, *saved), (w,))
+  def run(d_out, d_last, w, lengths, resets, *saved):
+    n_out = (4 if variant == "torch" else 3) + (resets is not None)
+    return _pallas(step, p, not reverse, n_out, lengths, d_last, (d_out, *saved), (w,), resets)
 
   return run

@@ -141,3 +141,39 @@ def length_mask(lengths: jax.Array, steps: int) -> tuple[jax.Array, jax.Array]:
   valid = t < lengths[None, :, None]
   ok = ((lengths >= 1) & (lengths <= steps))[:, None]
   return valid, ok
+
+
+def check_resets(resets: Any, steps: int, batch: int | None, batch_first: bool) -> jax.Array:
+  """Checks ``resets``: booleans shaped like ``x`` without its feature axis: (T, B), (B, T) with
+  ``batch_first``, or (T,) for unbatched input. Returns them time-major, (T, B) or (T, 1)."""
+  resets = as_array(resets, "resets")
+  if batch is None:
+    expected, layout = (steps,), "(T,) for unbatched x"
+  else:
+    expected = (batch, steps) if batch_first else (steps, batch)
+    layout = "(B, T) with batch_first" if batch_first else "(T, B)"
+  if tuple(resets.shape) != expected:
+    raise ValueError(f"resets must have shape {layout} = {expected}, one flag per step of x; got {tuple(resets.shape)}")
+  if resets.dtype != jnp.bool_:
+    raise TypeError(
+      f"resets must be a boolean array (True where an episode starts at that step), got dtype {resets.dtype}; "
+      "e.g. pass resets.astype(bool)"
+    )
+  if batch is None:
+    return resets[:, None]
+  return jnp.swapaxes(resets, 0, 1) if batch_first else resets
+
+
+def check_reset_state(reset_state: Any, layers: int, batch: int | None, hidden: int, dtype: Any) -> jax.Array:
+  """Checks ``reset_state``: (L*D, H), one state per layer and direction shared by the batch, or
+  (L*D, B, H) like ``h0`` (batched input only). Returns it as (L*D, B or 1, H)."""
+  reset_state = as_array(reset_state, "reset_state")
+  shared, per_row = (layers, hidden), (layers, batch, hidden)
+  if tuple(reset_state.shape) == shared:
+    _check_dtype(reset_state, dtype, "reset_state")
+    return reset_state[:, None]
+  if batch is not None and tuple(reset_state.shape) == per_row:
+    _check_dtype(reset_state, dtype, "reset_state")
+    return reset_state
+  allowed = f"{shared} (one state per layer and direction)" + ("" if batch is None else f" or {per_row} (like h0)")
+  raise ValueError(f"reset_state must have shape {allowed}, got {tuple(reset_state.shape)}")

@@ -86,19 +86,25 @@ class GRU(nn.Module):
     h0: jax.Array | None = None,
     *,
     lengths: jax.Array | None = None,
+    resets: jax.Array | None = None,
+    reset_state: jax.Array | None = None,
     deterministic: bool | None = None,
   ) -> tuple[jax.Array, jax.Array]:
-    """Shapes as :func:`jaxgru.gru`; ``deterministic`` overrides the attribute."""
+    """Shapes as :func:`jaxgru.gru` (``lengths``, episode ``resets`` and ``reset_state`` as
+    there); ``deterministic`` overrides the attribute."""
     shapes = expected_shapes(self.input_size, self.hidden_size, self.num_layers, self.bias, self.bidirectional)
     init = _torch_uniform(self.hidden_size)
     params = {name: self.param(name, init, shape, self.param_dtype) for name, shape in shapes.items()}
-    params, (x, h0) = _policy.promote(params, {"x": x, "h0": h0}, self.dtype)
+    params, (x, h0, reset_state) = _policy.promote(params, {"x": x, "h0": h0, "reset_state": reset_state}, self.dtype)
     _validate.check_flag(deterministic, "deterministic", allow_none=True)
     key = None
     if self.dropout > 0 and not nn.merge_param("deterministic", self.deterministic, deterministic):
       key = self.make_rng("dropout")
     dropout = self.dropout if key is not None else 0.0  # evaluation
-    return gru(params, x, h0, lengths=lengths, dropout=dropout, dropout_key=key, **_policy.gru_options(self))
+    options = _policy.gru_options(self)
+    return gru(
+      params, x, h0, lengths=lengths, resets=resets, reset_state=reset_state, dropout=dropout, dropout_key=key, **options
+    )
 
 
 class GRUCell(nn.RNNCellBase):

@@ -3,7 +3,7 @@
 ``setup.py`` runs this in a subprocess after it has built and stripped ``_gru_kernel.so``, with
 DIR a copy of jaxgru's Python sources holding that library. The kernel runs beside the reference
 implementation (plain JAX) on small random GRUs, every parameter randomised: float32 and float64,
-one and two directions, with and without ``lengths``, forward (outputs, final states) and
+one and two directions, with and without ``lengths``, with episode ``resets``, forward (outputs, final states) and
 backward (the gradients of the parameters, the input and the initial state), on every float32
 engine this CPU runs (``avx512``, ``avx2``, ``blas``). A kernel that crashes here (a toolchain
 that mislinks it: a signal ends this process, not the install) or disagrees is not installed.
@@ -40,17 +40,19 @@ def main(package: str) -> int:
   kernel = _native._load.libraries[1]
   engines = [isa for isa in _native.ISAS if kernel.jaxgru_select_isa(isa.encode())]
 
-  def loss(params, x, h0, lengths, impl):
-    out, h_n = _core.gru(params, x, h0, lengths=lengths, impl=impl)
+  def loss(params, x, h0, reset_state, lengths, resets, impl):
+    reset_state = None if resets is None else reset_state
+    out, h_n = _core.gru(params, x, h0, lengths=lengths, resets=resets, reset_state=reset_state, impl=impl)
     return jnp.sum(jnp.sin(out)) + jnp.sum(jnp.cos(h_n)), (out, h_n)
 
   # compiled once per impl and shape: the engines, picked at run time, share a program
   programs = {
-    impl: jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2), has_aux=True), static_argnums=4) for impl in ("reference", "native")
+    impl: jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2, 3), has_aux=True), static_argnums=6)
+    for impl in ("reference", "native")
   }
 
-  def run(params, x, h0, lengths, impl):
-    (_, outs), grads = programs[impl](params, x, h0, lengths, impl)
+  def run(params, x, h0, reset_state, lengths, resets, impl):
+    (_, outs), grads = programs[impl](params, x, h0, reset_state, lengths, resets, impl)
     return jax.tree.leaves((outs, grads))
 
   keys = iter(jax.random.split(jax.random.key(0), 64))
@@ -62,13 +64,17 @@ def main(package: str) -> int:
       params = {k: v + 0.1 * jax.random.normal(next(keys), v.shape, v.dtype) for k, v in params.items()}  # biases too
       x = jax.random.normal(next(keys), (T, B, I), dtype)
       h0 = jax.random.normal(next(keys), (2 * D, B, H), dtype)
-      for lengths in (None, jnp.array([7, 3, 1, 7, 5])):
-        want = run(params, x, h0, lengths, "reference")
+      reset_state = jax.random.normal(next(keys), (2 * D, B, H), dtype)
+      some_lengths = jnp.array([7, 3, 1, 7, 5])
+      some_resets = jax.random.bernoulli(next(keys), 0.3, (T, B))
+      for lengths, resets in ((None, None), (some_lengths, None), (some_lengths, some_resets)):
+        want = run(params, x, h0, reset_state, lengths, resets, "reference")
         for engine in engines if dtype == "float32" else ["blas"]:
           kernel.jaxgru_select_isa(engine.encode())
-          got = run(params, x, h0, lengths, "native")
+          got = run(params, x, h0, reset_state, lengths, resets, "native")
           err = max(float(np.max(np.abs(np.asarray(a) - np.asarray(b)))) for a, b in zip(got, want, strict=True))
-          case = f"{dtype}, {D} direction(s), lengths {'yes' if lengths is not None else 'no'}, {engine}"
+          case = f"{dtype}, {D} direction(s), lengths {'yes' if lengths is not None else 'no'}, "
+          case += f"resets {'yes' if resets is not None else 'no'}, {engine}"
           print(f"{case}: max abs error {err:.1e} (outputs, final states, gradients)", flush=True)
           if not err <= TOLERANCE[dtype]:
             print(f"the kernel disagrees with the reference ({case}): max abs error {err:.1e} > {TOLERANCE[dtype]:.0e}")

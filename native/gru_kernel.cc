@@ -11,6 +11,11 @@
 //   hn = W_hn h + b_hn
 //   n  = tanh(W_in x + b_in + r * hn)
 //   h' = (1 - z) * n + z * h              (h' = h where the step is masked out)
+// With resets, a step flagged for row b starts from that row of h_reset instead of the carried
+// state (an episode starts there), and the backward pass sends the gradient with respect to the
+// state it started from to dh_reset, none further back. The forward direction resets on the steps
+// that `starts` (T, B) flags; the reverse one, which reads an episode from its last step, on the
+// input step before each flagged one.
 // Backward, with g = dL/dh' (the carried dh plus this step's output cotangent):
 //   a_n = g (1 - z) (1 - n^2)     a_z = g (h - n) z (1 - z)     a_r = a_n hn r (1 - r)
 //   dh  = g z + [a_r, a_z, a_n r] W_hh                 (dh = g where the step is masked out)
@@ -96,12 +101,27 @@ template <typename T>
 struct Layer {
   Dims d;
   const T *x, *h0, *w_ih, *w_hh, *b_ih, *b_hh;
-  const bool* valid;  // (T, B), the input steps'
-  bool reverse;       // logical step t reads input step T - 1 - t
+  const bool* valid;   // (T, B), the input steps'
+  const bool* starts;  // (T, B), the input steps where an episode starts, or nullptr: no resets
+  const T* h_reset;    // (B, H), the state a reset puts in (this direction's), or nullptr
+  bool reverse;        // logical step t reads input step T - 1 - t
   int64_t ld, col;    // out and d_out are (T, B, ld), this direction's H columns from col
   Weight<T> ih, hh;      // W_ih^T (I, 3H), W_hh^T (H, 3H): the forward's products
   Weight<T> ih_b, hh_b;  // W_ih (3H, I), W_hh (3H, H): the backward's dx and dh
   int64_t Step(int64_t t) const { return reverse ? d.T - 1 - t : t; }  // the input step of logical step t
+  // Whether logical step t of row b starts from h_reset: its input step starts an episode (forward),
+  // or the next input step does (reverse: this step is an episode's last, read first).
+  bool Resets(int64_t t, int64_t b) const {
+    if (starts == nullptr) return false;
+    int64_t s = Step(t) + (reverse ? 1 : 0);
+    return s < d.T && starts[s * d.B + b];
+  }
+  bool AnyResets(int64_t t, int64_t b0, int rows) const {
+    for (int i = 0; i < rows; ++i) {
+      if (Resets(t, b0 + i)) return true;
+    }
+    return false;
+  }
 };
 
 // A buffer of at least `bytes` that the calling thread keeps between calls, one per slot (0: a
@@ -253,8 +273,9 @@ template <typename T>
 void ForwardPart(const Layer<T>& L, int64_t b0, int rows, T* out, T* h_last, T* states, T* saved) {
   const int64_t H = L.d.H, I = L.d.I, B = L.d.B, G = 3 * H;
   const int64_t K = std::min<int64_t>(kChunk, L.d.T);
-  auto [xk, gi, gh, bias, h, own_gates] = Scratch<T, 6>(
-    0, {K * rows * I, K * rows * G, rows * G, G, 2 * rows * H, saved == nullptr ? rows * 4 * H : 0});
+  auto [xk, gi, gh, bias, h, own_gates, reset] = Scratch<T, 7>(
+    0, {K * rows * I, K * rows * G, rows * G, G, 2 * rows * H, saved == nullptr ? rows * 4 * H : 0,
+        L.starts == nullptr ? 0 : rows * H});
   InputBias(L.b_ih, L.b_hh, H, bias);
   std::copy(L.h0 + b0 * H, L.h0 + (b0 + rows) * H, h);
   const T* state = h;  // the state each step starts from, (rows, H)
@@ -268,6 +289,14 @@ void ForwardPart(const Layer<T>& L, int64_t b0, int rows, T* out, T* h_last, T* 
       T* g = saved != nullptr ? saved + row0 * 4 * H : own_gates;
       T* next = states != nullptr ? states + row0 * H : h + (state == h ? rows * H : 0);
       T* o = out + in0 * L.ld + L.col;
+      if (L.AnyResets(t0 + s, b0, rows)) {  // the step starts from h_reset in the flagged rows
+        std::copy(state, state + rows * H, reset);
+        for (int i = 0; i < rows; ++i) {
+          if (L.Resets(t0 + s, b0 + i)) std::copy(L.h_reset + (b0 + i) * H, L.h_reset + (b0 + i + 1) * H, reset + i * H);
+        }
+        state = reset;
+        if (states == nullptr) next = h;  // state is neither half of h
+      }
       Mul(state, rows, L.hh, T(0), gh, G);
       Gates(gi + int64_t(s) * rows * G, gh, L.b_hh + 2 * H, state, rows, H, g, next);
       if (L.ld == H) {
@@ -296,7 +325,7 @@ void ForwardPart(const Layer<T>& L, int64_t b0, int rows, T* out, T* h_last, T* 
 // saved == nullptr (remat): the gates again from the states, one chunk at a time.
 template <typename T>
 void BackwardPart(const Layer<T>& L, const T* states, const T* saved, const T* d_out, const T* d_last, int64_t b0, int rows,
-                  T* dx, bool add_dx, T* dh0, T* dw_ih, T* dw_hh, T* db_ih, T* db_hh) {
+                  T* dx, bool add_dx, T* dh0, T* dh_reset, T* dw_ih, T* dw_hh, T* db_ih, T* db_hh) {
   const int64_t H = L.d.H, I = L.d.I, B = L.d.B, G = 3 * H;
   const int64_t K = std::min<int64_t>(kChunk, L.d.T), remat = saved == nullptr ? 1 : 0;
   auto [xk, hp, a_i, a_h, dxk, gates, gi, gh, bias, scratch_h, dh] = Scratch<T, 11>(
@@ -308,12 +337,20 @@ void BackwardPart(const Layer<T>& L, const T* states, const T* saved, const T* d
   std::fill(dw_hh, dw_hh + G * H, T(0));
   std::fill(db_ih, db_ih + G, T(0));
   std::fill(db_hh, db_hh + G, T(0));
+  if (dh_reset != nullptr) std::fill(dh_reset + b0 * H, dh_reset + (b0 + rows) * H, T(0));
   int64_t chunks = (L.d.T + kChunk - 1) / kChunk;
   for (int64_t c = chunks - 1; c >= 0; --c) {
     int64_t t0 = c * kChunk;
     int k = static_cast<int>(std::min<int64_t>(kChunk, L.d.T - t0));
     Gather(L.x, L.h0, L.valid, L.d, I, t0, k, b0, rows, xk, L.reverse);
     Gather(states, L.h0, static_cast<const bool*>(nullptr), L.d, H, t0 - 1, k, b0, rows, hp);  // h before each step
+    for (int s = 0; s < k && L.starts != nullptr; ++s) {  // ... which is h_reset where the step resets
+      for (int i = 0; i < rows; ++i) {
+        if (L.Resets(t0 + s, b0 + i)) {
+          std::copy(L.h_reset + (b0 + i) * H, L.h_reset + (b0 + i + 1) * H, hp + (int64_t(s) * rows + i) * H);
+        }
+      }
+    }
     if (remat) {
       Mul(xk, int64_t(k) * rows, L.ih, T(0), gi, G);
       AddBias(gi, int64_t(k) * rows, G, bias);
@@ -343,6 +380,14 @@ void BackwardPart(const Layer<T>& L, const T* states, const T* saved, const T* d
       }
       // dh += [a_r, a_z, a_n r] W_hh: (rows, 3H) x (3H, H); masked rows add zero.
       Mul(hr, rows, L.hh_b, T(1), dh, H);
+      if (L.AnyResets(t0 + s, b0, rows)) {  // the state it started from was h_reset: dh goes there
+        for (int i = 0; i < rows; ++i) {
+          if (!L.Resets(t0 + s, b0 + i)) continue;
+          T *d = dh + i * H, *dr = dh_reset + (b0 + i) * H;
+          for (int64_t j = 0; j < H; ++j) dr[j] += d[j];
+          std::fill(d, d + H, T(0));
+        }
+      }
     }
     int m = k * rows;
     Gemm<T>(true, false, G, I, m, a_i, G, xk, I, T(1), dw_ih, I);
@@ -370,13 +415,15 @@ constexpr int kMaxDirections = 2;
 // w_hh (D, 3H, H), b_ih, b_hh (D, 3H); direction 1 runs in reverse.
 template <ffi::DataType E>
 Layer<ffi::NativeType<E>> MakeLayer(ffi::Buffer<E> x, ffi::Buffer<E> h0, ffi::Buffer<E> w_ih, ffi::Buffer<E> w_hh,
-                                    ffi::Buffer<E> b_ih, ffi::Buffer<E> b_hh, ffi::Buffer<ffi::PRED> valid, int dir) {
+                                    ffi::Buffer<E> b_ih, ffi::Buffer<E> b_hh, ffi::Buffer<ffi::PRED> valid,
+                                    ffi::Buffer<ffi::PRED> starts, ffi::Buffer<E> h_reset, int dir) {
   auto dims = x.dimensions();
   const int64_t D = h0.dimensions()[0];
   Dims d{dims[0], dims[1], dims[2], h0.dimensions()[2]};
   using T = ffi::NativeType<E>;
   const int64_t G = 3 * d.H;
   const T *wi = w_ih.typed_data() + dir * G * d.I, *wh = w_hh.typed_data() + dir * G * d.H;
+  const bool resets = starts.element_count() > 0;  // empty placeholders: no resets
   return {d,
           x.typed_data(),
           h0.typed_data() + dir * d.B * d.H,
@@ -385,6 +432,8 @@ Layer<ffi::NativeType<E>> MakeLayer(ffi::Buffer<E> x, ffi::Buffer<E> h0, ffi::Bu
           b_ih.typed_data() + dir * G,
           b_hh.typed_data() + dir * G,
           valid.typed_data(),
+          resets ? starts.typed_data() : nullptr,
+          resets ? h_reset.typed_data() + dir * d.B * d.H : nullptr,
           dir == 1,
           D * d.H,
           dir * d.H,
@@ -428,6 +477,18 @@ ffi::Error BadDirections() {
   return ffi::Error(ffi::ErrorCode::kInvalidArgument, "jaxgru native kernel: h0 must be (D, B, H) with D = 1 or 2");
 }
 
+// starts (T, B) and h_reset (D, B, H) go together, or are both empty (no resets).
+template <ffi::DataType E>
+bool ResetsFit(ffi::Buffer<ffi::PRED> starts, ffi::Buffer<E> h_reset, ffi::Buffer<E> x, ffi::Buffer<E> h0) {
+  if (starts.element_count() == 0) return h_reset.element_count() == 0;
+  return static_cast<int64_t>(starts.element_count()) == x.dimensions()[0] * x.dimensions()[1] &&
+         h_reset.element_count() == h0.element_count();
+}
+
+ffi::Error BadResets() {
+  return ffi::Error(ffi::ErrorCode::kInvalidArgument, "jaxgru native kernel: starts must be (T, B) and h_reset like h0, or both empty");
+}
+
 // The forward's work units: each direction's batch cut in `split` parts, the directions side by
 // side when the pool has a thread for each (`side`), else one after another in each part.
 struct Plan {
@@ -446,14 +507,16 @@ Plan ForwardPlan(ffi::ThreadPool& pool, const Dims& d, int directions) {
 
 template <ffi::DataType E, bool kSave>
 ffi::Error Forward(ffi::ThreadPool pool, ffi::Buffer<E> x, ffi::Buffer<E> h0, ffi::Buffer<E> w_ih, ffi::Buffer<E> w_hh,
-                   ffi::Buffer<E> b_ih, ffi::Buffer<E> b_hh, ffi::Buffer<ffi::PRED> valid, ffi::ResultBuffer<E> out,
+                   ffi::Buffer<E> b_ih, ffi::Buffer<E> b_hh, ffi::Buffer<ffi::PRED> valid, ffi::Buffer<ffi::PRED> starts,
+                   ffi::Buffer<E> h_reset, ffi::ResultBuffer<E> out,
                    ffi::ResultBuffer<E> h_last, ffi::ResultBuffer<E> states, ffi::ResultBuffer<E> gates) {
   if (sgemm == nullptr || dgemm == nullptr) return NoBlas();
   if (h0.dimensions().size() != 3 || h0.dimensions()[0] < 1 || h0.dimensions()[0] > kMaxDirections) return BadDirections();
   const int D = static_cast<int>(h0.dimensions()[0]);
   using T = ffi::NativeType<E>;
   std::array<Layer<T>, kMaxDirections> L;
-  for (int dir = 0; dir < D; ++dir) L[dir] = MakeLayer<E>(x, h0, w_ih, w_hh, b_ih, b_hh, valid, dir);
+  if (!ResetsFit<E>(starts, h_reset, x, h0)) return BadResets();
+  for (int dir = 0; dir < D; ++dir) L[dir] = MakeLayer<E>(x, h0, w_ih, w_hh, b_ih, b_hh, valid, starts, h_reset, dir);
   const Dims d = L[0].d;
   Plan plan = ForwardPlan(pool, d, D);
   T* s = kSave ? states->typed_data() : nullptr;
@@ -479,20 +542,23 @@ ffi::Error Forward(ffi::ThreadPool pool, ffi::Buffer<E> x, ffi::Buffer<E> h0, ff
 // directions' dx add up in the same rows, so no two threads write a row of it.
 template <ffi::DataType E>
 ffi::Error Backward(ffi::ThreadPool pool, ffi::Buffer<E> x, ffi::Buffer<E> h0, ffi::Buffer<E> w_ih, ffi::Buffer<E> w_hh,
-                    ffi::Buffer<E> b_ih, ffi::Buffer<E> b_hh, ffi::Buffer<ffi::PRED> valid, ffi::Buffer<E> states,
+                    ffi::Buffer<E> b_ih, ffi::Buffer<E> b_hh, ffi::Buffer<ffi::PRED> valid, ffi::Buffer<ffi::PRED> starts,
+                    ffi::Buffer<E> h_reset, ffi::Buffer<E> states,
                     ffi::Buffer<E> gates, ffi::Buffer<E> d_out, ffi::Buffer<E> d_last, bool input_grad, bool remat,
                     ffi::ResultBuffer<E> dx, ffi::ResultBuffer<E> dh0, ffi::ResultBuffer<E> dw_ih, ffi::ResultBuffer<E> dw_hh,
-                    ffi::ResultBuffer<E> db_ih, ffi::ResultBuffer<E> db_hh) {
+                    ffi::ResultBuffer<E> db_ih, ffi::ResultBuffer<E> db_hh, ffi::ResultBuffer<E> dh_reset) {
   if (sgemm == nullptr || dgemm == nullptr) return NoBlas();
   if (h0.dimensions().size() != 3 || h0.dimensions()[0] < 1 || h0.dimensions()[0] > kMaxDirections) return BadDirections();
   const int D = static_cast<int>(h0.dimensions()[0]);
   using T = ffi::NativeType<E>;
   std::array<Layer<T>, kMaxDirections> L;
-  for (int dir = 0; dir < D; ++dir) L[dir] = MakeLayer<E>(x, h0, w_ih, w_hh, b_ih, b_hh, valid, dir);
+  if (!ResetsFit<E>(starts, h_reset, x, h0)) return BadResets();
+  for (int dir = 0; dir < D; ++dir) L[dir] = MakeLayer<E>(x, h0, w_ih, w_hh, b_ih, b_hh, valid, starts, h_reset, dir);
   const Dims d = L[0].d;
   const int64_t G = 3 * d.H, I = d.I, H = d.H, size = G * (I + H + 2);
   int parts = Parts(pool, d, D);
   T* d_x = input_grad ? dx->typed_data() : nullptr;  // else dx is an empty placeholder
+  T* d_reset = L[0].starts != nullptr ? dh_reset->typed_data() : nullptr;  // else an empty placeholder
   if (input_grad) HugePages(d_x, dx->element_count());
   std::array<Weight<T>*, 4 * kMaxDirections> weights{};
   for (int dir = 0, n = 0; dir < D; ++dir) {
@@ -508,7 +574,8 @@ ffi::Error Backward(ffi::ThreadPool pool, ffi::Buffer<E> x, ffi::Buffer<E> h0, f
       T* w = partial + (int64_t(p) * D + dir) * size;
       BackwardPart(L[dir], states.typed_data() + dir * d.T * d.B * H, remat ? nullptr : gates.typed_data() + dir * d.T * d.B * 4 * H,
                    d_out.typed_data(), d_last.typed_data() + dir * d.B * H, b0, static_cast<int>(b1 - b0), d_x, dir > 0,
-                   dh0->typed_data() + dir * d.B * H, w, w + G * I, w + G * (I + H), w + G * (I + H + 1));
+                   dh0->typed_data() + dir * d.B * H, d_reset == nullptr ? nullptr : d_reset + dir * d.B * H, w, w + G * I,
+                   w + G * (I + H), w + G * (I + H + 1));
     }
   });
   T* dst[4] = {dw_ih->typed_data(), dw_hh->typed_data(), db_ih->typed_data(), db_hh->typed_data()};
@@ -548,6 +615,8 @@ extern "C" void jaxgru_set_blas(void* s, void* d) {
                                   .Arg<ffi::Buffer<E>>()                                                 \
                                   .Arg<ffi::Buffer<E>>()                                                 \
                                   .Arg<ffi::Buffer<ffi::PRED>>()                                         \
+                                  .Arg<ffi::Buffer<ffi::PRED>>()                                         \
+                                  .Arg<ffi::Buffer<E>>()                                                 \
                                   .Ret<ffi::Buffer<E>>()                                                 \
                                   .Ret<ffi::Buffer<E>>()                                                 \
                                   .Ret<ffi::Buffer<E>>()                                                 \
@@ -564,12 +633,15 @@ extern "C" void jaxgru_set_blas(void* s, void* d) {
                                   .Arg<ffi::Buffer<E>>()                                                 \
                                   .Arg<ffi::Buffer<E>>()                                                 \
                                   .Arg<ffi::Buffer<ffi::PRED>>()                                         \
+                                  .Arg<ffi::Buffer<ffi::PRED>>()                                         \
+                                  .Arg<ffi::Buffer<E>>()                                                 \
                                   .Arg<ffi::Buffer<E>>()                                                 \
                                   .Arg<ffi::Buffer<E>>()                                                 \
                                   .Arg<ffi::Buffer<E>>()                                                 \
                                   .Arg<ffi::Buffer<E>>()                                                 \
                                   .Attr<bool>("input_grad")                                              \
                                   .Attr<bool>("remat")                                                   \
+                                  .Ret<ffi::Buffer<E>>()                                                 \
                                   .Ret<ffi::Buffer<E>>()                                                 \
                                   .Ret<ffi::Buffer<E>>()                                                 \
                                   .Ret<ffi::Buffer<E>>()                                                 \

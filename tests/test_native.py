@@ -444,19 +444,25 @@ def test_weights_only_gradient_skips_the_input_product():
 
 
 @needs_native
+@pytest.mark.parametrize("resets", [False, True])
 @pytest.mark.parametrize("directions", [1, 2])
-def test_elsewhere_the_kernels_calls_lower_to_the_fused_path_with_the_same_results(x64, directions):
+def test_elsewhere_the_kernels_calls_lower_to_the_fused_path_with_the_same_results(x64, directions, resets):
   """On a GPU or TPU (or ``jax.export`` for one) each of the kernel's calls lowers to the fused
   path's equivalent (``_fused_forward_kernel``, ``_fused_backward_kernel``): on the same operands
   they give the kernel's outputs, final states and gradients, with and without remat and dx,
-  lengths in; the saved states and gates agree on every valid step (past a sequence's end each
-  side keeps its own filler, read only by its own backward pass)."""
+  lengths and episode resets in; the saved states and gates agree on every valid step (past a
+  sequence's end each side keeps its own filler, read only by its own backward pass)."""
   steps, batch, inputs, hidden = 9, 5, 3, 4
   x, h0, ws, valid = ENGINE["random_layer"](
     np.random.default_rng(directions), steps, batch, inputs, hidden, directions, jnp.float64
   )
   w = tuple(jnp.stack(parts) for parts in zip(*ws, strict=True))
-  operands = _native._operands(x, h0, w, valid)
+  starts = h_reset = None
+  if resets:
+    rng = np.random.default_rng(11)
+    starts = jnp.asarray(rng.random((steps, batch, 1)) < 0.3) & valid
+    h_reset = jnp.asarray(rng.standard_normal(h0.shape))
+  operands = _native._operands(x, h0, w, valid, starts, h_reset)
   T, B, H, D = steps, batch, hidden, directions
   # each direction's own order of steps: the reverse one's first is the input's last
   own = jnp.stack([valid[:, :, 0], jnp.flip(valid[:, :, 0], 0)][:D])[..., None]
@@ -483,12 +489,13 @@ def test_elsewhere_the_kernels_calls_lower_to_the_fused_path_with_the_same_resul
       close(jnp.where(mask, kernel[k], 0), jnp.where(mask, other[k], 0), f"forward_save {what} remat={remat}")
     for input_grad in (False, True):
       shapes = [(T, B, inputs) if input_grad else (0,), (D, B, H), w[0].shape, w[1].shape, (D, 3 * H), (D, 3 * H)]
+      shapes.append((D, B, H) if resets else (0,))
       run = functools.partial(
         both, "jaxgru_backward", _native._fused_backward_kernel, shapes=shapes, input_grad=input_grad, remat=remat
       )
       got = run((*operands, *kernel[2:], d_out, d_last))[0]  # each backward pass from its own forward's residuals
       want = run((*operands, *other[2:], d_out, d_last))[1]
-      for a, b, what in zip(got, want, ("dx", "dh0", "dw_ih", "dw_hh", "db_ih", "db_hh"), strict=True):
+      for a, b, what in zip(got, want, ("dx", "dh0", "dw_ih", "dw_hh", "db_ih", "db_hh", "dh_reset"), strict=True):
         close(a, b, f"backward {what} input_grad={input_grad} remat={remat}")
 
 

@@ -13,6 +13,7 @@ import pathlib
 import re
 import subprocess
 import sys
+from unittest import mock
 
 import jax
 import jax.numpy as jnp
@@ -219,15 +220,20 @@ def test_rejects_remat_and_auto_never_picks_it():
 _TRITON = "__gpu$xla.gpu.triton"
 
 
-def _exported_kernels(platform, hidden, layers=1, steps=20, batch=5, dtype=jnp.float32, variant="torch"):
+def _exported_kernels(platform, hidden, layers=1, steps=20, batch=5, dtype=jnp.float32, variant="torch", resets=False):
   """The custom calls of a jitted forward+backward through a bidirectional ``gru(..., impl="pallas")``
-  lowered for ``platform``."""
+  lowered for ``platform``; with ``resets``, episode resets and a learned reset state in."""
   params = _random_params(jax.random.key(0), layers, True, True, hidden, 16, dtype)
   x = jnp.ones((steps, batch, 16), dtype)
   lengths = jnp.arange(batch) % steps + 1
+  options = {}
+  if resets:
+    flags = (jnp.arange(steps)[:, None] + jnp.arange(batch)) % 7 == 0
+    options = {"resets": flags, "reset_state": jnp.ones((2 * layers, hidden), dtype)}
 
   def f(p, x):
-    return jax.value_and_grad(lambda p, x: _loss(*jaxgru.gru(p, x, lengths=lengths, impl="pallas", variant=variant)))(p, x)
+    gru = functools.partial(jaxgru.gru, lengths=lengths, impl="pallas", variant=variant, **options)
+    return jax.value_and_grad(lambda p, x: _loss(*gru(p, x)))(p, x)
 
   checks = [jax.export.DisabledSafetyCheck.custom_call(_TRITON)]  # Triton's call has no serialization guarantee
   exported = jax.export.export(jax.jit(f), platforms=[platform], disabled_checks=checks)(params, x)
@@ -248,6 +254,43 @@ def _exported_kernels(platform, hidden, layers=1, steps=20, batch=5, dtype=jnp.f
 def test_lowers_for_devices(platform, hidden, layers, dtype, variant, kernel):
   """Lowered without a device: one forward and one backward kernel per layer and direction."""
   assert _exported_kernels(platform, hidden, layers, dtype=dtype, variant=variant).count(kernel) == 4 * layers
+
+
+@pytest.mark.parametrize(
+  "platform, hidden, variant, kernel",
+  [("cuda", 64, "torch", _TRITON), ("cuda", 32, "classic", _TRITON), ("tpu", 128, "torch", "tpu_custom_call")],
+)
+def test_lowers_for_devices_with_resets(platform, hidden, variant, kernel):
+  """Episode resets keep the kernels: the flags and the reset state go in as blocks, no fallback."""
+  assert _exported_kernels(platform, hidden, 2, variant=variant, resets=True).count(kernel) == 8
+
+
+@pytest.mark.parametrize("blocks", [(2, 3), (1, 1), (4, 64)])
+@pytest.mark.parametrize("variant", ["torch", "classic"])
+def test_resets_across_blocks_match_reference(x64, blocks, variant):
+  """Resets under several block sizes, both directions and both variants, lengths in: outputs,
+  final states and the gradients of the parameters, x, h0 and the reset state."""
+  key = jax.random.key(3)
+  params = _random_params(key, 2, True, True)
+  x = jax.random.normal(jax.random.fold_in(key, 7), (11, 5, I), jnp.float64)
+  h0 = jax.random.normal(jax.random.fold_in(key, 8), (4, 5, H), jnp.float64)
+  reset_state = jax.random.normal(jax.random.fold_in(key, 9), (4, 5, H), jnp.float64)
+  resets = jax.random.bernoulli(jax.random.fold_in(key, 10), 0.3, (11, 5)).at[0, 0].set(True)
+  lengths = jnp.array([11, 4, 1, 9, 6])
+
+  def grads(direction):
+    def loss(params, x, h0, reset_state):
+      with mock.patch.object(_pallas, "direction", direction):
+        out = jaxgru.gru(params, x, h0, lengths=lengths, resets=resets, reset_state=reset_state, impl="pallas", variant=variant)
+      return _loss(*out)
+
+    return jax.value_and_grad(loss, argnums=(0, 1, 2, 3))(params, x, h0, reset_state)
+
+  want = jax.value_and_grad(
+    lambda *a: _loss(*jaxgru.gru(*a[:3], lengths=lengths, resets=resets, reset_state=a[3], impl="reference", variant=variant)),
+    argnums=(0, 1, 2, 3),
+  )(params, x, h0, reset_state)
+  _assert_trees_close(grads(functools.partial(_pallas.direction, cpu_blocks=blocks)), want, 1e-11)
 
 
 @pytest.mark.parametrize("platform, hidden", [("cuda", 24), ("tpu", 64)])
