@@ -7,11 +7,12 @@
 - :func:`compare` / :func:`assert_close`: outputs, states and every gradient, torch vs JAX.
 - :mod:`parity.other_jax <parity.frameworks.other_jax>`: weights to and from Flax's, Equinox's and Haiku's GRU cells.
 - :mod:`parity.keras <parity.frameworks.keras>`, :mod:`parity.onnx <parity.frameworks.onnx>`: Keras 3 GRU layers and ONNX ``GRU`` operators (ONNX Runtime).
+- :mod:`parity.torchrl <parity.frameworks.torchrl>`: torchrl's recurrent ``GRUModule`` against ``jaxgru`` with episode resets.
 - ``python -m parity``: the sweep on this machine's devices.
 
 The code lives in four folders, one per concern: :mod:`parity.weights` (conversion and files),
 :mod:`parity.proof` (runs, comparison, the sweep), :mod:`parity.frameworks` (Keras, ONNX, other
-JAX cells; ``parity.keras`` is :mod:`parity.frameworks.keras`) and :mod:`parity.sine` (the sine
+JAX cells, torchrl; ``parity.keras`` is :mod:`parity.frameworks.keras`) and :mod:`parity.sine` (the sine
 task and ``jaxgru-sine``).
 
 Needs torch and safetensors (``pip install "jaxgru[parity]"``); :mod:`jaxgru` never imports
@@ -27,7 +28,7 @@ from typing import TYPE_CHECKING
 from parity import _extras, _moved
 
 if TYPE_CHECKING:
-  from parity.frameworks import keras, onnx, other_jax  # noqa: F401  (found by __getattr__)
+  from parity.frameworks import keras, onnx, other_jax, torchrl  # noqa: F401  (found by __getattr__)
   from parity.proof.report import Report, assert_close, compare
   from parity.proof.runs import run_jax, run_torch
   from parity.weights.convert import from_torch, module_from_params, params_to_state_dict, state_dict_to_params, to_torch

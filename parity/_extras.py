@@ -16,6 +16,9 @@ EXTRA = {
   "keras": "keras",
   "onnx": "onnx",
   "onnxruntime": "onnx",
+  "torchrl": "torchrl",
+  "tensordict": "torchrl",
+  "gymnax": "examples",
 }
 
 

@@ -24,6 +24,7 @@ ALIASES = {
   "parity.keras": "parity.frameworks.keras",
   "parity.onnx": "parity.frameworks.onnx",
   "parity.other_jax": "parity.frameworks.other_jax",
+  "parity.torchrl": "parity.frameworks.torchrl",
 }
 # the flat layout's paths, deprecated
 DEPRECATED = {

@@ -1,0 +1,81 @@
+"""parity.torchrl: torchrl's recurrent GRUModule and jaxgru with resets on the same rollouts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from _helpers import needs_native
+from torchrl.modules import GRUModule
+
+import parity
+import parity.torchrl
+from jaxgru import _validate
+
+IMPLS = [pytest.param(impl, marks=needs_native) if impl == "native" else impl for impl in _validate.IMPLS]
+
+
+def _module(dtype, bidirectional=False, seed=0):
+  torch.manual_seed(seed)
+  module = GRUModule(input_size=3, hidden_size=5, num_layers=2, bidirectional=bidirectional, in_key="obs", out_key="feat")
+  module = module.to(dtype)
+  with torch.no_grad():
+    for p in module.parameters():  # every parameter, biases too
+      p.uniform_(-0.6, 0.6)
+  return module
+
+
+def _rollout(seed=0, batch=4, steps=13):
+  rng = np.random.default_rng(seed)
+  is_init = rng.random((batch, steps)) < 0.2
+  is_init[0, 0] = True  # a row that starts with a new episode
+  is_init[1, 5:7] = True  # a one-step episode
+  is_init[-1] = False  # a row with one episode
+  return rng.standard_normal((batch, steps, 3)), is_init, rng.standard_normal((2, batch, 5))
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_recurrent_mode_equals_jaxgru_with_resets(precision, impl):
+  """Outputs, h_n and the gradients of every parameter, x and h0 agree: float64 to 1e-10,
+  float32 to 1e-5, whichever implementation runs."""
+  x, is_init, h0 = _rollout()
+  report = parity.torchrl.compare(_module(precision.torch_dtype), None, x, is_init, h0, impl=impl)
+  assert report.ok, str(report)
+  names = {row.name for row in report.rows}
+  assert {"output", "h_n", "grad x", "grad h0", "grad weight_hh_l1", "grad bias_hh_l0"} <= names
+  assert report.tol == precision.tol
+
+
+def test_bidirectional_modules_agree_from_zero_states(precision):
+  x, is_init, _ = _rollout(1)
+  module = _module(precision.torch_dtype, bidirectional=True)
+  report = parity.torchrl.compare(module, parity.torchrl.from_gru_module(module), x, is_init)
+  assert report.ok, str(report)
+  assert "grad weight_ih_l1_reverse" in {row.name for row in report.rows}
+  with pytest.raises(ValueError, match="bidirectional GRUModule starts the reverse direction"):
+    parity.torchrl.compare(module, None, x, is_init, np.zeros((4, 4, 5)))
+
+
+def test_the_torchrl_run_restarts_at_every_is_init(x64):
+  """run_gru_module itself: a row's output after a reset does not depend on what came before."""
+  module = _module(torch.float64)
+  x, is_init, h0 = _rollout()
+  first = parity.torchrl.run_gru_module(module, x, is_init, h0)
+  changed = x.copy()
+  changed[1, :5] += 1.0  # row 1's first episode (steps 0-4); its next one starts at step 5
+  second = parity.torchrl.run_gru_module(module, changed, is_init, h0)
+  np.testing.assert_array_equal(first["output"][1, 5:], second["output"][1, 5:])
+  assert not np.allclose(first["output"][1, :5], second["output"][1, :5])
+
+
+def test_bad_rollouts_are_clear_errors():
+  module = _module(torch.float32)
+  x, is_init, h0 = _rollout()
+  with pytest.raises(TypeError, match="module must be a torchrl.modules.GRUModule, got GRU"):
+    parity.torchrl.compare(torch.nn.GRU(3, 5), None, x, is_init)
+  with pytest.raises(ValueError, match=r"is_init must be booleans of shape \(B, T\) = \(4, 13\)"):
+    parity.torchrl.compare(module, None, x, is_init.astype(int))
+  with pytest.raises(ValueError, match=r"x must be \(B, T, input_size=3\)"):
+    parity.torchrl.compare(module, None, x[0], is_init)
+  with pytest.raises(ValueError, match=r"h0 must have shape \(L\*D, B, H\) = \(2, 4, 5\)"):
+    parity.torchrl.compare(module, None, x, is_init, h0[:1])
