@@ -18,6 +18,10 @@ parity runs) it writes ``gpu.md``, ``gpu.json`` and ``gpu.png`` to DIR:
    100 and 1000, and a 2-layer bidirectional row, through the CPU suite's :func:`run_cell`
    (compile times apart, contenders in shuffled blocks). Cells run smallest first; those the
    budget leaves out are listed in the report.
+3. **Recurrent-policy rollouts** (``benchmarks/rl.py``): T = 128 steps of 16 to 256 environments
+   with episode resets on 1% of the steps, forward and training step: ``jaxgru.gru(...,
+   resets=...)`` against the hand-written Flax ``nn.scan`` with ``jnp.where`` resets, and
+   torchrl's recurrent ``GRUModule`` on the GPU where torchrl is installed.
 
 ``--dry-run`` runs the same code on the CPU at tiny sizes (Pallas in interpret mode, torch's CPU
 GRU) in well under 3 minutes; ``tests/test_benchmarks.py`` runs it, so this script cannot rot
@@ -39,7 +43,7 @@ import numpy as np
 import torch
 
 import parity
-from benchmarks import machine
+from benchmarks import machine, rl
 from benchmarks.contenders import LEARNING_RATE
 from benchmarks.shapes import MODES, Shape
 from benchmarks.suite import run_cell
@@ -115,6 +119,24 @@ def run_times(device: str, dry_run: bool, budget_s: float, peak: float) -> tuple
   return cells, left_out
 
 
+def run_rl(device: str, dry_run: bool) -> dict[str, Any]:
+  """The recurrent-policy rollouts of :mod:`benchmarks.rl` on this device (JAX's default, torch's
+  ``device``); torchrl only where it is installed."""
+  contenders = tuple(k for k in rl.CONTENDERS if k != "torchrl" or rl.torchrl_missing() is None)
+  shapes = ((8, 3, 2, 4),) if dry_run else rl.SHAPES
+  report = {"torchrl": __import__("torchrl").__version__ if "torchrl" in contenders else "not installed", "cases": []}
+  report.update(reset_rate=0.2 if dry_run else 0.01, repeats=1 if dry_run else 10)
+  for shape in shapes:
+    for mode in rl.MODES:
+      case = rl.run_case(shape, mode, contenders, report["reset_rate"], report["repeats"], 1 if dry_run else 5, 0.02, device)
+      report["cases"].append(case)
+      print(
+        f"rollout {'x'.join(map(str, shape))} {mode}: "
+        + " ".join(f"{k}={v['median_ms']:.2f}ms" for k, v in case["results"].items())
+      )
+  return report
+
+
 def _speedup(cell: dict[str, Any], contender: str) -> float | None:
   r = cell["results"]
   return r["torch"]["median_ms"] / r[contender]["median_ms"] if contender in r and "torch" in r else None
@@ -163,6 +185,8 @@ def markdown(report: dict[str, Any]) -> str:
     )
   if report["left_out"]:
     lines += ["", f"Left out by the {report['budget_s']:g} s budget: {', '.join(report['left_out'])}."]
+  if report.get("rl"):
+    lines += ["", "## Recurrent-policy rollouts with episode resets", "", rl.markdown({**report["rl"], "machine": m})]
   lines += ["", f"Total {report['total_s']:.0f} s."]
   return "\n".join(lines) + "\n"
 
@@ -213,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     bad = [r for r in rows if r["ok"] is False]
     print(f"parity: {sum(bool(r['ok']) for r in rows)} of {len(rows)} runs within tolerance, {len(bad)} past it", flush=True)
     cells, left_out = run_times(device, args.dry_run, args.budget, peak)
+    rl_report = run_rl(device, args.dry_run)
   report = {
     "machine": info,
     "dry_run": args.dry_run,
@@ -221,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     "parity": rows,
     "cells": cells,
     "left_out": left_out,
+    "rl": rl_report,
     "budget_s": args.budget,
     "total_s": time.perf_counter() - start,
   }

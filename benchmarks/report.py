@@ -113,6 +113,10 @@ def markdown(report: dict[str, Any]) -> str:
     from benchmarks import memory
 
     lines += ["", "```", memory.describe(report["memory"]), "```"]
+  if "rl" in report:
+    from benchmarks import rl
+
+    lines += ["", "Recurrent-policy rollouts with episode resets (`python -m benchmarks.rl`):", "", rl.markdown(report["rl"])]
   return "\n".join(lines) + "\n"
 
 

@@ -9,8 +9,9 @@ after a call and slow whoever runs next: benchmarks/NOTES.md, entry 11c). Rounds
 that drift of a shared machine falls on all of them alike; ``--interleave call`` times one call of
 each in turn instead. Medians are reported with their interquartile range and minimum.
 
-Then the seed's whole task (``benchmarks/seed_task.py``) and peak memory over a long sequence with
-and without ``remat`` (``benchmarks/memory.py``). Reports go to ``benchmarks/results/``:
+Then the seed's whole task (``benchmarks/seed_task.py``), peak memory over a long sequence with
+and without ``remat`` (``benchmarks/memory.py``) and, on the CPU, recurrent-policy rollouts with
+episode resets against a hand-written Flax scan and torchrl (``benchmarks/rl.py``). Reports go to ``benchmarks/results/``:
 ``<device>.json``, ``.md`` and ``.png`` (``cpu``, ``cuda``, ``cuda-tf32``) for the default run,
 with ``-custom`` or ``-quick`` appended when the grid or the parts differ, so that a partial run
 never replaces the full one.
@@ -67,7 +68,7 @@ __all__ = [
   "write",
 ]
 
-PARTS = ("grid", "seed", "memory")
+PARTS = ("grid", "seed", "memory", "rl")
 
 
 def _stats(values: list[float]) -> dict[str, float]:
@@ -226,6 +227,7 @@ def parser() -> argparse.ArgumentParser:
   r.add_argument("--memory", action="store_true", help="run only the long-sequence memory measurement (--parts memory)")
   r.add_argument("--no-seed-task", action="store_true", help="skip the seed task's 200-epoch training, both ways")
   r.add_argument("--no-memory", action="store_true", help="skip the remat peak-memory measurement")
+  r.add_argument("--no-rl", action="store_true", help="skip the recurrent-policy rollouts with episode resets")
   r.add_argument(
     "--out", type=pathlib.Path, default=pathlib.Path(__file__).parent / "results", help="report directory (checked first)"
   )
@@ -286,7 +288,8 @@ def _resolve(args: argparse.Namespace) -> tuple[list[Shape], list[str]]:
   """The shapes and parts a parsed command line asks for."""
   shapes = list(args.shape or DEFAULT_SHAPES) + list(args.add_shape)
   parts = ["memory"] if args.memory else [p for p in PARTS if p in args.parts]
-  parts = [p for p in parts if not (p == "seed" and args.no_seed_task) and not (p == "memory" and args.no_memory)]
+  skipped = {"seed": args.no_seed_task, "memory": args.no_memory, "rl": args.no_rl}
+  parts = [p for p in parts if not skipped.get(p, False)]
   if args.quick:
     shapes, parts = [DEFAULT_SHAPES[0]], ["grid"]
     args.repeats, args.max_repeats, args.budget = 2, 2, 0.0
@@ -359,6 +362,10 @@ def main(argv: list[str] | None = None) -> int:
 
     report["memory"] = memory.run()
     print(memory.describe(report["memory"]), flush=True)
+  if "rl" in parts and device == "cpu":  # recurrent-policy rollouts with episode resets (benchmarks/rl.py)
+    from benchmarks import rl
+
+    report["rl"] = rl.run()
   info["load_after"] = machine.load_average()
   info["busy"] = machine.busy_warning(info)
   paths = write(report, args.out, name)

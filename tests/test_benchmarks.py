@@ -109,8 +109,8 @@ def test_onnxruntime_is_skipped_with_a_note_when_missing(monkeypatch, tmp_path, 
 
 def test_report_names_and_parts():
   args = suite.parser().parse_args([])
-  assert suite._resolve(args) == (list(suite.DEFAULT_SHAPES), ["grid", "seed", "memory"])
-  args = suite.parser().parse_args(["--add-shape", "20x2x2x2", "--no-memory"])
+  assert suite._resolve(args) == (list(suite.DEFAULT_SHAPES), ["grid", "seed", "memory", "rl"])
+  args = suite.parser().parse_args(["--add-shape", "20x2x2x2", "--no-memory", "--no-rl"])
   assert suite._resolve(args) == ([*suite.DEFAULT_SHAPES, suite.Shape(20, 2, 2, 2)], ["grid", "seed"])
   assert suite._resolve(suite.parser().parse_args(["--memory"]))[1] == ["memory"]
   args = suite.parser().parse_args(["--quick"])
@@ -191,6 +191,8 @@ def test_gpu_script_dry_run_writes_its_reports(tmp_path, capsys):
   assert all(set(c["results"]) == set(gpu.CONTENDERS) for c in saved["cells"])
   text = (tmp_path / "gpu-dry-run.md").read_text()
   assert "| pallas | L=2 bi | bfloat16 | yes |" in text and "torch/pallas" in text
+  assert [(c["shape"], c["mode"]) for c in saved["rl"]["cases"]] == [([8, 3, 2, 4], "forward"), ([8, 3, 2, 4], "train")]
+  assert "## Recurrent-policy rollouts with episode resets" in text and "| 8x3x2x4 |" in text
   assert matplotlib.image.imread(tmp_path / "gpu-dry-run.png").shape[0] > 100
 
 
@@ -249,3 +251,30 @@ def test_eager_benchmark_refuses_unknown_impls(capsys):
   with pytest.raises(SystemExit) as exit_:
     eager.main(["--impls", "cudnn"])
   assert exit_.value.code == 2 and "unknown impls ['cudnn']" in capsys.readouterr().err
+
+
+def test_rl_rollouts_run_every_contender_and_mode(tmp_path):
+  """The recurrent-policy benchmark on a tiny rollout: every contender timed in both modes, the
+  report written as JSON and Markdown with both ratios."""
+  from benchmarks import rl
+
+  out = tmp_path / "rl"
+  assert rl.main(["--shape", "8x3x2x4", "--repeats", "1", "--block", "1", "--reset-rate", "0.2", "--out", str(out)]) == 0
+  report = json.loads(out.with_suffix(".json").read_text())
+  assert [(c["shape"], c["mode"]) for c in report["cases"]] == [([8, 3, 2, 4], "forward"), ([8, 3, 2, 4], "train")]
+  for case in report["cases"]:
+    assert set(case["results"]) == set(rl.CONTENDERS)
+    assert all(r["median_ms"] > 0 for r in case["results"].values())
+  text = out.with_suffix(".md").read_text()
+  assert "| 8x3x2x4 |" in text and "flax_scan/jaxgru" in text and "torchrl/jaxgru" in text
+
+
+def test_rl_refuses_bad_options(capsys):
+  from benchmarks import rl
+
+  with pytest.raises(SystemExit):
+    rl.main(["--shape", "8x3x2"])
+  assert "a rollout shape is TxBxIxH" in capsys.readouterr().err
+  with pytest.raises(SystemExit):
+    rl.main(["--reset-rate", "2"])
+  assert "--reset-rate must be a probability" in capsys.readouterr().err
