@@ -4,6 +4,24 @@ from __future__ import annotations
 
 import argparse
 
+
+class DefaultsHelpFormatter(argparse.HelpFormatter):
+  """Appends ``(default: X)`` to an option's help where that says something: not for flags
+  (``store_true``), options without a default, or help that already states its default."""
+
+  def _get_help_string(self, action: argparse.Action) -> str:
+    text = action.help or ""
+    flag = isinstance(action, argparse._StoreTrueAction | argparse._StoreFalseAction)
+    if flag or action.default in (None, argparse.SUPPRESS) or "default" in text or not action.option_strings:
+      return text
+    return text + " (default: %(default)s)"
+
+
+def plain(text: str) -> str:
+  """A docstring's reStructuredText made plain for a terminal: ````code```` -> ``code``."""
+  return text.replace("``", "")
+
+
 # The sine task's GRU equations (--variant): torch.nn.GRU's, or the seed tutorial's classic ones.
 VARIANTS = ("torch", "classic")
 

@@ -183,8 +183,9 @@ def table(rows: Sequence[dict]) -> str:
   return "\n".join([line(head), line(["-" * w for w in widths]), *map(line, body)])
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-  parser = argparse.ArgumentParser(prog="python -m parity", description=__doc__.split("\n\n")[0])
+def build_parser() -> argparse.ArgumentParser:
+  """``python -m parity``'s command line."""
+  parser = argparse.ArgumentParser(prog="python -m parity", description=_argtypes.plain(__doc__.split("\n\n")[0]))
   size = parser.add_mutually_exclusive_group()
   size.add_argument("--quick", action="store_true", help="two GRU configurations and a cell")
   size.add_argument("--full", action="store_true", help="every combination of the four GRU settings")
@@ -192,6 +193,11 @@ def main(argv: Sequence[str] | None = None) -> int:
   parser.add_argument("--seed", type=_argtypes.seed, default=0, help="weights, inputs and cotangents, in [0, 2**32) (default 0)")
   parser.add_argument("--verbose", action="store_true", help="also print every run's full report")
   parser.add_argument("--no-frameworks", action="store_true", help="skip Keras and ONNX Runtime (the other frameworks)")
+  return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  parser = build_parser()
   args = parser.parse_args(argv)
   if _MISSING is not None:
     parser.exit(2, f"{_MISSING}\n")

@@ -84,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
       "wave, trained full-batch with Adam in JAX (jaxgru + optax), compiled; writes a PNG of the data, the "
       "prediction and the loss curve."
     ),
-    formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    formatter_class=_argtypes.DefaultsHelpFormatter,
   )
   parser.add_argument("--seed", type=_argtypes.seed, default=0, help="seeds the data's noise and the initial weights")
   parser.add_argument("--epochs", type=_argtypes.int_at_least(1), default=200, help="full-batch training epochs")
@@ -116,8 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
   parser.add_argument(
     "--no-compile-cache",
     action="store_true",
-    help="do not use JAX's persistent compilation cache (default: on for the command, in $JAXGRU_COMPILE_CACHE_DIR, "
-    "else ~/.cache/jaxgru/jax; a cache set with JAX_COMPILATION_CACHE_DIR is used as it is)",
+    help="do not use JAX's persistent compilation cache, which the command otherwise keeps in $JAXGRU_COMPILE_CACHE_DIR, "
+    "else ~/.cache/jaxgru/jax (a cache set with JAX_COMPILATION_CACHE_DIR is used as it is)",
   )
   return parser
 
