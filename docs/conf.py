@@ -30,7 +30,12 @@ extensions = [
   "sphinx-mathjax-offline",  # MathJax copied into the site, not fetched from a CDN
   "sphinx.ext.viewcode",
   "sphinx.ext.intersphinx",
+  "sphinx_copybutton",
 ]
+# Copy buttons copy the code, not the prompts or outputs of docstring examples.
+copybutton_prompt_text = r">>> |\.\.\. |\$ "
+copybutton_prompt_is_regexp = True
+copybutton_only_copy_prompt_lines = False
 exclude_patterns = ["_build", "**.ipynb_checkpoints"]
 source_suffix = {".rst": "restructuredtext", ".md": "myst-nb"}
 
@@ -53,6 +58,8 @@ myst_heading_anchors = 3  # [text](#a-heading) links within and across pages
 html_theme = "sphinx_book_theme"
 html_title = f"jaxgru {release}"
 html_theme_options = {"show_toc_level": 2, "use_download_button": False}
+# One search box: the one in the page header; the sidebar lists the pages only.
+html_sidebars = {"**": ["navbar-logo.html", "sbt-sidebar-nav.html"]}
 html_static_path = ["_static"]
 html_css_files = ["jaxgru.css"]
 

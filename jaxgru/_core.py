@@ -40,11 +40,21 @@ def gru_step(gi: jax.Array, h: jax.Array, w_hh: jax.Array, b_hh: jax.Array | Non
   Args:
     gi: (..., 3H) input projection, gates stacked (r, z, n).
     h: (..., H) previous state.
-    w_hh: (3H, H) recurrent weight; b_hh: (3H,) recurrent bias or None.
+    w_hh: (3H, H) recurrent weight.
+    b_hh: (3H,) recurrent bias, or None.
     variant: ``"torch"`` or ``"classic"``.
 
   Returns:
-    (..., H) the next state.
+    The next state, (..., H).
+
+  Raises:
+    ValueError: ``variant`` is neither ``"torch"`` nor ``"classic"``.
+
+  Example:
+    >>> params = jaxgru.init_gru_cell_params(jax.random.key(0), 3, 4)
+    >>> gi = jnp.ones((2, 3)) @ params["weight_ih"].T + params["bias_ih"]
+    >>> jaxgru.gru_step(gi, jnp.zeros((2, 4)), params["weight_hh"], params["bias_hh"]).shape
+    (2, 4)
   """
   _validate.check_variant(variant)
   return _cell.step(tuple(jnp.split(gi, 3, axis=-1)), h, w_hh, b_hh, variant)
@@ -248,8 +258,8 @@ def gru(
       (rematerialisation): memory for long sequences bounded by the input and output.
 
   Returns:
-    ``(output, h_n)``: output (T, B, D*H) (batch-first or unbatched like ``x``), with the
-    reverse direction's half aligned to the input step; h_n (L*D, B, H) indexed
+    The pair ``(output, h_n)``. ``output`` is (T, B, D*H) (batch-first or unbatched like ``x``), with the
+    reverse direction's half aligned to the input step; ``h_n`` is (L*D, B, H), indexed
     ``layer * D + direction``. An empty batch (B = 0) gives empty results, as torch's; with
     ``lengths`` it is a ValueError, as torch's ``pack_padded_sequence`` refuses it.
 
@@ -348,7 +358,16 @@ def gru_cell(params: Mapping[str, jax.Array], x: jax.Array, h: jax.Array | None 
     variant: ``"torch"`` or ``"classic"``; see :func:`gru_step`.
 
   Returns:
-    (B, H) or (H,): the next state.
+    The next state, (B, H) or (H,).
+
+  Raises:
+    ValueError: a key, size or shape is wrong, or ``variant`` is unknown.
+    TypeError: a dtype is wrong (x and the params must share one floating dtype).
+
+  Example:
+    >>> params = jaxgru.init_gru_cell_params(jax.random.key(0), 3, 4)
+    >>> jaxgru.gru_cell(params, jnp.ones((2, 3)), jnp.zeros((2, 4))).shape
+    (2, 4)
   """
   variant = _validate.check_variant(variant)
   params = as_params(params)

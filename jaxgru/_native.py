@@ -135,12 +135,31 @@ def isa() -> str | None:
 
 
 def native_status() -> str | None:
-  """Why the native kernel cannot run here, or ``None`` when it can (it then serves CPU only)."""
+  """Why the native kernel cannot run here, or ``None`` when it can (it then serves CPU only).
+
+  Returns:
+    The reason as one sentence (not built: no compiler at install, the pure wheel, a kernel refused
+    by the install-time check; its BLAS missing; an XLA too old), or None. Never raises: the XLA
+    paths serve wherever the kernel cannot.
+
+  Example:
+    >>> reason = jaxgru.native_status()
+    >>> reason is None or isinstance(reason, str)
+    True
+  """
   return _load()
 
 
 def native_available() -> bool:
-  """Whether ``impl="native"`` can run: the kernel was built and its BLAS loads."""
+  """Whether ``impl="native"`` can run: the kernel was built and its BLAS loads.
+
+  Returns:
+    True when the kernel is loaded and registered; :func:`native_status` says why not otherwise.
+
+  Example:
+    >>> jaxgru.native_available() == (jaxgru.native_status() is None)
+    True
+  """
   return _load() is None
 
 
@@ -152,9 +171,15 @@ def export_checks() -> list[jax.export.DisabledSafetyCheck]:
   registers the kernel), with a jaxgru whose kernel has the same targets. Exports for other
   platforms never hold the kernel and need none of this; nor does ``impl="fused"``.
 
-  Example::
+  Returns:
+    One ``jax.export.DisabledSafetyCheck.custom_call`` per target of the kernel.
 
-    exported = jax.export.export(jax.jit(f), platforms=["cpu"], disabled_checks=jaxgru.export_checks())(params, x)
+  Example:
+    >>> params = jaxgru.init_gru_params(jax.random.key(0), 3, 4)
+    >>> f = jax.jit(lambda p, x: jaxgru.gru(p, x)[0])
+    >>> exported = jax.export.export(f, platforms=["cpu"], disabled_checks=jaxgru.export_checks())(params, jnp.ones((5, 2, 3)))
+    >>> exported.out_avals[0].shape
+    (5, 2, 4)
   """
   return [jax.export.DisabledSafetyCheck.custom_call(name) for name in TARGET_NAMES]
 

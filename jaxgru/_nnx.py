@@ -71,9 +71,16 @@ class GRU(_TorchParams):
     ((5, 2, 16), (4, 2, 8))
 
   Args:
-    input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional: as torch.
+    input_size: I, the features of each input step (torch's ``input_size``).
+    hidden_size: H, the features of the state (torch's ``hidden_size``).
+    num_layers: stacked layers, each reading the previous one's output.
+    bias: whether the layers have ``bias_ih`` and ``bias_hh``.
+    batch_first: whether ``x`` and the output are (B, T, ...) rather than (T, B, ...).
+    dropout: probability of zeroing each output of every layer but the last, in training.
+    bidirectional: whether each layer also runs from the last step down.
     variant: ``"torch"`` or ``"classic"`` (see :func:`jaxgru.gru_step`).
-    impl, remat: the implementation and rematerialisation, as :func:`jaxgru.gru`.
+    impl: the implementation, as :func:`jaxgru.gru`'s ``impl``.
+    remat: rematerialisation in the backward pass, as :func:`jaxgru.gru`'s ``remat``.
     dtype: compute dtype; None promotes the input and the parameters.
     param_dtype: storage dtype of the parameters.
     deterministic: disables dropout; ``model.eval()`` / ``model.train()`` set it.
@@ -154,7 +161,7 @@ class GRU(_TorchParams):
     )
 
   def set_view(self, deterministic: bool | None = None) -> None:
-    """For ``nnx.view(model, deterministic=...)``."""
+    """Called by ``nnx.view(model, deterministic=...)``; set ``deterministic`` directly instead."""
     if deterministic is not None:
       self.deterministic = _validate.check_flag(deterministic, "deterministic")
 
@@ -164,6 +171,22 @@ class GRUCell(_TorchParams, nnx.RNNCellBase):
 
   ``cell(carry, x) -> (carry, y)`` with ``y == carry``; ``initialize_carry`` and
   ``num_feature_axes`` as Flax's cells, so it runs inside ``nnx.RNN`` and ``nnx.Bidirectional``.
+
+  Argument order: Flax's cells take the state first, ``cell(h, x)``; torch's ``GRUCell`` and
+  :func:`jaxgru.gru_cell` take the input first, ``cell(x, h)``. When ``input_size == hidden_size``
+  the two orders have the same shapes and calling this cell in torch's order raises nothing
+  and computes something else. Code ported from torch can call :meth:`forward`, which takes
+  torch's order.
+
+  Args:
+    input_size: I, the features of each input.
+    hidden_size: H, the features of the state.
+    bias: whether the cell has ``bias_ih`` and ``bias_hh``.
+    variant: ``"torch"`` or ``"classic"`` (see :func:`jaxgru.gru_step`).
+    dtype: compute dtype; None promotes the input and the parameters.
+    param_dtype: storage dtype of the parameters.
+    carry_init: initialiser of :meth:`initialize_carry`'s state; zeros when None.
+    rngs: ``params`` stream for initialisation (torch's U(-1/sqrt(H), 1/sqrt(H))).
 
   Example:
     >>> cell = jaxgru.GRUCell(3, 8, rngs=nnx.Rngs(0))
@@ -191,9 +214,37 @@ class GRUCell(_TorchParams, nnx.RNNCellBase):
     self._set_params(init_gru_cell_params(rngs.params(), input_size, hidden_size, self.bias, param_dtype))
 
   def __call__(self, carry: jax.Array, inputs: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """One step: ``(h_new, h_new) = cell(h, x)``; x (..., I), h (..., H)."""
+    """One step in Flax's order, state first: ``(h_new, h_new) = cell(h, x)``.
+
+    Args:
+      carry: h (..., H), the state.
+      inputs: x (..., I), the step's input.
+
+    Returns:
+      The new state twice, ``(h_new, h_new)``, as carry and as output, in the carry's dtype.
+    """
     h = _policy.run_cell(self.state_dict(), carry, inputs, self.dtype, self.variant)
     return h, h
+
+  def forward(self, x: jax.Array, h: jax.Array | None = None) -> jax.Array:
+    """One step in torch's order, input first: ``h_new = cell.forward(x, h)``, as ``torch.nn.GRUCell``.
+
+    Args:
+      x: (B, I) or unbatched (I,).
+      h: (B, H) or (H,) like ``x``; zeros when None.
+
+    Returns:
+      The new state, (B, H) or (H,).
+
+    Example:
+      >>> cell = jaxgru.GRUCell(4, 4, rngs=nnx.Rngs(0))
+      >>> x, h = jnp.ones((2, 4)), jnp.zeros((2, 4))
+      >>> bool(jnp.allclose(cell.forward(x, h), cell(h, x)[0]))
+      True
+    """
+    x = _validate.as_array(x, "x")
+    h = jnp.zeros(x.shape[:-1] + (self.hidden_size,), x.dtype) if h is None else h
+    return self(h, x)[0]
 
   def initialize_carry(
     self, input_shape: tuple[int, ...], rngs: nnx.Rngs | nnx.RngStream | None = None, carry_init: Any = None

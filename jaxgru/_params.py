@@ -28,17 +28,31 @@ CELL_KEYS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 
 @dataclasses.dataclass(frozen=True)
 class GRUSpec:
-  """The configuration a GRU parameter mapping describes."""
+  """The configuration a GRU parameter mapping describes, as :func:`gru_spec` reads it from the keys
+  and shapes (torch's ``GRU`` arguments of the same names).
+
+  Example:
+    >>> spec = jaxgru.gru_spec(jaxgru.init_gru_params(jax.random.key(0), 3, 8, num_layers=2, bidirectional=True))
+    >>> spec.num_layers, spec.num_directions, spec.hidden_size
+    (2, 2, 8)
+  """
 
   input_size: int
+  """I, the features of each input step (layer 0's ``weight_ih`` is (3H, I))."""
   hidden_size: int
+  """H, the features of the state."""
   num_layers: int
+  """How many layers (``_l0`` ... ``_l{L-1}``)."""
   bias: bool
+  """Whether the keys hold ``bias_ih`` and ``bias_hh``."""
   bidirectional: bool
+  """Whether each layer has ``_reverse`` twins."""
   dtype: Any
+  """The parameters' dtype (all share it)."""
 
   @property
   def num_directions(self) -> int:
+    """D: 2 when bidirectional, else 1."""
     return 2 if self.bidirectional else 1
 
 
@@ -50,7 +64,25 @@ def layer_key(kind: str, layer: int, direction: int) -> str:
 def expected_shapes(
   input_size: int, hidden_size: int, num_layers: int, bias: bool, bidirectional: bool
 ) -> dict[str, tuple[int, ...]]:
-  """Every key of torch's ``GRU.state_dict()`` with its shape, in torch's order."""
+  """Every key of torch's ``GRU.state_dict()`` with its shape, in torch's order.
+
+  Args:
+    input_size: I.
+    hidden_size: H.
+    num_layers: L.
+    bias: whether the biases are included.
+    bidirectional: whether the ``_reverse`` keys are included.
+
+  Returns:
+    ``{key: shape}``, as ``{k: tuple(v.shape) for k, v in torch.nn.GRU(...).state_dict().items()}``.
+
+  Raises:
+    TypeError: ``bias`` or ``bidirectional`` is not a bool.
+
+  Example:
+    >>> jaxgru.expected_shapes(3, 4, 1, True, False)
+    {'weight_ih_l0': (12, 3), 'weight_hh_l0': (12, 4), 'bias_ih_l0': (12,), 'bias_hh_l0': (12,)}
+  """
   bias, bidirectional = check_flag(bias, "bias"), check_flag(bidirectional, "bidirectional")
   num_directions = 2 if bidirectional else 1
   shapes: dict[str, tuple[int, ...]] = {}
@@ -139,9 +171,19 @@ def gru_spec(params: Any) -> GRUSpec:
   The number of layers, the directions and whether there is a bias are read from the keys;
   the sizes from ``weight_ih_l0`` and ``weight_hh_l0``.
 
+  Args:
+    params: torch-layout params (JAX or NumPy arrays, or torch tensors).
+
+  Returns:
+    The :class:`GRUSpec`.
+
   Raises:
     TypeError: ``params`` is not a mapping of floating arrays of one dtype.
     ValueError: keys are missing or unexpected, or shapes are wrong; all are listed at once.
+
+  Example:
+    >>> jaxgru.gru_spec(jaxgru.init_gru_params(jax.random.key(0), 3, 4, num_layers=2)).num_layers
+    2
   """
   _check_mapping(params)
   layers = [int(m.group(3)) for m in map(_KEY.match, params) if m]
@@ -212,8 +254,24 @@ def init_gru_params(
 ) -> dict[str, jax.Array]:
   """torch's initialisation of ``nn.GRU``: every parameter drawn from U(-1/sqrt(H), 1/sqrt(H)).
 
+  Args:
+    key: PRNG key.
+    input_size: I, the features of each input step.
+    hidden_size: H, the features of the state.
+    num_layers: stacked layers.
+    bias: whether to include ``bias_ih`` and ``bias_hh``.
+    bidirectional: whether each layer has ``_reverse`` twins.
+    dtype: a floating-point dtype for every parameter.
+
+  Returns:
+    The params, torch's ``GRU.state_dict()`` keys and shapes (:func:`expected_shapes`).
+
+  Raises:
+    ValueError: a size is not a positive integer (``num_layers`` included).
+    TypeError: ``dtype`` is not a floating-point dtype, or a flag is not a bool.
+
   Example:
-    >>> params = init_gru_params(jax.random.key(0), input_size=3, hidden_size=4, num_layers=2)
+    >>> params = jaxgru.init_gru_params(jax.random.key(0), input_size=3, hidden_size=4, num_layers=2)
     >>> params["weight_ih_l1"].shape
     (12, 4)
   """
@@ -226,7 +284,28 @@ def init_gru_params(
 def init_gru_cell_params(
   key: jax.Array, input_size: int, hidden_size: int, bias: bool = True, dtype: Any = jnp.float32
 ) -> dict[str, jax.Array]:
-  """torch's initialisation of ``nn.GRUCell``: U(-1/sqrt(H), 1/sqrt(H)) for every parameter."""
+  """torch's initialisation of ``nn.GRUCell``: U(-1/sqrt(H), 1/sqrt(H)) for every parameter.
+
+  Args:
+    key: PRNG key.
+    input_size: I, the features of each input.
+    hidden_size: H, the features of the state.
+    bias: whether to include ``bias_ih`` and ``bias_hh``.
+    dtype: a floating-point dtype for every parameter.
+
+  Returns:
+    The params ``weight_ih`` (3H, I), ``weight_hh`` (3H, H) and, with ``bias``, ``bias_ih`` and
+    ``bias_hh`` (3H,), for :func:`gru_cell` or :class:`GRUCell`'s ``load_state_dict``.
+
+  Raises:
+    ValueError: a size is negative or not an integer.
+    TypeError: ``dtype`` is not a floating-point dtype.
+
+  Example:
+    >>> params = jaxgru.init_gru_cell_params(jax.random.key(0), 3, 4)
+    >>> sorted((k, v.shape) for k, v in params.items())
+    [('bias_hh', (12,)), ('bias_ih', (12,)), ('weight_hh', (12, 4)), ('weight_ih', (12, 3))]
+  """
   check_sizes(0, input_size=input_size, hidden_size=hidden_size)
   _check_float_dtype(dtype)
   return _uniform_init(key, cell_shapes(input_size, hidden_size, bias), hidden_size, dtype)

@@ -39,9 +39,16 @@ class GRU(nn.Module):
   """``torch.nn.GRU`` as a Linen module: ``(output, h_n) = model.apply(variables, x, h0)``.
 
   Attributes:
-    input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional: as torch.
+    input_size: I, the features of each input step (torch's ``input_size``).
+    hidden_size: H, the features of the state (torch's ``hidden_size``).
+    num_layers: stacked layers, each reading the previous one's output.
+    bias: whether the layers have ``bias_ih`` and ``bias_hh``.
+    batch_first: whether ``x`` and the output are (B, T, ...) rather than (T, B, ...).
+    dropout: probability of zeroing each output of every layer but the last, in training.
+    bidirectional: whether each layer also runs from the last step down.
     variant: ``"torch"`` or ``"classic"`` (see :func:`jaxgru.gru_step`).
-    impl, remat: the implementation and rematerialisation, as :func:`jaxgru.gru`.
+    impl: the implementation, as :func:`jaxgru.gru`'s ``impl``.
+    remat: rematerialisation in the backward pass, as :func:`jaxgru.gru`'s ``remat``.
     dtype: compute dtype; None promotes the input and the parameters.
     param_dtype: storage dtype of the parameters.
     deterministic: disables dropout; may instead be passed at call time.
@@ -112,6 +119,19 @@ class GRUCell(nn.RNNCellBase):
 
   ``cell.apply(variables, carry, x) -> (carry, y)`` with ``y == carry``; ``initialize_carry``
   and ``num_feature_axes`` as Linen's cells, so it runs inside ``flax.linen.RNN``.
+
+  Argument order: state first, as Flax's cells; torch's ``GRUCell`` and :func:`jaxgru.gru_cell`
+  take the input first. With ``input_size == hidden_size`` both orders have the same shapes, and
+  torch's order raises nothing and computes something else: call ``cell.apply(variables, h, x)``.
+
+  Attributes:
+    input_size: I, the features of each input.
+    hidden_size: H, the features of the state.
+    bias: whether the cell has ``bias_ih`` and ``bias_hh``.
+    variant: ``"torch"`` or ``"classic"`` (see :func:`jaxgru.gru_step`).
+    dtype: compute dtype; None promotes the input and the parameters.
+    param_dtype: storage dtype of the parameters.
+    carry_init: initialiser of :meth:`initialize_carry`'s state (zeros).
   """
 
   input_size: int
@@ -130,6 +150,15 @@ class GRUCell(nn.RNNCellBase):
 
   @nn.compact
   def __call__(self, carry: jax.Array, inputs: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """One step, state first: ``(h_new, h_new) = cell.apply(variables, h, x)``.
+
+    Args:
+      carry: h (..., H), the state.
+      inputs: x (..., I), the step's input.
+
+    Returns:
+      The new state twice, ``(h_new, h_new)``, as carry and as output, in the carry's dtype.
+    """
     init = _torch_uniform(self.hidden_size)
     params = {
       name: self.param(name, init, shape, self.param_dtype)

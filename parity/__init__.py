@@ -5,6 +5,7 @@
 - :func:`save` / :func:`load`: safetensors with torch's names; torch ``.pt`` files (weights only).
 - :func:`load_tensors` / :func:`save_tensors` / :func:`tied_names`: a whole model's state dict, tied weights too.
 - :func:`compare` / :func:`assert_close`: outputs, states and every gradient, torch vs JAX.
+- :func:`compare_models`: the same for a whole model, a torch module against its JAX port.
 - :mod:`parity.other_jax <parity.frameworks.other_jax>`: weights to and from Flax's, Equinox's and Haiku's GRU cells.
 - :mod:`parity.keras <parity.frameworks.keras>`, :mod:`parity.onnx <parity.frameworks.onnx>`: Keras 3 GRU layers and ONNX ``GRU`` operators (ONNX Runtime).
 - :mod:`parity.torchrl <parity.frameworks.torchrl>`: torchrl's recurrent ``GRUModule`` against ``jaxgru`` with episode resets.
@@ -29,6 +30,7 @@ from parity import _extras, _moved
 
 if TYPE_CHECKING:
   from parity.frameworks import keras, onnx, other_jax, torchrl  # noqa: F401  (found by __getattr__)
+  from parity.proof.models import compare_models
   from parity.proof.report import Report, assert_close, compare
   from parity.proof.runs import run_jax, run_torch
   from parity.weights.convert import from_torch, module_from_params, params_to_state_dict, state_dict_to_params, to_torch
@@ -43,6 +45,7 @@ _HOME = {
   ),
   **dict.fromkeys(("load", "load_tensors", "save", "save_tensors", "tied_names"), "parity.weights.files"),
   **dict.fromkeys(("Report", "assert_close", "compare"), "parity.proof.report"),
+  "compare_models": "parity.proof.models",
 }
 _moved.install()  # `import parity.keras`, and the flat layout's old paths
 
@@ -70,6 +73,7 @@ __all__ = [
   "Report",
   "assert_close",
   "compare",
+  "compare_models",
   "from_torch",
   "load",
   "load_tensors",

@@ -51,3 +51,10 @@ def test_command_help_is_plain_text_with_one_default_each():
     assert "(default: False)" not in text and "(default: True)" not in text, text
     for line in " ".join(text.split()).split("--"):
       assert line.count("default") <= 1, line
+
+
+def test_the_index_example_runs(capsys):
+  """The landing page's example, as written."""
+  (code,) = re.findall(r"```python\n(.*?)```", (ROOT / "docs" / "index.md").read_text(), re.S)
+  exec(compile(code, "docs/index.md", "exec"), {})
+  assert capsys.readouterr().out.strip() == "True"

@@ -47,6 +47,8 @@ import jax
 import numpy as np
 from flax import nnx
 
+__all__ = ["from_keras", "keras_to_params", "load_model", "run_keras", "to_keras"]
+
 
 def _import_keras():
   if "keras" in sys.modules or "KERAS_BACKEND" in os.environ:
@@ -320,7 +322,7 @@ def run_keras(layers: KerasLayers, x: Any, h0: Any = None, lengths: Any = None) 
     lengths: (B,) sequence lengths, passed to Keras as the mask ``t < length``.
 
   Returns:
-    ``(output, h_n)``: (B, T, D*H) and (L*D, B, H), NumPy arrays.
+    The pair ``(output, h_n)``, (B, T, D*H) and (L*D, B, H), NumPy arrays.
   """
   layers = _layers(layers)
   first = layers[0].forward_layer if isinstance(layers[0], keras.layers.Bidirectional) else layers[0]

@@ -56,6 +56,17 @@ from parity.weights import convert
 if TYPE_CHECKING:
   import equinox as eqx  # optional (the `others` extra): imported where used
 
+__all__ = [
+  "from_equinox",
+  "from_flax_linen",
+  "from_flax_nnx",
+  "from_haiku",
+  "to_equinox",
+  "to_flax_linen",
+  "to_flax_nnx",
+  "to_haiku",
+]
+
 CELL_KEYS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 
 
@@ -142,6 +153,19 @@ def to_flax_linen(source: Any, variables: Any = None, *, variant: str | None = N
   ``b_ir + b_hr`` goes to ``ir/bias``, ``b_iz + b_hz`` to ``iz/bias`` (folded: same forward, not
   the same training), ``b_in`` to ``in/bias``, ``b_hn`` to ``hn/bias``; kernels are transposed.
 
+  Args:
+    source: a ``jaxgru`` cell (``GRUCell``, NNX or Linen with ``variables``), its params, or a
+      ``torch.nn.GRUCell``.
+    variables: a Linen cell's variables; None otherwise.
+    variant: the source's equations when its params do not say (``"torch"`` or ``"classic"``).
+
+  Returns:
+    ``{"params": {"ir": ..., "iz": ..., "in": ..., "hr": ..., "hz": ..., "hn": ...}}``.
+
+  Raises:
+    TypeError: ``source`` is not a cell or cell params.
+    ValueError: the source is ``variant="classic"``, which Flax's cell does not compute.
+
   Example:
     >>> variables = parity.other_jax.to_flax_linen(jaxgru.GRUCell(3, 8, rngs=nnx.Rngs(0)))
     >>> h, _ = flax.linen.GRUCell(features=8).apply(variables, jnp.zeros(8), jnp.ones(3))
@@ -166,6 +190,22 @@ def from_flax_linen(variables: Mapping[str, Any], *, bias: bool = True) -> dict[
 
   Exact forward, every bit kept: ``ir/bias`` becomes ``b_ir`` and ``b_hr = 0`` (likewise z);
   ``in`` and ``hn`` keep their own biases. ``bias=False`` is allowed when every bias is zero.
+
+  Args:
+    variables: the cell's variables (``{"params": {...}}``) or their ``params``.
+    bias: whether the result has biases (False only when every bias is zero).
+
+  Returns:
+    ``{"weight_ih", "weight_hh"[, "bias_ih", "bias_hh"]}`` for :func:`jaxgru.gru_cell` or a
+    :class:`jaxgru.GRUCell`.
+
+  Raises:
+    ValueError: a kernel or bias is missing or misshapen, or ``bias=False`` with nonzero biases.
+
+  Example:
+    >>> variables = flax.linen.GRUCell(features=4).init(jax.random.key(0), jnp.zeros(4), jnp.zeros(3))
+    >>> sorted((k, v.shape) for k, v in parity.other_jax.from_flax_linen(variables).items())
+    [('bias_hh', (12,)), ('bias_ih', (12,)), ('weight_hh', (12, 4)), ('weight_ih', (12, 3))]
   """
   tree = variables.get("params", variables) if isinstance(variables, Mapping) else variables
   library = "flax.linen.GRUCell"
@@ -189,6 +229,23 @@ def to_flax_nnx(source: Any, variables: Any = None, *, variant: str | None = Non
   NNX's cell has no ``b_hn`` (its recurrent ``Linear`` has no bias), so a source with any
   nonzero ``b_hn`` is refused: no NNX cell computes it. ``b_ir + b_hr`` and ``b_iz + b_hz``
   are folded into ``dense_i.bias`` (same forward, not the same training).
+
+  Args:
+    source: a ``jaxgru`` cell (``GRUCell``, NNX or Linen with ``variables``), its params, or a
+      ``torch.nn.GRUCell``.
+    variables: a Linen cell's variables; None otherwise.
+    variant: the source's equations when its params do not say (``"torch"`` or ``"classic"``).
+    rngs: for building the cell (its values are all overwritten); ``nnx.Rngs(0)`` when None.
+
+  Returns:
+    The ``flax.nnx.GRUCell``.
+
+  Example:
+    >>> params = jaxgru.init_gru_cell_params(jax.random.key(0), 3, 4)
+    >>> params["bias_hh"] = jnp.zeros(12)  # NNX's cell has no recurrent bias
+    >>> cell = parity.other_jax.to_flax_nnx(params)
+    >>> cell.in_features, cell.hidden_features
+    (3, 4)
 
   Raises:
     ValueError: nonzero ``b_hn``; a ``variant="classic"`` source; more than one layer or direction.
@@ -219,6 +276,22 @@ def from_flax_nnx(cell: nnx.GRUCell, *, bias: bool = True) -> dict[str, jax.Arra
 
   ``dense_i.bias`` becomes ``b_ih``, and ``b_hh = 0`` (NNX has no recurrent bias). A ``jaxgru``
   cell then trains ``b_hh`` too, ``b_hn`` included, which NNX cannot: training differs.
+
+  Args:
+    cell: a ``flax.nnx.GRUCell`` (the default gate function and activation).
+    bias: whether the result has biases (False only when ``dense_i.bias`` is zero).
+
+  Returns:
+    ``jaxgru`` cell params, torch's layout.
+
+  Raises:
+    TypeError: ``cell`` is not a ``flax.nnx.GRUCell``.
+    ValueError: the cell uses other activations, or ``bias=False`` with a nonzero bias.
+
+  Example:
+    >>> params = parity.other_jax.from_flax_nnx(nnx.GRUCell(3, 4, rngs=nnx.Rngs(0)))
+    >>> params["weight_ih"].shape, params["bias_hh"].shape
+    ((12, 3), (12,))
   """
   if not isinstance(cell, nnx.GRUCell):
     raise TypeError(f"cell must be a flax.nnx.GRUCell, got {type(cell).__name__}")
@@ -240,6 +313,24 @@ def to_equinox(source: Any, variables: Any = None, *, variant: str | None = None
   ``weight_ih`` and ``weight_hh`` are torch's layout and copied as they are; ``bias`` gets
   ``[b_ir + b_hr, b_iz + b_hz, b_in]`` (folded: same forward, not the same training) and
   ``bias_n`` gets ``b_hn``.
+
+  Args:
+    source: a ``jaxgru`` cell (``GRUCell``, NNX or Linen with ``variables``), its params, or a
+      ``torch.nn.GRUCell``.
+    variables: a Linen cell's variables; None otherwise.
+    variant: the source's equations when its params do not say (``"torch"`` or ``"classic"``).
+
+  Returns:
+    The ``equinox.nn.GRUCell``.
+
+  Raises:
+    TypeError: ``source`` is not a cell or cell params.
+    ValueError: the source is ``variant="classic"``, which Equinox's cell does not compute.
+
+  Example:
+    >>> cell = parity.other_jax.to_equinox(jaxgru.GRUCell(3, 4, rngs=nnx.Rngs(0)))
+    >>> cell.weight_ih.shape, cell.bias_n.shape
+    ((12, 3), (4,))
   """
   import equinox as eqx
 
@@ -262,6 +353,21 @@ def from_equinox(cell: eqx.nn.GRUCell) -> dict[str, jax.Array]:
   """``jaxgru`` cell params computing what ``cell`` computes: exact forward, every bit kept.
 
   ``bias`` becomes ``b_ih``, ``b_hh = [0, 0, bias_n]``; a cell without bias gives params without.
+
+  Args:
+    cell: an ``equinox.nn.GRUCell``.
+
+  Returns:
+    ``jaxgru`` cell params, torch's layout.
+
+  Raises:
+    TypeError: ``cell`` is not an ``equinox.nn.GRUCell``.
+
+  Example:
+    >>> import equinox as eqx
+    >>> params = parity.other_jax.from_equinox(eqx.nn.GRUCell(3, 4, key=jax.random.key(0)))
+    >>> params["weight_hh"].shape, params["bias_hh"].shape
+    ((12, 4), (12,))
   """
   import equinox as eqx
 
@@ -289,6 +395,22 @@ def to_haiku(source: Any, variables: Any = None, *, variant: str | None = None, 
   (same forward, not the same training). ``name`` is the module's name inside
   ``hk.transform`` (``"gru"`` for an unnamed ``hk.GRU``).
 
+  Args:
+    source: a ``jaxgru`` cell (``GRUCell``, NNX or Linen with ``variables``), its params, or a
+      ``torch.nn.GRUCell``.
+    variables: a Linen cell's variables; None otherwise.
+    variant: the source's equations when its params do not say (``"torch"`` or ``"classic"``).
+    name: the module's name in the Haiku params.
+
+  Returns:
+    ``{name: {"w_i": (I, 3H), "w_h": (H, 3H), "b": (3H,)}}``.
+
+  Example:
+    >>> cell = jaxgru.GRUCell(3, 4, variant="classic", rngs=nnx.Rngs(0))
+    >>> params = parity.other_jax.to_haiku(cell)
+    >>> params["gru"]["w_i"].shape, params["gru"]["w_h"].shape
+    ((3, 12), (4, 12))
+
   Raises:
     ValueError: the source computes ``variant="torch"``: a params mapping counts as such
       unless ``variant="classic"`` is passed.
@@ -312,6 +434,21 @@ def from_haiku(params: Mapping[str, Any], *, bias: bool = True) -> dict[str, jax
   Exact forward, every bit kept: ``b`` becomes ``b_ih`` (reordered to r, z, n), ``b_hh = 0``.
   Run the result with ``variant="classic"``: ``parity.module_from_params(p, variant="classic")``
   or ``jaxgru.gru_cell(p, x, h, variant="classic")``.
+
+  Args:
+    params: Haiku params of one ``hk.GRU``.
+    bias: whether the result has biases (False only when ``b`` is zero).
+
+  Returns:
+    ``jaxgru`` cell params, torch's layout, for ``variant="classic"``.
+
+  Raises:
+    ValueError: the params do not hold one ``hk.GRU``'s ``w_i``, ``w_h`` and ``b``, or shapes differ.
+
+  Example:
+    >>> hk_params = {"gru": {"w_i": np.zeros((3, 12), np.float32), "w_h": np.zeros((4, 12), np.float32), "b": np.zeros(12, np.float32)}}
+    >>> parity.other_jax.from_haiku(hk_params)["weight_hh"].shape
+    (12, 4)
   """
   library = "hk.GRU"
   tree = params

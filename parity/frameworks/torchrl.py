@@ -147,7 +147,7 @@ def compare(
     tol: the pass threshold; by default :data:`parity.proof.report.TOLERANCES` of the dtype.
 
   Returns:
-    A :class:`parity.Report`: ``output``, ``h_n`` (unidirectional modules) and ``grad NAME`` for
+    A :class:`parity.Report` of ``output``, ``h_n`` (unidirectional modules) and ``grad NAME`` for
     every parameter, ``grad x`` and, with ``h0``, ``grad h0``.
 
   Raises:

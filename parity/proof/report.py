@@ -28,10 +28,11 @@ from parity import _arrays
 from parity.proof import runs as _runs
 from parity.weights import convert
 
-# Default tolerance by the least precise dtype compared. float64 proves the maths, float32 the
-# kernels (both measured by `python -m parity`). The half-precision ones are rough defaults a few
-# units of their epsilon (9.8e-4, 7.8e-3) wide, not established by any sweep: pass `tol` for them.
 TOLERANCES = {"float64": 1e-10, "float32": 1e-5, "float16": 1e-2, "bfloat16": 1e-1}
+"""The default pass threshold of :func:`compare` by the less precise dtype of the two sides.
+float64 proves the maths and float32 the kernels (both measured by ``python -m parity``); the
+half-precision ones are rough defaults a few units of their epsilon (9.8e-4, 7.8e-3) wide, not
+established by any sweep: pass ``tol`` for them."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,7 +50,15 @@ class Row:
 
 @dataclasses.dataclass(frozen=True)
 class Report:
-  """What :func:`compare` measured; ``str(report)`` is a table, ``report.ok`` the verdict."""
+  """What :func:`compare` measured; ``str(report)`` is a table, ``report.ok`` the verdict.
+
+  Attributes:
+    rows: one :class:`Row` per quantity (``output``, ``h_n``, ``grad NAME`` ...), with its
+      largest absolute and relative error and torch's largest magnitude.
+    tol: the pass threshold the rows were judged by (see :data:`TOLERANCES`).
+    torch_side: what ran on torch's side, e.g. ``"torch float32 cpu"``.
+    jax_side: what ran on JAX's side, e.g. ``"jaxgru float32 cpu"``.
+  """
 
   rows: tuple[Row, ...]
   tol: float
@@ -58,10 +67,12 @@ class Report:
 
   @property
   def ok(self) -> bool:
+    """Whether every quantity passed: ``max abs <= tol * max(1, max |torch|)`` (NaN fails)."""
     return all(row.ok(self.tol) for row in self.rows)
 
   @property
   def failures(self) -> tuple[Row, ...]:
+    """The rows that did not pass, in table order (empty when :attr:`ok`)."""
     return tuple(row for row in self.rows if not row.ok(self.tol))
 
   def worst(self) -> Row:
@@ -180,7 +191,19 @@ def compare(
     jax_device: where JAX runs (its default device when None).
 
   Returns:
-    A :class:`Report`: print it for the table.
+    A :class:`Report`; print it for the table.
+
+  Raises:
+    TypeError: ``torch_module`` is not a ``torch.nn.GRU`` / ``GRUCell``, ``jax_module`` is not a
+      matching ``jaxgru`` module or params, or ``x`` is not a floating array.
+    ValueError: the two modules are configured differently (every difference listed), the JAX
+      side computes ``variant="classic"``, or ``lengths`` does not fit ``x``.
+
+  Example:
+    >>> gru = torch.nn.GRU(3, 8)
+    >>> report = parity.compare(gru, parity.from_torch(gru), np.ones((5, 2, 3), np.float32))
+    >>> report.ok, [row.name for row in report.rows][:3]
+    (True, ['output', 'h_n', 'grad weight_ih_l0'])
   """
   jax_module = _jax_module(torch_module, jax_module)
   torch_dtype = _arrays.TORCH_TO_NUMPY[next(torch_module.parameters()).dtype]
@@ -237,6 +260,20 @@ def assert_close(
   **kwargs: Any,
 ) -> Report:
   """:func:`compare`, raising an AssertionError with the table when any quantity is past ``tol``.
+
+  Args:
+    torch_module: as :func:`compare`'s.
+    jax_module: as :func:`compare`'s.
+    x: as :func:`compare`'s.
+    h0: as :func:`compare`'s.
+    **kwargs: :func:`compare`'s keyword arguments (``lengths``, ``grads``, ``seed``, ``tol``, ``jax_device``).
+
+  Returns:
+    The :class:`Report`, when every quantity passed.
+
+  Raises:
+    AssertionError: a quantity is past ``tol``; the message names them and holds the table.
+    TypeError, ValueError: as :func:`compare`.
 
   Example:
     >>> gru = torch.nn.GRU(3, 8, num_layers=2)

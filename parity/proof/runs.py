@@ -54,7 +54,24 @@ def run_torch(
 ) -> Run:
   """Runs a ``torch.nn.GRU`` (through ``pack_padded_sequence`` when ``lengths`` is given) or a
   ``torch.nn.GRUCell`` on the module's device, in the module's current mode. ``x``, ``h0`` and
-  the cotangents must already have the module's dtype."""
+  the cotangents must already have the module's dtype.
+
+  Args:
+    module: the torch GRU or cell.
+    x: the input, in the module's layout (``batch_first`` or not).
+    h0: the initial state, or None for zeros.
+    lengths: (B,) valid steps per sequence, or None.
+    cotangents: ``(d_output, d_h_n)`` to pull back; None runs forward only.
+
+  Returns:
+    ``{"output": ..., "h_n": ...}`` as NumPy arrays (a cell's ``h_n`` is its output) and, with
+    ``cotangents``, ``"grads"``: every parameter's by name, ``"x"`` and, with ``h0``, ``"h0"``.
+
+  Example:
+    >>> run = parity.run_torch(torch.nn.GRU(3, 4), np.ones((5, 2, 3), np.float32))
+    >>> run["output"].shape, run["h_n"].shape
+    ((5, 2, 4), (1, 2, 4))
+  """
   device = next(module.parameters()).device
   x_t, h0_t = _tensor(x, device), _tensor(h0, device)
   cell = isinstance(module, torch.nn.GRUCell)
@@ -90,8 +107,25 @@ def run_jax(
   cotangents: Cotangents | None = None,
   device: jax.Device | None = None,
 ) -> Run:
-  """The same run through a ``jaxgru`` NNX module's own ``__call__`` (dropout off), forward and
-  backward in one compiled function, on ``device`` (JAX's default when None)."""
+  """The same run as :func:`run_torch` through a ``jaxgru`` NNX module's own ``__call__`` (dropout
+  off), forward and backward in one compiled function.
+
+  Args:
+    module: a :class:`jaxgru.GRU` or :class:`jaxgru.GRUCell`.
+    x: the input, in the module's layout.
+    h0: the initial state, or None for zeros.
+    lengths: (B,) valid steps per sequence, or None.
+    cotangents: ``(d_output, d_h_n)`` to pull back; None runs forward only.
+    device: where JAX runs (its default device when None).
+
+  Returns:
+    The dictionary :func:`run_torch` returns, NumPy arrays, gradients by torch's names.
+
+  Example:
+    >>> run = parity.run_jax(jaxgru.GRU(3, 4, rngs=nnx.Rngs(0)), np.ones((5, 2, 3), np.float32))
+    >>> run["output"].shape, run["h_n"].shape
+    ((5, 2, 4), (1, 2, 4))
+  """
   graphdef, params, rest = nnx.split(module, nnx.Param, ...)
   args = (
     params,

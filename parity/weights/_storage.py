@@ -41,7 +41,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
   the link is kept, as ``torch.save`` and ``open`` do.
 
   Returns:
-    The file written: ``path``'s target when ``path`` is a link, else ``path``.
+    The file written, ``path``'s target when ``path`` is a link, else ``path``.
   """
   path = pathlib.Path(path)
   target = path

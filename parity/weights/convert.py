@@ -115,6 +115,11 @@ def state_dict_to_params(state_dict: Mapping[str, Any], *, prefix: str = "", dty
       dtype is float64 while JAX runs in 32-bit mode.
     ValueError: the keys or shapes are not a GRU's or GRUCell's (every problem listed), or no
       key starts with ``prefix``.
+
+  Example:
+    >>> params = parity.state_dict_to_params(torch.nn.GRU(3, 4).state_dict())
+    >>> sorted(params)
+    ['bias_hh_l0', 'bias_ih_l0', 'weight_hh_l0', 'weight_ih_l0']
   """
   if isinstance(state_dict, Mapping):
     state_dict = select(state_dict, prefix)
@@ -132,6 +137,22 @@ def params_to_state_dict(params: Mapping[str, Any], *, prefix: str = "") -> dict
   ``torch.nn.GRU(...).load_state_dict(params_to_state_dict(params))`` then loads them; with
   ``prefix="rnn."`` the keys are ``rnn.weight_ih_l0``, ..., those of a GRU that a larger model
   holds as ``self.rnn``.
+
+  Args:
+    params: torch-layout params of a GRU or a cell (JAX or NumPy arrays, or tensors).
+    prefix: put before every key.
+
+  Returns:
+    ``{prefix + key: torch.Tensor}``, on the CPU, in the params' dtype.
+
+  Raises:
+    TypeError: ``prefix`` is not a str, or a value is not an array.
+    ValueError: the keys or shapes are not a GRU's or a cell's.
+
+  Example:
+    >>> params = jaxgru.init_gru_params(jax.random.key(0), 3, 4)
+    >>> torch.nn.GRU(3, 4).load_state_dict(parity.params_to_state_dict(params))
+    <All keys matched successfully>
   """
   if not isinstance(prefix, str):
     raise TypeError(f"prefix must be a str, got {type(prefix).__name__}")
@@ -172,6 +193,15 @@ def from_torch(
     rngs: the NNX module's rngs (its ``dropout`` stream matters when ``dropout > 0``);
       ``nnx.Rngs(0)`` when None.
 
+  Returns:
+    The :class:`jaxgru.GRU` or :class:`jaxgru.GRUCell`, or with ``linen=True`` the pair
+    ``(Linen module, variables)``.
+
+  Raises:
+    TypeError: ``module`` is not a ``torch.nn.GRU`` / ``GRUCell``, or ``training`` is not a bool
+      or None.
+    ValueError: ``training`` given with ``linen=True``.
+
   Example:
     >>> model = parity.from_torch(torch.nn.GRU(3, 8, num_layers=2, batch_first=True))
     >>> model.num_layers, model.batch_first, model.weight_ih_l1[...].shape
@@ -208,6 +238,27 @@ def module_from_params(
   is given here. Like a freshly built torch or Flax module, the GRU is in training mode
   (dropout on when ``dropout > 0``) unless ``training=False``, which makes it deterministic,
   like torch's ``eval()``. ``rngs`` (``nnx.Rngs(0)`` when None) feeds the GRU's dropout stream.
+
+  Args:
+    params: torch-layout params of a GRU or a cell.
+    batch_first: the GRU's ``batch_first``.
+    dropout: the GRU's dropout between layers.
+    variant: ``"torch"`` or ``"classic"``.
+    training: the module's mode (False: deterministic).
+    rngs: the module's rngs; ``nnx.Rngs(0)`` when None.
+
+  Returns:
+    A :class:`jaxgru.GRU` or :class:`jaxgru.GRUCell` holding ``params``.
+
+  Raises:
+    TypeError: ``training`` is not a bool; float64 params while JAX runs in 32-bit mode.
+    ValueError: the keys or shapes are not a GRU's or a cell's.
+
+  Example:
+    >>> params = jaxgru.init_gru_params(jax.random.key(0), 3, 4, bidirectional=True)
+    >>> model = parity.module_from_params(params, batch_first=True)
+    >>> model.bidirectional, model.batch_first
+    (True, True)
   """
   if not isinstance(training, bool):
     raise TypeError(f"training must be True or False, got {training!r}")
@@ -276,9 +327,21 @@ def to_torch(module: JaxModule, variables: Mapping[str, Any] | None = None) -> t
   torch computes in the parameters' dtype, so a module ``dtype`` other than ``param_dtype``
   is not carried over.
 
+  Args:
+    module: a :class:`jaxgru.GRU` / :class:`jaxgru.GRUCell`, or a Linen one with ``variables``.
+    variables: the Linen module's variables (``{"params": ...}``); None for NNX modules.
+
+  Returns:
+    The ``torch.nn.GRU`` or ``torch.nn.GRUCell``, configured like ``module``.
+
   Raises:
     TypeError: ``module`` is not a ``jaxgru`` module.
     ValueError: ``variant="classic"`` (torch has no such GRU), or Linen without ``variables``.
+
+  Example:
+    >>> model = jaxgru.GRU(3, 4, num_layers=2, rngs=nnx.Rngs(0))
+    >>> parity.to_torch(model)
+    GRU(3, 4, num_layers=2)
   """
   if not isinstance(module, JaxModule):
     raise TypeError(

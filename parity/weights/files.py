@@ -31,6 +31,7 @@ import numpy as np
 import safetensors.torch
 import torch
 
+from jaxgru._coerce import check_flag
 from parity import _arrays
 from parity.weights import _storage, convert
 from parity.weights._storage import atomic_write  # noqa: F401  (importable from here, as before)
@@ -67,6 +68,13 @@ def save(
     TypeError, ValueError: ``source`` is not a GRU's weights (every layout problem listed),
       is a ``variant="classic"`` module, which torch cannot compute, or ``extra`` is not a
       mapping of names to arrays or repeats a GRU key.
+
+  Example:
+    >>> parity.save(jaxgru.GRU(3, 4, rngs=nnx.Rngs(0)), "gru.safetensors").name
+    'gru.safetensors'
+    >>> import safetensors.torch
+    >>> torch.nn.GRU(3, 4).load_state_dict(safetensors.torch.load_file("gru.safetensors"))
+    <All keys matched successfully>
   """
   tensors: dict[str, Any] = convert.params_to_state_dict(convert.params_of(source, variables), prefix=prefix)
   if extra is not None:
@@ -87,11 +95,20 @@ def save_tensors(tensors: Mapping[str, Any], path: str | os.PathLike) -> pathlib
   every name; torch copies the identical values into the one tied parameter, so the tie holds.
   The tie is recorded in the file's metadata for :func:`load_tensors`.
 
+  Args:
+    tensors: names to arrays (JAX, NumPy, torch).
+    path: the file to write, whole or not at all (a temporary file beside it, then a rename).
+
   Returns:
     The path written.
 
   Raises:
     TypeError: ``tensors`` is not a mapping of str names to arrays, or holds a dtype torch lacks.
+
+  Example:
+    >>> path = parity.save_tensors({"w": np.ones((2, 3), np.float32), "steps": np.arange(3)}, "model.safetensors")
+    >>> sorted((k, v.dtype.name) for k, v in parity.load_tensors(path).items())
+    [('steps', 'int64'), ('w', 'float32')]
   """
   _check_tensors(tensors, "tensors")
   ties = tied_names(tensors)
@@ -113,6 +130,19 @@ def tied_names(tensors: Mapping[str, Any]) -> list[tuple[str, ...]]:
   ``tied_names(model.state_dict())`` is ``[("encoder.weight", "decoder.weight")]`` for a
   language model with a tied decoder, and ``tied_names(load_tensors(path))`` finds the same
   group in its file (in the file's key order: safetensors sorts its keys).
+
+  Args:
+    tensors: a state dict: names to torch tensors, JAX or NumPy arrays.
+
+  Returns:
+    One tuple of names per group of two or more, in the mapping's order; empty when nothing is tied.
+
+  Example:
+    >>> embedding = torch.nn.Embedding(10, 4)
+    >>> decoder = torch.nn.Linear(4, 10)
+    >>> decoder.weight = embedding.weight
+    >>> parity.tied_names({"encoder.weight": embedding.weight, "decoder.weight": decoder.weight, "decoder.bias": decoder.bias})
+    [('encoder.weight', 'decoder.weight')]
   """
   groups: dict[Any, list[str]] = {}
   for name, value in tensors.items():
@@ -126,13 +156,15 @@ def tied_names(tensors: Mapping[str, Any]) -> list[tuple[str, ...]]:
   return [tuple(names) for names in groups.values() if len(names) > 1]
 
 
-def load_tensors(path: str | os.PathLike, *, prefix: str = "", dtype: Any = None) -> dict[str, np.ndarray]:
+def load_tensors(path: str | os.PathLike, *, prefix: str = "", dtype: Any = None, as_jax: bool = False) -> dict[str, Any]:
   """Every tensor of a safetensors file or torch state-dict file, as NumPy arrays, bit for bit.
 
-  For the parts of a model that are not a GRU (embeddings, decoders, norms): put them into your
-  own modules with ``jnp.asarray``. NumPy keeps every dtype exactly (bfloat16 and float8 as
-  ``ml_dtypes`` types, which JAX takes as they are), where 32-bit JAX would narrow int64 and
-  float64. torch files are read with ``weights_only=True``. Tied tensors (shared memory in a
+  For the parts of a model that are not a GRU (embeddings, decoders, norms). NumPy keeps every
+  dtype exactly (bfloat16 and float8 as ``ml_dtypes`` types, which JAX takes as they are), where
+  32-bit JAX would narrow int64 and float64: ``jnp.asarray`` of a float64 array gives float32
+  there, silently. ``as_jax=True`` gives JAX arrays instead and refuses, as :func:`load` does,
+  a tensor that 32-bit JAX would narrow (enable 64-bit JAX, or pass ``dtype`` to say which
+  floating dtype you want). torch files are read with ``weights_only=True``. Tied tensors (shared memory in a
   torch file, recorded ties in a file from :func:`save_tensors`) come back as one array object
   under each name.
 
@@ -141,6 +173,10 @@ def load_tensors(path: str | os.PathLike, *, prefix: str = "", dtype: Any = None
     prefix: read only the keys under this prefix, without it (``"encoder."``).
     dtype: cast the floating-point tensors to this dtype (like torch's ``module.to(dtype)``);
       None keeps the stored bits.
+    as_jax: return JAX arrays (tied names still share one array), refusing what JAX would narrow.
+
+  Returns:
+    ``{name: array}`` in the file's order, the names without ``prefix``.
 
   Raises:
     FileNotFoundError: no such file.
@@ -149,8 +185,16 @@ def load_tensors(path: str | os.PathLike, *, prefix: str = "", dtype: Any = None
       that are not tensors, holds sparse or meta tensors or ones whose elements would take more
       memory than the file holds (a stride-0 view, say: refused before any is read out), or no
       key starts with ``prefix``.
-    TypeError: a bad ``prefix`` or ``dtype``.
+    TypeError: a bad ``prefix`` or ``dtype``; with ``as_jax``, a float64 or int64 tensor while
+      JAX runs in 32-bit mode.
+
+  Example:
+    >>> model = torch.nn.Sequential(torch.nn.Embedding(10, 4), torch.nn.Linear(4, 2))
+    >>> torch.save(model.state_dict(), "model.pt")
+    >>> {k: v.shape for k, v in parity.load_tensors("model.pt").items()}
+    {'0.weight': (10, 4), '1.weight': (2, 4), '1.bias': (2,)}
   """
+  as_jax = check_flag(as_jax, "as_jax")
   target = None if dtype is None else _arrays.numpy_dtype(dtype)
   path = pathlib.Path(path)
   state_dict, metadata = _storage.read_state_dict(path)
@@ -164,6 +208,11 @@ def load_tensors(path: str | os.PathLike, *, prefix: str = "", dtype: Any = None
     first = arrays.get(group[0])
     if first is not None and all(k in arrays and _same_bytes(arrays[k], first) for k in group):
       arrays.update(dict.fromkeys(group, first))
+  if as_jax:
+    for k, v in arrays.items():
+      _arrays.check_jax_can_hold(v.dtype, f"{path}: {prefix + k!r}")
+    converted: dict[int, jax.Array] = {}  # one JAX array per NumPy array object: ties stay ties
+    arrays = {k: converted.setdefault(id(v), jnp.asarray(v)) for k, v in arrays.items()}
   return arrays
 
 
@@ -203,6 +252,12 @@ def load(path: str | os.PathLike, *, prefix: str = "", dtype: Any = None) -> dic
       would take more memory than the file holds, or is not a GRU's state dict (every missing,
       unexpected and wrongly shaped key listed; a prefix to use suggested).
     TypeError: a bad ``prefix`` or ``dtype``; float64 weights while JAX runs in 32-bit mode.
+
+  Example:
+    >>> torch.save(torch.nn.GRU(3, 4, num_layers=2).state_dict(), "gru.pt")
+    >>> params = parity.load("gru.pt")
+    >>> jaxgru.gru(params, jnp.ones((5, 2, 3)))[1].shape
+    (2, 2, 4)
   """
   if not isinstance(prefix, str):
     raise TypeError(f"prefix must be a str, got {type(prefix).__name__}")
