@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import doctest
 import importlib
+import inspect
 
 import flax
 import jax
@@ -63,3 +64,25 @@ def test_docstring_examples_run(test, tmp_path, monkeypatch):
 def test_there_are_examples():
   names = {n for n, _ in EXAMPLES}
   assert {"jaxgru.gru", "jaxgru.GRU", "jaxgru.GRUCell.forward", "parity.assert_close"} <= names, sorted(names)
+
+
+# functions that take nothing or never raise: their docstrings say so instead of a section
+NO_ARGS = {"jaxgru.native_available", "jaxgru.native_status", "jaxgru.export_checks"}
+NEVER_RAISE = {"jaxgru.native_available", "jaxgru.native_status", "jaxgru.export_checks"}
+
+
+MODULES = {n for n, o in _public_objects() if inspect.ismodule(o)}
+FUNCTIONS = [(n, o) for n, o in _public_objects() if inspect.isfunction(o) and n.rpartition(".")[0] in MODULES]
+
+
+@pytest.mark.parametrize("name, obj", FUNCTIONS, ids=[n for n, _ in FUNCTIONS])
+def test_public_functions_have_every_section(name, obj):
+  """Every public function documents its arguments, what it returns, what it raises, and has an
+  example (which test_docstring_examples_run runs)."""
+  text = inspect.getdoc(obj) or ""
+  missing = [
+    section
+    for section in ("Args:", "Returns:", "Raises:", "Example")
+    if section not in text and not (section == "Args:" and name in NO_ARGS) and not (section == "Raises:" and name in NEVER_RAISE)
+  ]
+  assert not missing, f"{name}'s docstring lacks {missing}"

@@ -137,6 +137,18 @@ def onnx_to_params(model: str | os.PathLike | onnx.ModelProto, *, variant: str =
   ``linear_before_reset=1``, ``"classic"`` those with ``0`` (their z negated back). A node
   without ``B`` gives ``bias=False`` params. The dtype is the stored one.
 
+  Args:
+    model: an ``.onnx`` path or an ``onnx.ModelProto``.
+    variant: ``"torch"`` or ``"classic"``, which nodes to read (see above).
+
+  Returns:
+    ``jaxgru`` params, torch's layout: ``{"weight_ih_l0": ..., ...}``.
+
+  Example:
+    >>> path = parity.onnx.to_onnx(jaxgru.GRU(3, 4, num_layers=2, rngs=nnx.Rngs(0)), "gru.onnx")
+    >>> sorted(parity.onnx.onnx_to_params(path))[:2]
+    ['bias_hh_l0', 'bias_hh_l1']
+
   Raises:
     FileNotFoundError: no file at the path.
     TypeError: ``model`` is neither a path nor an ``onnx.ModelProto``.

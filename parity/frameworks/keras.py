@@ -90,10 +90,22 @@ def load_model(path: str | os.PathLike) -> Any:
   """The model a ``.keras`` file holds, read by ``keras.saving.load_model`` in Keras's safe mode
   (no code in the file runs), without compiling it.
 
+  Args:
+    path: a ``.keras`` file.
+
+  Returns:
+    The Keras model.
+
   Raises:
     FileNotFoundError: no file at ``path``.
     ValueError: a directory, or not a model Keras can read (corrupt, another format, code that
       safe mode refuses), naming the file.
+
+  Example:
+    >>> import keras
+    >>> keras.Sequential([keras.Input((5, 3)), keras.layers.GRU(4)]).save("gru.keras")
+    >>> type(parity.keras.load_model("gru.keras")).__name__
+    'Sequential'
   """
   path = _storage.existing_file(path, "a .keras file")
   try:
@@ -188,6 +200,13 @@ def keras_to_params(source: KerasLayers, *, variant: str = "torch") -> dict[str,
     ValueError: a file Keras cannot read safely (see :func:`load_model`); what does not map (listed in the module docstring), a ``reset_after`` that is
       not the ``variant``'s, layers that do not stack, or ``go_backwards`` on a layer that is
       not the only one.
+
+  Example:
+    >>> import keras
+    >>> layer = keras.layers.GRU(4, return_sequences=True)
+    >>> _ = layer(np.ones((2, 5, 3), np.float32))  # built
+    >>> sorted(parity.keras.keras_to_params(layer))
+    ['bias_hh_l0', 'bias_ih_l0', 'weight_hh_l0', 'weight_ih_l0']
   """
   if variant not in ("torch", "classic"):
     raise ValueError(f"variant must be 'torch' or 'classic', got {variant!r}")
@@ -237,6 +256,24 @@ def from_keras(source: KerasLayers, *, rngs: nnx.Rngs | None = None) -> Any:
   """Keras GRU layers as a :class:`jaxgru.GRU` (``batch_first=True``, like Keras; eval mode).
 
   ``variant`` follows ``reset_after``; see :func:`keras_to_params` for what is accepted.
+
+  Args:
+    source: what :func:`keras_to_params` takes.
+    rngs: the module's rngs; ``nnx.Rngs(0)`` when None.
+
+  Returns:
+    A deterministic :class:`jaxgru.GRU` holding the layers' weights.
+
+  Raises:
+    FileNotFoundError, TypeError, ValueError: as :func:`keras_to_params`.
+
+  Example:
+    >>> import keras
+    >>> layer = keras.layers.GRU(4, return_sequences=True)
+    >>> _ = layer(np.ones((2, 5, 3), np.float32))
+    >>> model = parity.keras.from_keras(layer)
+    >>> model(jnp.ones((2, 5, 3)))[0].shape
+    (2, 5, 4)
   """
   layers = _layers(source)
   first = layers[0].forward_layer if isinstance(layers[0], keras.layers.Bidirectional) else layers[0]
@@ -274,6 +311,19 @@ def to_keras(
     go_backwards: a lone one-direction layer that reads the sequence from its end.
     return_state: the layers also return their final state(s).
     zero_output_for_mask: zero outputs past each sequence's mask, as torch and ``jaxgru``.
+
+  Returns:
+    The built Keras layers, one per torch layer.
+
+  Raises:
+    TypeError: ``source`` is not a GRU, its params or variables.
+    ValueError: an unknown ``variant``, ``go_backwards`` with several layers or two directions, or
+      float64 weights where Keras's backend runs in float32.
+
+  Example:
+    >>> layers = parity.keras.to_keras(jaxgru.GRU(3, 4, num_layers=2, rngs=nnx.Rngs(0)))
+    >>> [type(layer).__name__ for layer in layers]
+    ['GRU', 'GRU']
   """
   params, found = convert.params_and_variant(source, variables)
   if variant is not None and variant not in ("torch", "classic"):
@@ -317,12 +367,22 @@ def run_keras(layers: KerasLayers, x: Any, h0: Any = None, lengths: Any = None) 
   """Keras layers from :func:`to_keras` (``return_state=True``) chained as one torch GRU.
 
   Args:
+    layers: what :func:`to_keras` returned (or what :func:`keras_to_params` takes).
     x: (B, T, I), batch first like Keras.
     h0: (L*D, B, H) as ``jaxgru`` and torch lay it out, or None (zeros).
     lengths: (B,) sequence lengths, passed to Keras as the mask ``t < length``.
 
   Returns:
     The pair ``(output, h_n)``, (B, T, D*H) and (L*D, B, H), NumPy arrays.
+
+  Raises:
+    ValueError: shapes that do not fit the layers, or layers built without ``return_state``.
+
+  Example:
+    >>> model = jaxgru.GRU(3, 4, batch_first=True, rngs=nnx.Rngs(0))
+    >>> out, h_n = parity.keras.run_keras(parity.keras.to_keras(model), np.ones((2, 5, 3), np.float32))
+    >>> out.shape, h_n.shape
+    ((2, 5, 4), (1, 2, 4))
   """
   layers = _layers(layers)
   first = layers[0].forward_layer if isinstance(layers[0], keras.layers.Bidirectional) else layers[0]

@@ -73,7 +73,29 @@ def model_proto(
   lengths: bool = False,
   opset: int = OPSET,
 ) -> onnx.ModelProto:
-  """The ONNX model :func:`to_onnx` writes, in memory (checked by ``onnx.checker``)."""
+  """The ONNX model :func:`to_onnx` writes, in memory (checked by ``onnx.checker``).
+
+  Args:
+    source: as :func:`to_onnx`'s.
+    variables: as :func:`to_onnx`'s.
+    variant: as :func:`to_onnx`'s.
+    batch_first: as :func:`to_onnx`'s.
+    h0: whether the model takes an ``h0`` input.
+    lengths: whether the model takes a ``lengths`` input.
+    opset: as :func:`to_onnx`'s.
+
+  Returns:
+    The ``onnx.ModelProto``.
+
+  Raises:
+    ValueError: an opset out of range, a cell's params, or an unknown ``variant``.
+    TypeError: ``source`` is not a GRU, its params or variables.
+
+  Example:
+    >>> proto = parity.onnx.model_proto(jaxgru.GRU(3, 4, num_layers=2, rngs=nnx.Rngs(0)))
+    >>> [node.op_type for node in proto.graph.node if node.op_type == "GRU"]
+    ['GRU', 'GRU']
+  """
   params, found_variant = convert.params_and_variant(source, variables)
   variant = _variant(variant, found_variant)
   if batch_first is None:
@@ -188,9 +210,14 @@ def to_onnx(
   Returns:
     ``path`` as a ``pathlib.Path``.
 
+  Raises:
+    ValueError: as :func:`model_proto`.
+    TypeError: as :func:`model_proto`.
+
   Example:
     >>> model = jaxgru.GRU(3, 8, num_layers=2, batch_first=True, rngs=nnx.Rngs(0))
-    >>> parity.onnx.to_onnx(model, "gru.onnx", lengths=True)  # doctest: +SKIP
+    >>> parity.onnx.to_onnx(model, "gru.onnx", lengths=True).name
+    'gru.onnx'
   """
   model = model_proto(source, variables, variant=variant, batch_first=batch_first, h0=h0, lengths=lengths, opset=opset)
   data = model.SerializeToString()
@@ -212,6 +239,22 @@ def run_onnx(
   A model saved with external data has it read from the model's own folder, never from the
   working directory; locations outside that folder are refused. ONNX Runtime is given the
   model with its data inside, so it opens no file itself.
+
+  Args:
+    model: an ``.onnx`` path or an ``onnx.ModelProto``.
+    x: the input, (T, B, I) or (B, T, I) (see ``batch_first``).
+    h0: (L*D, B, H), or None for zeros.
+    lengths: (B,) integers, for a model with a ``lengths`` input.
+    batch_first: whether ``x`` is batch-first; read from the model when None.
+
+  Returns:
+    The pair ``(output, h_n)`` as NumPy arrays.
+
+  Example:
+    >>> path = parity.onnx.to_onnx(jaxgru.GRU(3, 4, rngs=nnx.Rngs(0)), "gru.onnx")
+    >>> out, h_n = parity.onnx.run_onnx(path, np.ones((5, 2, 3), np.float32))
+    >>> out.shape, h_n.shape
+    ((5, 2, 4), (1, 2, 4))
 
   Raises:
     FileNotFoundError: no file at the path.

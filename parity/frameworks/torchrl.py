@@ -51,7 +51,24 @@ def _gru_of(module: Any) -> torch.nn.GRU:
 
 def from_gru_module(module: GRUModule) -> jaxgru.GRU:
   """The ``torch.nn.GRU`` inside a torchrl ``GRUModule`` as a batch-first :class:`jaxgru.GRU`
-  (same weights, same configuration); call it with ``resets=is_init``."""
+  (same weights, same configuration); call it with ``resets=is_init``.
+
+  Args:
+    module: the torchrl ``GRUModule``.
+
+  Returns:
+    The :class:`jaxgru.GRU`.
+
+  Raises:
+    TypeError: ``module`` is not a ``GRUModule`` over a ``torch.nn.GRU``.
+
+  Example:
+    >>> from torchrl.modules import GRUModule
+    >>> module = GRUModule(input_size=3, hidden_size=4, in_key="obs", out_key="features")
+    >>> model = parity.torchrl.from_gru_module(module)
+    >>> model.batch_first, model.hidden_size
+    (True, 4)
+  """
   return convert.from_torch(_gru_of(module))
 
 
@@ -88,6 +105,17 @@ def run_gru_module(
   Returns:
     ``{"output": (B, T, D*H), "h_n": (L*D, B, H)}``, the state after each row's last step, and
     with ``cotangents`` ``"grads"``: every parameter's by torch's name, ``"x"`` and ``"h0"``.
+
+  Raises:
+    TypeError: ``module`` is not a ``GRUModule`` over a ``torch.nn.GRU``.
+    ValueError: ``x``, ``is_init`` or ``h0`` of the wrong shape or dtype.
+
+  Example:
+    >>> from torchrl.modules import GRUModule
+    >>> module = GRUModule(input_size=3, hidden_size=4, in_key="obs", out_key="features")
+    >>> is_init = np.zeros((2, 6), bool); is_init[:, 0] = is_init[0, 3] = True
+    >>> parity.torchrl.run_gru_module(module, np.ones((2, 6, 3), np.float32), is_init)["output"].shape
+    (2, 6, 4)
   """
   gru = _gru_of(module)
   x, is_init, h0 = _rollout(module, x, is_init, h0)
@@ -153,6 +181,13 @@ def compare(
   Raises:
     TypeError: ``module`` is not a ``GRUModule`` over a ``torch.nn.GRU``.
     ValueError: shapes that do not fit; a bidirectional module with ``h0`` (see above).
+
+  Example:
+    >>> from torchrl.modules import GRUModule
+    >>> module = GRUModule(input_size=3, hidden_size=4, in_key="obs", out_key="features")
+    >>> is_init = np.zeros((2, 6), bool); is_init[:, 0] = is_init[0, 3] = True
+    >>> parity.torchrl.compare(module, None, np.ones((2, 6, 3), np.float32), is_init).ok
+    True
   """
   gru = _gru_of(module)
   x, is_init, h0 = _rollout(module, x, is_init, h0)

@@ -67,6 +67,10 @@ def run_torch(
     ``{"output": ..., "h_n": ...}`` as NumPy arrays (a cell's ``h_n`` is its output) and, with
     ``cotangents``, ``"grads"``: every parameter's by name, ``"x"`` and, with ``h0``, ``"h0"``.
 
+  Raises:
+    RuntimeError: torch's own, for inputs that do not fit the module (:func:`compare` checks
+      them first and names what is wrong).
+
   Example:
     >>> run = parity.run_torch(torch.nn.GRU(3, 4), np.ones((5, 2, 3), np.float32))
     >>> run["output"].shape, run["h_n"].shape
@@ -120,6 +124,9 @@ def run_jax(
 
   Returns:
     The dictionary :func:`run_torch` returns, NumPy arrays, gradients by torch's names.
+
+  Raises:
+    ValueError, TypeError: as :func:`jaxgru.gru`, for inputs that do not fit the module.
 
   Example:
     >>> run = parity.run_jax(jaxgru.GRU(3, 4, rngs=nnx.Rngs(0)), np.ones((5, 2, 3), np.float32))

@@ -137,6 +137,9 @@ def tied_names(tensors: Mapping[str, Any]) -> list[tuple[str, ...]]:
   Returns:
     One tuple of names per group of two or more, in the mapping's order; empty when nothing is tied.
 
+  Raises:
+    TypeError: ``tensors`` is not a mapping.
+
   Example:
     >>> embedding = torch.nn.Embedding(10, 4)
     >>> decoder = torch.nn.Linear(4, 10)
@@ -144,6 +147,8 @@ def tied_names(tensors: Mapping[str, Any]) -> list[tuple[str, ...]]:
     >>> parity.tied_names({"encoder.weight": embedding.weight, "decoder.weight": decoder.weight, "decoder.bias": decoder.bias})
     [('encoder.weight', 'decoder.weight')]
   """
+  if not isinstance(tensors, Mapping):
+    raise TypeError(f"tensors must be a mapping of names to tensors or arrays, got {type(tensors).__name__}")
   groups: dict[Any, list[str]] = {}
   for name, value in tensors.items():
     if isinstance(value, torch.Tensor):
