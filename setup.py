@@ -119,15 +119,18 @@ class BuildKernel(build_ext):
     try:
       super().build_extension(ext)
     except Exception as error:  # optional=True: setuptools reports the compiler's failure and goes on
-      _say_why_not(
-        os.path.dirname(library), f"the C++17 compiler failed ({type(error).__name__}; pip install -v shows its message)"
-      )
+      reason = f"the C++17 compiler failed ({type(error).__name__}; pip install -v shows its message)"
+      _say_why_not(os.path.dirname(library), reason)
+      if getattr(self, "editable_mode", False):
+        _say_why_not(str(HERE / "jaxgru"), reason)
       raise
     _strip(library)
     reason = _check(library)
     if reason is not None:
       os.remove(library)
     _say_why_not(os.path.dirname(library), reason)
+    if getattr(self, "editable_mode", False):  # the package runs from the source tree: say it there too
+      _say_why_not(str(HERE / "jaxgru"), reason)
 
 
 class BuildPy(build_py):

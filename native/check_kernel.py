@@ -55,7 +55,7 @@ def main(package: str) -> int:
     (_, outs), grads = programs[impl](params, x, h0, reset_state, lengths, resets, impl)
     return jax.tree.leaves((outs, grads))
 
-  keys = iter(jax.random.split(jax.random.key(0), 64))
+  keys = iter(jax.random.split(jax.random.key(0), 128))
   T, B, I, H = 7, 5, 6, 19
   for dtype in ("float32", "float64"):
     for bidirectional in (False, True):
