@@ -105,3 +105,25 @@ def test_load_tensors_as_jax_refuses_narrowing_like_load(tmp_path):
     assert parity.load_tensors(path)["w"].dtype == np.float64  # NumPy keeps the bits
   with jax.enable_x64(True):
     assert parity.load_tensors(path, as_jax=True)["w"].dtype == jnp.float64
+
+
+def test_an_nnx_model_with_a_list_of_layers(x64):
+  """Parameter paths with list indices (``layers.0.kernel``) map and run."""
+  torch_model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 2)).double()
+
+  class Stack(nnx.Module):
+    def __init__(self):
+      self.layers = nnx.List(
+        [nnx.Linear(3, 4, param_dtype=jnp.float64, rngs=nnx.Rngs(0)), nnx.Linear(4, 2, param_dtype=jnp.float64, rngs=nnx.Rngs(1))]
+      )
+
+    def __call__(self, x):
+      return self.layers[1](self.layers[0](x))
+
+  model = Stack()
+  for k, layer in enumerate(torch_model):
+    model.layers[k].kernel[...] = layer.weight.detach().numpy().T
+    model.layers[k].bias[...] = layer.bias.detach().numpy()
+  names = {f"{k}.weight": (f"layers.{k}.kernel", "T") for k in range(2)} | {f"{k}.bias": f"layers.{k}.bias" for k in range(2)}
+  report = parity.compare_models(torch_model, model, np.ones((2, 3)), name_map=names)
+  assert report.ok, str(report)

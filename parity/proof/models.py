@@ -39,14 +39,14 @@ def _jax_params(jax_model: Any, params: Mapping[str, Any] | None) -> tuple[dict[
     if params is not None:
       raise ValueError("params is for a JAX function fn(params, *inputs); an NNX module holds its own parameters")
     graphdef, state, rest = nnx.split(jax_model, nnx.Param, ...)
-    flat = {".".join(map(str, path)): leaf for path, leaf in nnx.to_flat_state(state)}
-    values = {name: v[...] if hasattr(v, "__getitem__") and not isinstance(v, jax.Array) else v for name, v in flat.items()}
+    paths = {".".join(map(str, path)): path for path, _ in nnx.to_flat_state(state)}  # names -> paths (ints kept)
+    values = {".".join(map(str, path)): jnp.asarray(leaf[...]) for path, leaf in nnx.to_flat_state(state)}
 
     def run(values, *inputs):
-      new = nnx.from_flat_state({tuple(name.split(".")): nnx.Param(v) for name, v in values.items()})
+      new = nnx.from_flat_state({paths[name]: nnx.Param(v) for name, v in values.items()})
       return nnx.merge(graphdef, new, rest)(*inputs)
 
-    return {k: jnp.asarray(getattr(v, "value", v)) for k, v in values.items()}, run
+    return values, run
   if not callable(jax_model):
     raise TypeError(f"jax_model must be an NNX module or a function fn(params, *inputs), got {type(jax_model).__name__}")
   if not isinstance(params, Mapping):
