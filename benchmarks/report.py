@@ -65,17 +65,18 @@ def markdown(report: dict[str, Any]) -> str:
   if report["cells"]:
     names = [k for k in CONTENDERS if any(k in c["results"] for c in report["cells"])]
     rivals = ["torch", "flax"] + (["keras"] if "keras" in names else [])
+    # the ratios first: what a reader came for, in view on a narrow page before the times
     lines += [
-      "| shape (TxBxIxH) | mode | " + " | ".join(f"{k} ms" for k in names) + "".join(f" | {k}/jaxgru" for k in rivals) + " |",
-      "|---|---|" + "---:|" * (len(names) + len(rivals)),
+      "| shape (TxBxIxH) | mode | " + "".join(f"{k}/jaxgru | " for k in rivals) + " | ".join(f"{k} ms" for k in names) + " |",
+      "|---|---|" + "---:|" * (len(rivals) + len(names)),
     ]
     for cell in report["cells"]:
       r = cell["results"]
       times = [f"{r[k]['median_ms']:.2f} ± {r[k]['iqr_ms']:.2f}" if k in r else "-" for k in names]
       lines.append(
         f"| {cell['shape']} | {cell['mode']} | "
+        + "".join(f"{_fmt(ratio(cell, k), '.2f', 'x')} | " for k in rivals)
         + " | ".join(times)
-        + "".join(f" | {_fmt(ratio(cell, k), '.2f', 'x')}" for k in rivals)
         + " |"
       )
     lines += [

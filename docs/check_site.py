@@ -6,9 +6,13 @@ Fails (exit 1, one line per problem) when:
   ``parity.__all__``, the frameworks' ``__all__``, and the methods users call on the modules);
 - a private name or inherited noise is documented (``_TorchParams``, ``set_view``, Linen's
   dataclass fields as attributes);
-- a docstring section came out garbled: a "Return type" that is a sentence (a ``Returns:`` line
-  read as ``type: description``) or a parameter whose name holds a comma (several arguments
-  folded into one line).
+- a private base class is shown ("Bases: _TorchParams");
+- a docstring came out garbled: a "Return type" that is a sentence (a ``Returns:`` line read as
+  ``type: description``), a "Type" that is no type (an attribute's ``D: ...`` line read as
+  ``type: description``), a parameter whose name holds a comma (several arguments folded into
+  one line) or whose description is empty, a description read as a lettered or Roman-numbered
+  list (a line that is only "I." or "H." starts one), or a path to a page's source
+  (``docs/guides/x.md``) where a link to the page belongs.
 """
 
 from __future__ import annotations
@@ -18,8 +22,6 @@ import importlib
 import pathlib
 import re
 import sys
-
-from sphinx.util.inventory import InventoryFile
 
 METHODS = {
   "jaxgru.GRU": ("__call__", "state_dict", "load_state_dict"),
@@ -35,6 +37,8 @@ FORBIDDEN = re.compile(
 
 
 def documented(site: pathlib.Path) -> set[str]:
+  from sphinx.util.inventory import InventoryFile  # the docs toolchain's (requirements/docs.txt)
+
   with open(site / "objects.inv", "rb") as f:
     inventory = InventoryFile.load(f, "", lambda base, uri: uri)
   groups = inventory.data.items() if hasattr(inventory, "data") else inventory.items()
@@ -53,16 +57,40 @@ def required() -> set[str]:
   return names
 
 
+# a type as a signature spells it: names (dotted, subscripted) joined by "|", "," or "or"
+TYPE = re.compile(r"^[\w.]+(\[.*\])?(\s*(\||,|\bor\b)\s*[\w.]+(\[.*\])?)*$")
+
+
+def _text(fragment: str) -> str:
+  return " ".join(re.sub(r"<[^>]+>", " ", html.unescape(fragment)).split())
+
+
 def garbled(site: pathlib.Path) -> list[str]:
   problems = []
   for page in sorted((site / "api").rglob("*.html")):
-    text = page.read_text()
-    for match in re.finditer(r"Return type</dt>\s*<dd[^>]*>(.*?)</dd>", text, re.S):
-      words = re.sub(r"<[^>]+>", " ", html.unescape(match.group(1))).split()
-      if len(words) > 6:
-        problems.append(f"{page.relative_to(site)}: a Returns section read as a type: {' '.join(words)[:100]!r}")
+    text, name = page.read_text(), page.relative_to(site)
+    for match in re.finditer(r"Return type<span[^>]*>:</span></dt>\s*<dd[^>]*>(.*?)</dd>", text, re.S):
+      if len(_text(match.group(1)).split()) > 6:
+        problems.append(f"{name}: a Returns section read as a type: {_text(match.group(1))[:100]!r}")
+    for match in re.finditer(r">Type<span[^>]*>:</span></dt>\s*<dd[^>]*>(.*?)</dd>", text, re.S):
+      kind = _text(match.group(1))
+      if not TYPE.match(kind) or re.fullmatch(r"[A-Z]", kind):  # a lone capital: an axis of the legend
+        problems.append(f"{name}: a description read as a type: {kind[:100]!r}")
     for match in re.finditer(r"<strong>([^<]*\w[^<]*,[^<]*)</strong>", text):  # not Raises' "A, B" separator
-      problems.append(f"{page.relative_to(site)}: arguments folded into one entry: {match.group(1)!r}")
+      problems.append(f"{name}: arguments folded into one entry: {match.group(1)!r}")
+    for match in re.finditer(r"<li><p><strong>(\w+)</strong>((?:(?!</li>).)*?)</p>", text, re.S):
+      if _text(match.group(2)).rstrip().endswith("–"):
+        problems.append(f"{name}: the argument {match.group(1)!r} has no description")
+    for match in re.finditer(r'<ol class="(?:upper|lower)(?:alpha|roman)\b', text):
+      problems.append(
+        f"{name}: a description read as a lettered or Roman-numbered list: {_text(text[match.start() : match.start() + 200])[:80]!r}"
+      )
+    for match in re.finditer(r"Bases:(.*?)</p>", text, re.S):
+      private = [base for base in _text(match.group(1)).split(", ") if base.lstrip().startswith("_")]
+      if private:
+        problems.append(f"{name}: a private base class shown: {', '.join(private)}")
+    for path in sorted(set(re.findall(r"\bdocs/[\w/.-]+\.md\b", _text(text)))):
+      problems.append(f"{name}: a path to a page's source where a link belongs: {path}")
   return problems
 
 

@@ -39,8 +39,9 @@ copybutton_only_copy_prompt_lines = False
 exclude_patterns = ["_build", "**.ipynb_checkpoints"]
 source_suffix = {".rst": "restructuredtext", ".md": "myst-nb"}
 
-# API pages: signatures with their types, members in source order, no private names.
-autodoc_default_options = {"members": True, "member-order": "bysource", "show-inheritance": False}
+# API pages: signatures with their types, members in source order, no private names, no base
+# classes (autodoc reads any value of a flag option, False included, as the flag set).
+autodoc_default_options = {"members": True, "member-order": "bysource"}
 autodoc_typehints = "signature"
 autodoc_preserve_defaults = True
 napoleon_google_docstring = True

@@ -253,7 +253,7 @@ def gru(
       forward-mode autodiff (``jax.jvp``, ``jax.jacfwd``) meets it directly. All give the
       same numbers up to float rounding. ``"pallas"``: the time loop
       in one Pallas kernel per layer and direction, for GPUs and TPUs, interpreted on the CPU
-      (the guide "Implementations", docs/guides/implementations.md); ``"auto"`` never picks it.
+      (the guide :doc:`/guides/implementations`); ``"auto"`` never picks it.
     remat: keep only each step's state for the backward pass and recompute the gates
       (rematerialisation): memory for long sequences bounded by the input and output.
 

@@ -138,9 +138,9 @@ def native_status() -> str | None:
   """Why the native kernel cannot run here, or ``None`` when it can (it then serves CPU only).
 
   Returns:
-    The reason as one sentence (not built: no compiler at install, the pure wheel, a kernel refused
-    by the install-time check; its BLAS missing; an XLA too old), or None. Never raises: the XLA
-    paths serve wherever the kernel cannot.
+    The reason in one sentence (the kernel not built, as with no compiler at install or the pure
+    wheel, or refused by the install-time check; its BLAS missing; an XLA too old), or None. Never
+    raises; the XLA paths serve wherever the kernel cannot.
 
   Example:
     >>> reason = jaxgru.native_status()

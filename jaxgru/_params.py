@@ -52,7 +52,7 @@ class GRUSpec:
 
   @property
   def num_directions(self) -> int:
-    """D: 2 when bidirectional, else 1."""
+    """D, the number of directions (2 when bidirectional, else 1)."""
     return 2 if self.bidirectional else 1
 
 
@@ -67,9 +67,9 @@ def expected_shapes(
   """Every key of torch's ``GRU.state_dict()`` with its shape, in torch's order.
 
   Args:
-    input_size: I.
-    hidden_size: H.
-    num_layers: L.
+    input_size: the features of each input step, I.
+    hidden_size: the features of the state, H.
+    num_layers: the number of stacked layers, L.
     bias: whether the biases are included.
     bidirectional: whether the ``_reverse`` keys are included.
 

@@ -28,3 +28,10 @@ def test_readme_relative_links_resolve():
 
 def test_readme_is_a_landing_page():
   assert len(README.read_text().splitlines()) <= 200
+
+
+def test_readme_code_lines_fit_a_code_block():
+  """GitHub shows a code block about 90 columns wide and cuts the rest off behind a scroll bar."""
+  blocks = re.findall(r"```\w*\n(.*?)```", README.read_text(), flags=re.S)
+  long = [line for block in blocks for line in block.splitlines() if len(line) > 88]
+  assert not long, f"README.md code lines over 88 columns: {long}"

@@ -67,7 +67,7 @@ class Report:
 
   @property
   def ok(self) -> bool:
-    """Whether every quantity passed: ``max abs <= tol * max(1, max |torch|)`` (NaN fails)."""
+    """Whether every quantity passed, each within ``max abs <= tol * max(1, max |torch|)`` (NaN fails)."""
     return all(row.ok(self.tol) for row in self.rows)
 
   @property

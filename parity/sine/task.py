@@ -60,7 +60,7 @@ class SineData:
 
   @property
   def x_all(self) -> np.ndarray:
-    """Every window in series order (training then test): (B + B_test, T, 1)."""
+    """Every window in series order (training then test), shaped (B + B_test, T, 1)."""
     return np.concatenate([self.x_train, self.x_test])
 
   @property
