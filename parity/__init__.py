@@ -13,8 +13,8 @@
 
 The code lives in four folders, one per concern: :mod:`parity.weights` (conversion and files),
 :mod:`parity.proof` (runs, comparison, the sweep), :mod:`parity.frameworks` (Keras, ONNX, other
-JAX cells, torchrl; ``parity.keras`` is :mod:`parity.frameworks.keras`) and :mod:`parity.sine` (the sine
-task and ``jaxgru-sine``).
+JAX cells, torchrl; ``from parity import keras`` gives :mod:`parity.frameworks.keras`) and
+:mod:`parity.sine` (the sine task and ``jaxgru-sine``).
 
 Needs torch and safetensors (``pip install "jaxgru[parity]"``); :mod:`jaxgru` never imports
 torch. The names above are imported on first use, so ``import parity`` works without them and
@@ -26,7 +26,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-from parity import _extras, _moved
+from parity import _extras
 
 if TYPE_CHECKING:
   from parity.frameworks import keras, onnx, other_jax, torchrl  # noqa: F401  (found by __getattr__)
@@ -47,26 +47,26 @@ _HOME = {
   **dict.fromkeys(("Report", "assert_close", "compare"), "parity.proof.report"),
   "compare_models": "parity.proof.models",
 }
-_moved.install()  # `import parity.keras`, and the flat layout's old paths
+# the frameworks' short names: `from parity import keras` is parity.frameworks.keras
+_FRAMEWORKS = ("keras", "onnx", "other_jax", "torchrl")
 
 
 def __getattr__(name: str):
-  moved = f"parity.{name}" in _moved.MOVED
-  if name not in _HOME and not moved:
+  if name not in _HOME and name not in _FRAMEWORKS:
     raise AttributeError(f"module 'parity' has no attribute {name!r}")
-  if moved:  # other_jax needs equinox and haiku (the `others` extra), keras and onnx their own extras
-    value = _moved.resolve(f"parity.{name}")
-  else:
-    try:
+  try:  # other_jax needs equinox and haiku (the `others` extra), keras, onnx and torchrl their own
+    if name in _FRAMEWORKS:
+      value = importlib.import_module(f"parity.frameworks.{name}")
+    else:
       value = getattr(importlib.import_module(_HOME[name]), name)
-    except ModuleNotFoundError as error:
-      raise _extras.missing(error, f"parity.{name}") from error
+  except ModuleNotFoundError as error:
+    raise _extras.missing(error, f"parity.{name}") from error
   globals()[name] = value  # found directly from now on
   return value
 
 
 def __dir__() -> list[str]:
-  return sorted(set(globals()) | set(_HOME) | {name.partition(".")[2] for name in _moved.ALIASES})
+  return sorted(set(globals()) | set(_HOME) | set(_FRAMEWORKS))
 
 
 __all__ = [

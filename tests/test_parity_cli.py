@@ -34,8 +34,8 @@ def test_quick_sweep_runs_as_a_program():
 
 
 def test_the_sweep_runs_keras_and_onnx_runtime_against_torch(monkeypatch, capsys):
-  pytest.importorskip("parity.keras", reason="needs the keras extra")
-  pytest.importorskip("parity.onnx", reason="needs the onnx extra")
+  pytest.importorskip("parity.frameworks.keras", reason="needs the keras extra")
+  pytest.importorskip("parity.frameworks.onnx", reason="needs the onnx extra")
   monkeypatch.setattr(
     cli, "sweep", lambda name: [cli.Config(num_layers=2, bidirectional=True, batch_first=True), cli.Config(cell=True)]
   )

@@ -17,7 +17,7 @@ import pytest
 import jaxgru
 from parity.proof.report import TOLERANCES, _row
 
-pk = pytest.importorskip("parity.keras", reason="needs the keras extra")  # imports keras with KERAS_BACKEND=jax
+pk = pytest.importorskip("parity.frameworks.keras", reason="needs the keras extra")  # imports keras with KERAS_BACKEND=jax
 
 keras = pk.keras
 B, T, I, H = 3, 5, 3, 4
@@ -26,7 +26,7 @@ LENGTHS = np.array([5, 2, 1])
 
 def test_keras_runs_on_jax_and_the_backend_variable_does_not_leak():
   env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
-  code = "import os, parity.keras as pk; print(pk.keras.backend.backend(), 'KERAS_BACKEND' in os.environ)"
+  code = "import os; from parity import keras as pk; print(pk.keras.backend.backend(), 'KERAS_BACKEND' in os.environ)"
   root = pathlib.Path(__file__).parent.parent
   out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True, cwd=root)
   assert out.stdout.split() == ["jax", "False"]

@@ -1,71 +1,35 @@
-"""parity's folders (weights, proof, frameworks, sine) and the paths that name their modules:
-the short names of the frameworks for good, the flat layout's old paths with a warning."""
+"""parity's folders (weights, proof, frameworks, sine) and the frameworks' short names, which are
+attributes of ``parity`` imported on first use."""
 
 from __future__ import annotations
 
 import importlib
 import pathlib
-import subprocess
-import sys
 import warnings
 
 import pytest
+from _helpers import run_python
 
 import parity
-from parity import _moved
 
 ROOT = pathlib.Path(__file__).parent.parent
+FRAMEWORKS = ("keras", "onnx", "other_jax", "torchrl")
 
 
 def test_the_folders_hold_the_four_concerns():
   folders = sorted(p.name for p in (ROOT / "parity").iterdir() if (p / "__init__.py").exists())
   assert folders == ["frameworks", "proof", "sine", "weights"]
-  for new in _moved.MOVED.values():
-    assert importlib.util.find_spec(new) is not None, new
 
 
-@pytest.mark.parametrize("old", sorted(_moved.ALIASES))
-def test_the_frameworks_short_names_are_their_modules_without_a_warning(old):
-  pytest.importorskip(_moved.ALIASES[old], reason="needs its extra")
+@pytest.mark.parametrize("name", FRAMEWORKS)
+def test_a_frameworks_short_name_is_its_module_without_a_warning(name):
+  pytest.importorskip(f"parity.frameworks.{name}", reason="needs its extra")
   with warnings.catch_warnings():
     warnings.simplefilter("error")
-    module = importlib.import_module(old)
-    name = old.rpartition(".")[2]
-    assert getattr(parity, name) is module is importlib.import_module(_moved.ALIASES[old])
-  assert module.__name__ == module.__spec__.name == _moved.ALIASES[old]  # the alias left the module as it was
+    namespace = {}
+    exec(f"from parity import {name} as short", namespace)
+  assert namespace["short"] is getattr(parity, name) is importlib.import_module(f"parity.frameworks.{name}")
   assert name in dir(parity)
-
-
-def test_from_a_short_name_imports_the_same_function():
-  pytest.importorskip("parity.frameworks.keras", reason="needs the keras extra")
-  from parity.frameworks.keras import to_keras
-  from parity.keras import to_keras as short
-
-  assert short is to_keras
-
-
-@pytest.mark.parametrize("old", sorted(_moved.DEPRECATED))
-def test_an_old_path_still_imports_with_a_warning_at_the_users_line(old):
-  code = (
-    "import warnings, sys\n"
-    "warnings.simplefilter('always')\n"
-    f"import {old} as module\n"
-    f"import {_moved.DEPRECATED[old]} as new\n"
-    "assert module is new\n"
-  )
-  result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=False)
-  assert result.returncode == 0, result.stderr
-  # once, at line 3 of the user's code (not inside importlib or parity), naming the new path
-  assert result.stderr.count("DeprecationWarning") == 1, result.stderr
-  assert f"<string>:3: DeprecationWarning: {old} is deprecated: import {_moved.DEPRECATED[old]} instead" in result.stderr
-
-
-def test_an_old_name_as_an_attribute_warns_too():
-  parity.__dict__.pop("report", None)
-  with pytest.warns(DeprecationWarning, match=r"parity\.report is deprecated: import parity\.proof\.report") as caught:
-    module = parity.report
-  assert module is importlib.import_module("parity.proof.report")
-  assert caught[0].filename == __file__
 
 
 def test_an_unknown_name_is_an_attribute_error():
@@ -75,11 +39,10 @@ def test_an_unknown_name_is_an_attribute_error():
     importlib.import_module("parity.nope")
 
 
-@pytest.mark.parametrize("statement", ["import parity.keras", "from parity import keras"])
-def test_a_short_name_without_its_extra_names_the_extra(monkeypatch, statement):
-  for name in ("parity.keras", "parity.frameworks.keras"):
-    monkeypatch.delitem(sys.modules, name, raising=False)
-  monkeypatch.delattr(parity, "keras", raising=False)
-  monkeypatch.setitem(sys.modules, "keras", None)  # as if Keras were not installed
-  with pytest.raises(ModuleNotFoundError, match=r"parity\.keras needs keras.*pip install 'jaxgru\[keras\]'"):
-    exec(statement, {})
+def test_a_short_name_without_its_extra_names_the_extra():
+  """In a fresh interpreter where Keras is missing (the import of it fails)."""
+  proc = run_python("import sys\nsys.modules['keras'] = None\nfrom parity import keras\n", check=False)
+  assert proc.returncode == 1
+  assert "ModuleNotFoundError: parity.keras needs keras" in proc.stderr and "pip install 'jaxgru[keras]'" in proc.stderr, (
+    proc.stderr
+  )

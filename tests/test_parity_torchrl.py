@@ -5,14 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from _helpers import needs_native
+from _helpers import EXPLICIT_IMPLS
 from torchrl.modules import GRUModule
 
 import parity
-import parity.torchrl
-from jaxgru import _validate
-
-IMPLS = [pytest.param(impl, marks=needs_native) if impl == "native" else impl for impl in _validate.IMPLS]
+from parity import torchrl  # noqa: F401  (parity.torchrl from now on)
 
 
 def _module(dtype, bidirectional=False, seed=0):
@@ -34,7 +31,7 @@ def _rollout(seed=0, batch=4, steps=13):
   return rng.standard_normal((batch, steps, 3)), is_init, rng.standard_normal((2, batch, 5))
 
 
-@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("impl", EXPLICIT_IMPLS)
 def test_recurrent_mode_equals_jaxgru_with_resets(precision, impl):
   """Outputs, h_n and the gradients of every parameter, x and h0 agree: float64 to 1e-10,
   float32 to 1e-5, whichever implementation runs."""
