@@ -1,13 +1,24 @@
-"""Random torch GRUs, and the one comparison every torch-vs-JAX test goes through (``parity``'s)."""
+"""What the tests share: random torch GRUs, the one comparison every torch-vs-JAX test goes
+through (``parity``'s), one array comparison for everything else, and fresh interpreters."""
 
 from __future__ import annotations
 
+import os
+import pathlib
+import subprocess
+import sys
+import textwrap
+
 import jax
+import numpy as np
 import pytest
 import torch
 
 import jaxgru
+import jaxgru._validate
 import parity
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 # impl="native" needs the C++ kernel, which a machine without a compiler does not build.
 # An explicit-sharding mesh set for a block of code: jax.set_mesh, from jax 0.8 (the oldest
@@ -16,6 +27,11 @@ needs_set_mesh = pytest.mark.skipif(
   not hasattr(jax, "set_mesh"), reason="explicit-sharding meshes: jax.set_mesh needs jax >= 0.8"
 )
 needs_native = pytest.mark.skipif(not jaxgru.native_available(), reason=f"native kernel: {jaxgru.native_status()}")
+# Every implementation as a test parameter, the native kernel where it is built; EXPLICIT_IMPLS
+# leaves out "auto", which runs one of the others (the kernel on this CPU, else fused): a grid
+# that compares each with torch proves auto's numbers through the one it picks.
+IMPLS = [pytest.param(impl, marks=needs_native) if impl == "native" else impl for impl in jaxgru._validate.IMPLS]
+EXPLICIT_IMPLS = [impl for impl in IMPLS if impl != "auto"]
 
 
 def random_torch(module: torch.nn.Module, seed: int, dtype: torch.dtype) -> torch.nn.Module:
@@ -36,3 +52,40 @@ def compare_with_torch(module, x, h0=None, *, lengths=None, seed=0, tol=None, im
   if impl is not None:
     jax_module.impl, jax_module.remat = impl, remat
   return parity.assert_close(module, jax_module, x, h0, lengths=lengths, seed=seed, tol=tol)
+
+
+def assert_close(got, want, tol: float, what: str = "") -> None:
+  """Every array of ``got`` (a pytree: arrays, tuples, dicts, torch tensors) against the same
+  place in ``want``: the same shape, NaN in the same places, and elsewhere ``max |got - want| <=
+  tol * max(1, max |want|)``, the criterion of :func:`parity.compare` (``tol=0``: equal)."""
+  got, want = (np.asarray(a) if isinstance(a, list) else a for a in (got, want))  # a list of numbers (JSON) is an array
+  got_leaves, structure = jax.tree.flatten(got)
+  want_leaves = structure.flatten_up_to(want)
+  for i, (g, w) in enumerate(zip(got_leaves, want_leaves, strict=True)):
+    g, w = (np.asarray(a.detach() if torch.is_tensor(a) else a, np.float64) for a in (g, w))
+    where = f"{what} [{i}]" if len(got_leaves) > 1 else what
+    assert g.shape == w.shape, f"{where}: shape {g.shape} against {w.shape}"
+    nan = np.isnan(w)
+    assert (np.isnan(g) == nan).all(), f"{where}: NaN in other places"
+    g, w = g[~nan], w[~nan]
+    if g.size:
+      err, scale = float(np.max(np.abs(g - w))), max(1.0, float(np.max(np.abs(w))))
+      assert err <= tol * scale, f"{where}: max abs error {err:.3g} > {tol:g} x {scale:.3g}"
+
+
+def xla_env(devices: int = 1, **more: str) -> dict[str, str]:
+  """The environment of a subprocess on ``devices`` simulated CPU devices, with the suite's XLA
+  flags (``conftest``), and ``more`` variables."""
+  flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices}".strip()
+  return dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=flags, **more)
+
+
+def run_python(code: str, devices: int = 1, check: bool = True) -> subprocess.CompletedProcess:
+  """Runs ``code`` in a fresh interpreter with ``devices`` simulated CPU devices, the repository
+  and ``examples/`` importable."""
+  env = xla_env(devices)
+  env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "examples"), env.get("PYTHONPATH", "")])
+  proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT, env=env, capture_output=True, text=True)
+  if check and proc.returncode:
+    raise AssertionError(f"subprocess failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr[-4000:]}")
+  return proc

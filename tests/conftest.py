@@ -1,10 +1,19 @@
-"""Shared test set-up: torch pinned to exact float32 maths, and one precision fixture.
+"""Shared test set-up: torch pinned to exact float32 maths, XLA's machine code unoptimised, and
+one precision fixture.
 
 ``precision`` runs a test twice: float64 (``jax.enable_x64``) proves the maths, float32 with
 ``jax.default_matmul_precision("highest")`` and torch's TF32 off proves the kernels.
+
+The suite compiles thousands of small XLA programs, and LLVM's optimisation of their machine code
+was about 40% of its time: ``--xla_backend_optimization_level=0`` (here, before JAX starts a
+backend, and passed on to the suite's subprocesses by ``_helpers.xla_env``) leaves it out. What
+the tests check does not depend on it: XLA's own passes on the program (fusion, buffer
+assignment, the lowering of the kernel's calls), the program's IEEE arithmetic and the native
+kernel (compiled C++) are the same; the benchmarks, the examples and users keep XLA's default.
 """
 
 import dataclasses
+import os
 
 import jax
 import numpy as np
@@ -12,6 +21,8 @@ import pytest
 import torch
 
 from jaxgru import _compat
+
+os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_backend_optimization_level=0".strip()
 
 if not hasattr(jax, "enable_x64"):  # jax < 0.8: the suite also runs on the oldest supported JAX
   jax.enable_x64 = _compat.enable_x64

@@ -19,7 +19,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from test_scale import run_python
+from _helpers import run_python
 
 import parity
 from parity import keras as pkeras

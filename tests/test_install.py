@@ -17,8 +17,7 @@ import shutil
 import subprocess
 
 import pytest
-from _helpers import needs_native
-from test_scale import run_python
+from _helpers import needs_native, run_python
 
 import jaxgru
 

@@ -19,8 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
-from _helpers import compare_with_torch, needs_native, needs_set_mesh, random_torch
-from test_scale import run_python
+from _helpers import assert_close, compare_with_torch, needs_native, needs_set_mesh, random_torch, run_python
 
 import jaxgru
 from jaxgru import _native
@@ -474,7 +473,7 @@ def test_elsewhere_the_kernels_calls_lower_to_the_fused_path_with_the_same_resul
     return kernel, other
 
   def close(a, b, what):
-    np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12, err_msg=what)
+    assert_close(a, b, 1e-12, what)
 
   kernel, other = both("jaxgru_forward", _native._fused_forward_kernel, operands, [(T, B, D * H), (D, B, H), (0,), (0,)])
   close(kernel[0], other[0], "forward out")

@@ -8,7 +8,6 @@ jitted functions.
 from __future__ import annotations
 
 import functools
-import os
 import pathlib
 import re
 import subprocess
@@ -20,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
-from _helpers import compare_with_torch, needs_set_mesh, random_torch
+from _helpers import assert_close, compare_with_torch, needs_set_mesh, random_torch, xla_env
 
 import jaxgru
 from jaxgru import _core, _pallas
@@ -45,11 +44,6 @@ def _value_and_grads(params, x, h0, lengths, *, impl, variant="torch"):
   return jax.value_and_grad(loss, argnums=(0, 1, 2))(params, x, h0)
 
 
-def _assert_trees_close(got, want, tol):
-  for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
-    np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
-
-
 @pytest.mark.parametrize(
   "steps, batch, layers, bidirectional, bias, lengths, variant",
   [
@@ -68,7 +62,7 @@ def test_matches_reference(x64, steps, batch, layers, bidirectional, bias, lengt
   lengths = None if lengths is None else jnp.array(lengths)
   want = _value_and_grads(params, x, h0, lengths, impl="reference", variant=variant)
   got = _value_and_grads(params, x, h0, lengths, impl="pallas", variant=variant)
-  _assert_trees_close(got, want, 1e-11)
+  assert_close(got, want, 1e-11)
 
 
 @functools.partial(jax.jit, static_argnames=("reverse", "blocks", "variant"))
@@ -94,7 +88,7 @@ def test_blocks_match_reference(x64, blocks, variant, reverse):
   valid = jnp.arange(11)[:, None, None] < jnp.array([11, 4, 1, 9, 6])[None, :, None]
   want = _direction_grads(x, h0, w, valid, reverse=reverse, blocks=None, variant=variant)
   got = _direction_grads(x, h0, w, valid, reverse=reverse, blocks=blocks, variant=variant)
-  _assert_trees_close(got, want, 1e-11)
+  assert_close(got, want, 1e-11)
 
 
 def test_matches_torch(precision):
@@ -116,7 +110,7 @@ def test_nan_padding_stays_out():
   clean = _value_and_grads(params, jnp.where(pad, 0.0, x), h0, lengths, impl="pallas")
   dirty = _value_and_grads(params, jnp.where(pad, jnp.nan, x), h0, lengths, impl="pallas")
   assert all(np.isfinite(a).all() for a in jax.tree.leaves(dirty))
-  _assert_trees_close(dirty, clean, 0)
+  assert_close(dirty, clean, 0)
 
 
 def test_vmap_is_an_ensemble():
@@ -133,7 +127,7 @@ def test_vmap_is_an_ensemble():
   one = jax.jit(run)
   for m in range(3):
     member = jax.tree.map(lambda a, m=m: a[m], stacked)
-    _assert_trees_close(jax.tree.map(lambda a, m=m: a[m], got), one(member, xs[m]), 1e-6)
+    assert_close(jax.tree.map(lambda a, m=m: a[m], got), one(member, xs[m]), 1e-6)
 
 
 @pytest.mark.parametrize("variant", ["torch", "classic"])
@@ -149,7 +143,7 @@ def test_second_order_matches_reference(x64, variant):
 
     return jax.jit(jax.grad(lambda p: sum(jnp.sum(g**2) for g in jax.tree.leaves(jax.grad(loss)(p)))))(params)
 
-  _assert_trees_close(outer("pallas"), outer("reference"), 1e-10)
+  assert_close(outer("pallas"), outer("reference"), 1e-10)
 
 
 def test_bfloat16_carries_float32():
@@ -203,7 +197,7 @@ for k in params:
 def test_two_devices_sum_the_weight_gradients():
   """An explicit 2-device mesh (forced CPU devices, in a fresh process): each device runs its own
   rows and the weight gradients are summed across them, as the reference computes them whole."""
-  env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"}
+  env = xla_env(2)
   root = pathlib.Path(__file__).parent.parent
   subprocess.run([sys.executable, "-c", _TWO_DEVICES], check=True, env=env, cwd=root, timeout=600)
 
@@ -290,7 +284,7 @@ def test_resets_across_blocks_match_reference(x64, blocks, variant):
     lambda *a: _loss(*jaxgru.gru(*a[:3], lengths=lengths, resets=resets, reset_state=a[3], impl="reference", variant=variant)),
     argnums=(0, 1, 2, 3),
   )(params, x, h0, reset_state)
-  _assert_trees_close(grads(functools.partial(_pallas.direction, cpu_blocks=blocks)), want, 1e-11)
+  assert_close(grads(functools.partial(_pallas.direction, cpu_blocks=blocks)), want, 1e-11)
 
 
 @pytest.mark.parametrize("platform, hidden", [("cuda", 24), ("tpu", 64)])

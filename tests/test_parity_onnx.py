@@ -12,14 +12,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
-from _helpers import random_torch
+from _helpers import assert_close, random_torch
 from flax import nnx
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import jaxgru
 import parity
-from parity.proof.report import TOLERANCES, _row
+from parity.proof.report import TOLERANCES
 
 onnx = pytest.importorskip("onnx", reason="needs the onnx extra")
 pytest.importorskip("onnxruntime", reason="needs the onnx extra")
@@ -30,12 +30,6 @@ from parity import onnx as po  # noqa: E402
 I, H, T, B = 3, 4, 6, 3
 LENGTHS = np.array([6, 2, 1])  # unsorted, a full sequence and a length-1 one
 TOL = TOLERANCES["float32"]
-
-
-def assert_close(got, want, what):
-  for name, g, w in zip(("output", "h_n"), got, want, strict=True):
-    row = _row(name, np.asarray(g), np.asarray(w))
-    assert row.ok(TOL), f"{what} {name}: max abs {row.max_abs:.2e} past {TOL:g}"
 
 
 def inputs(batch_first: bool, layers_x_dirs: int, seed: int = 0):
@@ -57,9 +51,9 @@ def test_export_runs_in_onnx_runtime_as_torch_and_jaxgru(num_layers, bidirection
     for lengths in (None, LENGTHS):
       path = po.to_onnx(model, tmp_path / "gru.onnx", lengths=lengths is not None)
       got = po.run_onnx(path, x, h0, lengths)
-      assert_close(got, model(x, h0, lengths=lengths), "ONNX Runtime vs jaxgru")
+      assert_close(got, model(x, h0, lengths=lengths), TOL, "ONNX Runtime vs jaxgru")
       want = parity.run_torch(module, x, h0, lengths=lengths)
-      assert_close(got, (want["output"], want["h_n"]), "ONNX Runtime vs torch")
+      assert_close(got, (want["output"], want["h_n"]), TOL, "ONNX Runtime vs torch")
   nodes = [n for n in onnx.load(path).graph.node if n.op_type == "GRU"]
   assert len(nodes) == num_layers and onnx.load(path).opset_import[0].version == po.OPSET
 
@@ -79,12 +73,12 @@ def test_classic_variant_and_linen_module():
       0
     }
     want = jaxgru.gru(params, x, h0, lengths=LENGTHS, variant="classic")
-    assert_close(po.run_onnx(model, x, h0, LENGTHS), want, "classic")
+    assert_close(po.run_onnx(model, x, h0, LENGTHS), want, TOL, "classic")
     linen = jaxgru.linen.GRU(I, H, num_layers=2, bidirectional=True, batch_first=True)
     variables = {"params": params}
     xb = np.swapaxes(x, 0, 1)
     got = po.run_onnx(po.model_proto(linen, variables, h0=False), xb)
-    assert_close(got, linen.apply(variables, xb), "Linen")
+    assert_close(got, linen.apply(variables, xb), TOL, "Linen")
 
 
 @pytest.mark.parametrize("variant", ["torch", "classic"])
@@ -115,7 +109,7 @@ def test_import_what_torch_exports(num_layers, bidirectional, bias):
   assert params.keys() == state.keys() and all(np.array_equal(params[k], v.numpy()) for k, v in state.items())
   with jax.default_matmul_precision("highest"):  # ONNX Runtime runs torch's own export
     got = po.run_onnx(exported, x, h0, batch_first=True)
-    assert_close(got, jaxgru.gru(params, x, h0, batch_first=True), "torch's export")
+    assert_close(got, jaxgru.gru(params, x, h0, batch_first=True), TOL, "torch's export")
 
 
 def gru_model(node_attrs=None, b=True, inputs=None, w_from_node=False, extra_nodes=()):

@@ -9,8 +9,7 @@ which CI runs after this suite.
 from __future__ import annotations
 
 import pytest
-from _helpers import needs_native
-from test_scale import run_python
+from _helpers import needs_native, run_python
 
 
 @needs_native

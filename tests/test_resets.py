@@ -10,7 +10,6 @@ states and the gradients of every parameter, ``x``, ``h0`` and the reset state a
 from __future__ import annotations
 
 import functools
-import os
 import subprocess
 import sys
 import textwrap
@@ -21,15 +20,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
-from _helpers import needs_native, random_torch
+from _helpers import EXPLICIT_IMPLS, IMPLS, assert_close, random_torch, xla_env
 from conftest import FLOAT32, FLOAT64
 from flax import nnx
 
 import jaxgru
-from jaxgru import _validate
 
 T, B, I, H, L = 11, 4, 3, 5, 2
-IMPLS = [pytest.param(impl, marks=needs_native) if impl == "native" else impl for impl in _validate.IMPLS]
 
 
 def rollout_flags(seed: int, steps: int = T, batch: int = B, rate: float = 0.25) -> np.ndarray:
@@ -104,17 +101,11 @@ def jax_run(gru, inputs, resets, lengths, impl, **options):
   return results, {**g_params, "x": g_x, "h0": g_h0, "reset_state": g_reset}
 
 
-def assert_close(got, want, tol, what):
-  got, want = np.asarray(got, np.float64), np.asarray(want.detach().numpy() if torch.is_tensor(want) else want, np.float64)
-  assert got.shape == want.shape, (what, got.shape, want.shape)
-  np.testing.assert_allclose(got, want, rtol=tol, atol=tol, err_msg=what)
-
-
 # float64 proves the maths in every configuration; float32 the kernels, in the fullest one
 CASES = [(FLOAT64, bi, lengths) for bi in (False, True) for lengths in (False, True)] + [(FLOAT32, True, True)]
 
 
-@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("impl", EXPLICIT_IMPLS)
 @pytest.mark.parametrize(
   "precision, bidirectional, with_lengths",
   CASES,
@@ -140,7 +131,7 @@ def _check_against_torch(precision, impl, bidirectional, with_lengths):
     assert_close(got_grads[name], want, precision.tol, f"d{name}")
 
 
-@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("impl", EXPLICIT_IMPLS)
 def test_a_reset_stops_the_gradient_exactly(x64, impl):
   """After a reset no output depends on an earlier step: those Jacobian entries are exactly zero
   (not small), for x and h0; the reset state's own gradient is not."""
@@ -162,7 +153,7 @@ def test_a_reset_stops_the_gradient_exactly(x64, impl):
   assert np.any(np.asarray(d_reset) != 0.0)
 
 
-@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("impl", EXPLICIT_IMPLS)
 def test_no_flag_set_is_the_same_as_no_resets(x64, impl):
   params = jaxgru.init_gru_params(jax.random.key(0), I, H, num_layers=2, bidirectional=True, dtype=jnp.float64)
   x = jax.random.normal(jax.random.key(1), (T, B, I), jnp.float64)
@@ -337,6 +328,6 @@ def test_sharded_batch_with_resets_matches_one_device():
     print("ok")
     """
   )
-  env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"}
+  env = xla_env(2)
   proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
   assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-3000:]

@@ -28,27 +28,11 @@ EXAMPLES = ROOT / "examples"
 sys.path.insert(0, str(EXAMPLES))
 import checkpointing  # noqa: E402
 import sharded_training as st  # noqa: E402
+from _helpers import assert_close, run_python, xla_env  # noqa: E402
 
 TOL = 1e-5
 # Two layers so dropout (between layers) draws from the checkpointed RNG key.
 TINY = st.Config(hidden_size=4, num_layers=2, dropout=0.25, seq_len=5, batch_size=8, learning_rate=2e-2)
-
-
-def run_python(code: str, devices: int = 1, check: bool = True) -> subprocess.CompletedProcess:
-  """Runs ``code`` in a fresh interpreter with ``devices`` simulated CPU devices."""
-  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
-  env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(EXAMPLES), env.get("PYTHONPATH", "")])
-  proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT, env=env, capture_output=True, text=True)
-  if check and proc.returncode:
-    raise AssertionError(f"subprocess failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr[-4000:]}")
-  return proc
-
-
-def assert_close(got, want, tol=TOL, what=""):
-  got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
-  assert got.shape == want.shape, (what, got.shape, want.shape)
-  err, scale = float(np.max(np.abs(got - want))), max(1.0, float(np.max(np.abs(want))))
-  assert err <= tol * scale, f"{what}: max abs error {err:.3g} > {tol} x {scale:.3g}"
 
 
 def test_eight_devices_match_one_device():
@@ -89,11 +73,11 @@ def test_eight_devices_match_one_device():
     one, eight = np.array(res[name]["1"]), np.array(res[name]["8"])
     assert one.shape == ((5, 2) if name == "ensemble" else (5,)) and np.all(np.isfinite(one))
     assert not np.allclose(one[0], one[-1]), "the loss must move for the comparison to mean anything"
-    assert_close(eight, one, what=f"{name}: losses on 8 devices vs 1")
+    assert_close(eight, one, TOL, what=f"{name}: losses on 8 devices vs 1")
     assert res[name]["param_diff"] <= TOL, (name, res[name]["param_diff"])
   assert res["x_sharding"] == [True, 8, 1]
   assert res["all_reduce"], "the compiled step has no all-reduce: the gradients are not reduced across devices"
-  assert_close(res["resumed_on_1"], res["padded"]["1"], what="saved on 8 devices, resumed on 1")
+  assert_close(res["resumed_on_1"], res["padded"]["1"], TOL, what="saved on 8 devices, resumed on 1")
 
 
 def test_padding_weights_only_valid_rows():
@@ -116,10 +100,10 @@ def test_ensemble_members_equal_models_trained_alone():
   assert not np.allclose(losses[:, 0], losses[:, 1]), "different seeds must give different members"
   for i in range(3):
     alone_state, alone = st.train(dataclasses.replace(cfg, ensemble=1, seed=7 + i), 4)
-    assert_close(losses[:, i], alone, what=f"member {i} losses")
+    assert_close(losses[:, i], alone, TOL, what=f"member {i} losses")
     for path, leaf in jax.tree_util.tree_leaves_with_path(alone_state["params"]):
       member = jax.tree_util.tree_leaves_with_path(state["params"])
-      assert_close(dict(member)[path][i], leaf, what=f"member {i} {jax.tree_util.keystr(path)}")
+      assert_close(dict(member)[path][i], leaf, TOL, what=f"member {i} {jax.tree_util.keystr(path)}")
 
 
 def test_resume_after_crash_mid_save(tmp_path):
@@ -312,7 +296,7 @@ def test_eight_devices_from_the_command_line_without_logging():
   """The scaling guide's laptop command with ``--log-every 0``: nothing waits on a loss, so before the
   bound on steps in flight JAX queued every step, and XLA:CPU's in-process all-reduce over 8
   simulated devices on few cores deadlocked and aborted (SIGABRT) in most runs."""
-  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=8")
+  env = xla_env(8)
   env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
   proc = subprocess.run(
     [sys.executable, "examples/sharded_training.py", "--log-every", "0", "--steps", "200", "--hidden-size", "8"],
@@ -375,7 +359,7 @@ def test_two_processes_match_one_device(tmp_path):
     assert jax.process_count() == 2 and jax.device_count() == 8 and jax.local_device_count() == 4
     print("LOSSES" + json.dumps(st.train(st.{cfg!r}, 3, checkpoint_dir={str(tmp_path)!r})[1].tolist()))
     """
-  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=4")
+  env = xla_env(4)
   env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(EXAMPLES), env.get("PYTHONPATH", "")])
   procs = [
     subprocess.Popen(
@@ -394,6 +378,6 @@ def test_two_processes_match_one_device(tmp_path):
   losses = [json.loads(out.split("LOSSES", 1)[1]) for out, _ in outs]
   _, want = st.train(cfg, 5)
   assert losses[0] == losses[1]
-  assert_close(losses[0], want[:3], what="2 processes x 4 devices vs 1 device")
+  assert_close(losses[0], want[:3], TOL, what="2 processes x 4 devices vs 1 device")
   _, rest = st.train(cfg, 5, checkpoint_dir=str(tmp_path))
-  assert_close(np.concatenate([losses[0], rest]), want, what="saved by 2 processes, resumed on 1 device")
+  assert_close(np.concatenate([losses[0], rest]), want, TOL, what="saved by 2 processes, resumed on 1 device")
