@@ -172,7 +172,7 @@ kernel = Extension(
   include_dirs=[include] if include else [],
   language="c++",
   # -fno-trapping-math: no FP exception flags are read, and without it GCC vectorises the gate
-  # loops only in their AVX-512 clone (the AVX2 one ran scalar: benchmarks/NOTES.md, entry 11f)
+  # loops only in their AVX-512 clone, not the AVX2 one
   extra_compile_args=[
     *("-std=c++17", "-O3", "-g0", "-fno-trapping-math", "-Wno-attributes", "-Wno-return-type"),
     *("-ffunction-sections", "-fdata-sections"),  # for --gc-sections below

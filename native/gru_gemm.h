@@ -4,9 +4,8 @@
 //   AVX-512: 8 rows x 48 columns (24 accumulators of 16 floats)
 //   AVX2:    6 rows x 16 columns (12 accumulators of 8 floats)
 // Elsewhere (another CPU, compiler or an older x86) there is no engine ("blas"): float32 goes to
-// the BLAS the kernel is handed (gru_support.h), as float64 always does. A generic 4-float tile
-// ran 1.9x slower than the fused XLA path (NOTES, entry 11a). Included by gru_kernel.cc and
-// benchmarks/native_blas.cc.
+// the BLAS the kernel is handed (gru_support.h), as float64 always does. Included by
+// gru_kernel.cc and benchmarks/native_blas.cc.
 #pragma once
 
 #include <algorithm>

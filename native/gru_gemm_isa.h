@@ -91,8 +91,8 @@ __attribute__((always_inline)) inline void Rows(const float* a, int64_t sa, int6
 
 // C (m, n) = A (m, k) W^T (+ C) with W packed by Pack (all Panels(n) panels). The sum over l runs
 // in even blocks of at most 1024, so that a panel's block (<= 192 KiB) stays in the L2 cache while
-// the row tiles pass over it (without: 100 against 138 GFLOP/s at k = 3072, benchmarks/NOTES.md,
-// entry 11a); rows run in blocks whose A block (rows x depth, 128 KiB) stays there too.
+// the row tiles pass over it (benchmarks/NOTES.md, entry 11a); rows run in blocks whose A block
+// (rows x depth, 128 KiB) stays there too.
 inline void MatMul(const float* a, int64_t sa, int64_t sl, int64_t m, const float* packed, int64_t n, int64_t k, float* c,
                    int64_t ldc, bool accumulate) {
   const int64_t blocks = std::max<int64_t>(1, (k + 1023) / 1024), kc = (k + blocks - 1) / blocks;

@@ -25,9 +25,8 @@
 // Direction d = 1 (the reverse one) runs its time loop from step T - 1 down: its logical step t
 // reads input step T - 1 - t, which is torch's reverse direction (flip, run, flip back) without
 // the flips; its output goes to columns [H, 2H) of out (T, B, 2H) directly, as the cotangent
-// comes from there, and the two directions' dx add up in one buffer. One call for both
-// directions saves the flips, the concatenation, the split of d_out and the sum of the dx that
-// two calls cost (benchmarks/NOTES.md, entry 12a).
+// comes from there, and the two directions' dx add up in one buffer: one call for both
+// directions has no flips, concatenation, split of d_out or sum of the dx to do.
 //
 // The batch rows of a sequence never meet, so the batch is cut into P parts that run the whole
 // time loop on their own (no barrier per step; P by the call's whole work, since parts meet once)
@@ -82,8 +81,8 @@ struct Weight {
 };
 
 // The engine's products against W_ih sum over k = I (the input projection) or k = 3H (dx), over K
-// steps' rows at once. From k = 1024 OpenBLAS ran those 8-12% faster (161-165 against 145-149
-// GFLOP/s, benchmarks/NOTES.md, entry 11g), so they stay with it; the steps' products do not.
+// steps' rows at once. From k = kBlasDepth they go to OpenBLAS, which is faster there
+// (benchmarks/NOTES.md, entry 11g); the steps' products do not.
 constexpr int64_t kBlasDepth = 1024;
 
 template <typename T>
@@ -127,8 +126,8 @@ struct Layer {
 // A buffer of at least `bytes` that the calling thread keeps between calls, one per slot (0: a
 // part's work space, 1: the backward pass's per-part weight gradients, 2: the packed weights), so
 // that a call allocates nothing once its thread has seen a call as large. It holds at most a
-// chunk's work space (K steps), never T's. It did not change the page-fault count (those are XLA's results, see
-// HugePages) nor a measured time (benchmarks/NOTES.md, entry 10c).
+// chunk's work space (K steps), never T's. (The page faults a call meets are in XLA's result
+// buffers: see HugePages.)
 inline char* ThreadBuffer(int slot, size_t bytes) {
   thread_local std::unique_ptr<char[]> data[3];
   thread_local size_t size[3] = {0, 0, 0};

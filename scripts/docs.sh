@@ -6,7 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements/docs.txt 2>&1 | grep -v "^WARNING: Location" || true
+echo "docs: installing the docs toolchain (requirements/docs.txt), then building the site: its guides run (several minutes)"
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements/docs.txt 2>&1 | { grep -v "^WARNING: Location" || true; }
 rm -rf docs/_build
 JAX_PLATFORMS=cpu .venv/bin/python -m sphinx -W --keep-going -b html docs docs/_build/html "$@"
 # every public name and method in objects.inv, nothing private, no garbled docstring section

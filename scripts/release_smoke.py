@@ -28,6 +28,11 @@ def main() -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--native", choices=("yes", "no"), required=True, help="whether the install has a working native kernel")
   parser.add_argument("--why", default="", help="with --native no: words that native_status() must say")
+  parser.add_argument(
+    "--impls",
+    default="fused,auto,native",
+    help="the implementations compared with the reference (default: fused,auto,native; native only where the kernel runs)",
+  )
   args = parser.parse_args()
 
   with warnings.catch_warnings():
@@ -65,7 +70,7 @@ def main() -> int:
     return outs, grads
 
   want = run("reference")
-  impls = ["fused", "auto"] + (["native"] if status is None else [])
+  impls = [impl for impl in args.impls.split(",") if impl != "native" or status is None]
   for impl in impls:
     got = run(impl)
     err = max(

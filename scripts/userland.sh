@@ -4,6 +4,8 @@
 # runs on the same machine. Needs root (debootstrap, chroot, mounts in a private namespace).
 #
 #   bash scripts/userland.sh NAME [DIR] -- COMMAND...
+#   bash scripts/userland.sh --tools     (installs what making both needs, and nothing else: run it
+#                                         first where the two are made at once, apt being one at a time)
 #
 # NAME:
 #   bullseye-amd64  Debian 11: glibc 2.31, gcc 10.2, binutils 2.35.2 (the oldest toolchain and C
@@ -20,12 +22,14 @@ cd "$(dirname "$0")/.."
 name=${1:?usage: userland.sh NAME [DIR] -- COMMAND...}
 shift
 bind=
-if [ "${1:-}" != "--" ]; then
-  bind=$(cd "${1:?usage: userland.sh NAME [DIR] -- COMMAND...}" && pwd)
+if [ "$name" != --tools ]; then
+  if [ "${1:-}" != "--" ]; then
+    bind=$(cd "${1:?usage: userland.sh NAME [DIR] -- COMMAND...}" && pwd)
+    shift
+  fi
+  [ "${1:-}" = "--" ] || { echo "usage: userland.sh NAME [DIR] -- COMMAND..." >&2; exit 2; }
   shift
 fi
-[ "${1:-}" = "--" ] || { echo "usage: userland.sh NAME [DIR] -- COMMAND..." >&2; exit 2; }
-shift
 
 # The recipe's version: a userland made by an older recipe is made anew.
 recipe=1
@@ -93,6 +97,12 @@ make_bookworm_arm64() {
   ln -sf /usr/bin/python3.11 "$root/opt/python3.11/bin/python3.11"
   ln -sf /usr/bin/python3.11 "$root/opt/python3.11/bin/python"
 }
+
+if [ "$name" = --tools ]; then
+  need debootstrap debootstrap
+  emulate_arm64
+  exit 0
+fi
 
 # Under emulation, the CPU is a Neoverse N1 (AWS Graviton 2, Ampere Altra): qemu's default "max"
 # CPU claims SME, and OpenBLAS then takes its SME kernels, whose products qemu 7.2 gets wrong.
