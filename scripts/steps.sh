@@ -36,7 +36,13 @@ start() {
   # a process group of its own (job control on for this one job), so that stopping it stops
   # everything it started; a subshell, so that COMMAND may be a function of the script
   set -m
-  ("$@") >"$_steps_dir/$name.log" 2>&1 &
+  (
+    rc=0
+    ("$@") &
+    wait $! || rc=$?  # as in `step`: `"$@" || ...` would turn `set -e` off inside a function
+    echo "$SECONDS" >"$_steps_dir/$name.end"  # when it ended, which may be long before `finish`
+    exit "$rc"
+  ) >"$_steps_dir/$name.log" 2>&1 &
   _steps_pid[$name]=$!
   set +m
 }
@@ -47,7 +53,7 @@ finish() {
   unset "_steps_pid[$name]"
   echo "== step $name (ran in the background), its output:"
   cat "$_steps_dir/$name.log"
-  _steps_record "$name" $((SECONDS - _steps_t[$name])) "$rc"
+  _steps_record "$name" $(($(cat "$_steps_dir/$name.end" 2>/dev/null || echo "$SECONDS") - _steps_t[$name])) "$rc"
   return "$rc"
 }
 
