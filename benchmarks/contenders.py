@@ -18,6 +18,10 @@
   session is made) on an ONNX model of ``GRU`` operators (:mod:`parity.onnx`) holding the torch
   model's weights; ``forward`` only, on the CPU only (the ``onnx`` extra).
 
+The LSTM and the RNN (a shape's ``cell``) run against torch's ``nn.LSTM`` (oneDNN on the CPU) and
+``nn.RNN``, jaxgru's functions and modules, and Flax's ``nnx.RNN(nnx.OptimizedLSTMCell)`` and
+``nnx.RNN(nnx.SimpleCell)``; the contenders of :data:`GRU_ONLY` time the GRU alone.
+
 Modes: ``forward`` (torch under ``no_grad``); ``fwd+bwd``, the gradient of ``sum(output * cot)``
 with respect to the parameters and the input for a fixed random cotangent; ``train``, one step of
 MSE against a fixed target, its gradients and an Adam update (``optax.adam`` for JAX, jitted).
@@ -43,15 +47,22 @@ CONTENDERS = ("torch", "jaxgru", "jaxgru_nnx", "flax", "keras", "jaxgru_pallas",
 )
 DEVICE_ONLY = ("jaxgru_pallas",)  # skipped when the suite runs on the CPU
 FORWARD_ONLY = ("onnxruntime",)  # inference engines: no gradients, no training step
+# what exists for the GRU alone: the kernels (jaxgru_fused is what jaxgru runs for the other cells),
+# and the Keras and ONNX bridges of the contenders
+GRU_ONLY = ("keras", "jaxgru_pallas", "onnxruntime", "jaxgru_native", "jaxgru_fused")
+TORCH_LAYERS = {"gru": torch.nn.GRU, "lstm": torch.nn.LSTM, "rnn": torch.nn.RNN}
+JAX_LAYERS = {"gru": jaxgru.gru, "lstm": jaxgru.lstm, "rnn": jaxgru.rnn}
+NNX_LAYERS = {"gru": jaxgru.GRU, "lstm": jaxgru.LSTM, "rnn": jaxgru.RNN}
 LEARNING_RATE = 1e-3
 
 
 class TorchGRU:
-  """``torch.nn.GRU`` with its input, cotangent and Adam optimizer on ``device``."""
+  """``torch.nn.GRU`` (``LSTM``, ``RNN``: the shape's cell) with its input, cotangent and Adam optimizer on ``device``."""
 
   def __init__(self, shape: Shape, x: np.ndarray, cot: np.ndarray, device: str):
     torch.manual_seed(0)
-    self.model = torch.nn.GRU(shape.input_size, shape.hidden_size, shape.num_layers, bidirectional=shape.bidirectional).to(device)
+    layer = TORCH_LAYERS[shape.cell]
+    self.model = layer(shape.input_size, shape.hidden_size, shape.num_layers, bidirectional=shape.bidirectional).to(device)
     self.x = torch.from_numpy(x).to(device)
     self.xg = self.x.clone().requires_grad_(True)
     self.cot = torch.from_numpy(cot).to(device)
@@ -146,14 +157,18 @@ def keras_model(torch_state: dict[str, np.ndarray], shape: Shape) -> tuple[Any, 
   return apply, trainable, fixed
 
 
+FLAX_CELLS = {"gru": nnx.GRUCell, "lstm": nnx.OptimizedLSTMCell, "rnn": nnx.SimpleCell}
+
+
 def flax_model(shape: Shape) -> list[nnx.Module]:
-  """Flax's own GRU stack: nnx.RNN(nnx.GRUCell) per layer, nnx.Bidirectional when bidirectional."""
+  """Flax's own stack: nnx.RNN(nnx.GRUCell) per layer (``OptimizedLSTMCell``, ``SimpleCell`` for the
+  shape's cell), nnx.Bidirectional when bidirectional."""
   rngs = nnx.Rngs(0)
   layers = []
   for layer in range(shape.num_layers):
 
     def rnn(reverse: bool, inputs: int = shape.layer_inputs(layer)) -> nnx.RNN:
-      cell = nnx.GRUCell(inputs, shape.hidden_size, rngs=rngs)
+      cell = FLAX_CELLS[shape.cell](inputs, shape.hidden_size, rngs=rngs)
       return nnx.RNN(cell, time_major=True, reverse=reverse, keep_order=True, rngs=rngs)
 
     layers.append(nnx.Bidirectional(rnn(False), rnn(True), time_major=True, rngs=rngs) if shape.bidirectional else rnn(False))
@@ -168,8 +183,9 @@ def jax_fns(kind: str, shape: Shape, x: jax.Array, cot: jax.Array, torch_state: 
     def apply(p, x):
       out = x
       zeros = jnp.zeros((x.shape[1], shape.hidden_size), x.dtype)  # the carry, as torch's default h0
+      carry = (zeros, zeros) if shape.cell == "lstm" else zeros  # Flax's LSTM carry: (c, h)
       for layer in nnx.merge(graphdef, p, rest):
-        out = layer(out, initial_carry=(zeros, zeros) if shape.bidirectional else zeros)
+        out = layer(out, initial_carry=(carry, carry) if shape.bidirectional else carry)
       return out
 
   elif kind in ("jaxgru", "jaxgru_pallas", "jaxgru_fused"):
@@ -177,6 +193,8 @@ def jax_fns(kind: str, shape: Shape, x: jax.Array, cot: jax.Array, torch_state: 
     impl = {"jaxgru_pallas": "pallas", "jaxgru_fused": "fused"}.get(kind, "auto")
 
     def apply(p, x):
+      if shape.cell != "gru":
+        return JAX_LAYERS[shape.cell](p, x, impl=impl)[0]
       return jaxgru.gru(p, x, impl=impl)[0]
 
   elif kind == "jaxgru_native":
@@ -189,7 +207,8 @@ def jax_fns(kind: str, shape: Shape, x: jax.Array, cot: jax.Array, torch_state: 
     apply, params, _ = keras_model(torch_state, shape)
 
   elif kind == "jaxgru_nnx":  # the NNX module, split once, merged inside the compiled function
-    model = jaxgru.GRU(shape.input_size, shape.hidden_size, shape.num_layers, bidirectional=shape.bidirectional, rngs=nnx.Rngs(0))
+    layer = NNX_LAYERS[shape.cell]
+    model = layer(shape.input_size, shape.hidden_size, shape.num_layers, bidirectional=shape.bidirectional, rngs=nnx.Rngs(0))
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
 
     def apply(p, x):

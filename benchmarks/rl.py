@@ -1,12 +1,13 @@
-"""Recurrent-policy shapes: a rollout of concatenated episodes through a GRU with episode resets.
+"""Recurrent-policy shapes: a rollout of concatenated episodes through a GRU or an LSTM with episode resets.
 
-A recurrent PPO or A2C update runs its GRU over T steps of B environments, restarting the
-state wherever an episode began. Three ways to compute it, float32:
+A recurrent PPO or A2C update runs its GRU (or LSTM) over T steps of B environments, restarting
+the state wherever an episode began. Three ways to compute it, float32:
 
-- ``jaxgru``: ``jaxgru.gru(params, x, resets=resets)`` (``impl="auto"``).
-- ``flax_scan``: what JAX RL code writes by hand, ``nn.scan`` over Flax Linen's ``GRUCell`` with
-  ``h = jnp.where(reset[:, None], 0, h)`` before each step (purejaxrl's ``ScannedRNN``).
-- ``torchrl``: torchrl's ``GRUModule`` in recurrent mode (``is_init``), its default backend.
+- ``jaxgru``: ``jaxgru.gru(params, x, resets=resets)`` (``jaxgru.lstm``; ``impl="auto"``).
+- ``flax_scan``: what JAX RL code writes by hand, ``nn.scan`` over Flax Linen's ``GRUCell``
+  (``OptimizedLSTMCell``) with the state zeroed, ``h = jnp.where(reset[:, None], 0, h)``, before
+  each step (purejaxrl's ``ScannedRNN``; both parts of an LSTM's carry).
+- ``torchrl``: torchrl's ``GRUModule`` (``LSTMModule``) in recurrent mode (``is_init``), its default backend.
 
 Modes: ``forward`` (the features of the rollout) and ``train`` (a linear value head on the
 features, squared error, the gradient of every parameter and one Adam step: the update's
@@ -41,8 +42,15 @@ from benchmarks import machine
 
 CONTENDERS = ("jaxgru", "flax_scan", "torchrl")
 MODES = ("forward", "train")
-# (T, B, I, H): 128 steps of 16 to 256 environments, hidden sizes 128 to 512
-SHAPES = ((128, 16, 64, 128), (128, 64, 64, 256), (128, 256, 64, 128), (128, 256, 64, 512))
+# (T, B, I, H, cell): 128 steps of 16 to 256 environments, hidden sizes 128 to 512; the LSTM at the
+# shape of Craftax-like PPO-LSTM baselines
+SHAPES = (
+  (128, 16, 64, 128, "gru"),
+  (128, 64, 64, 256, "gru"),
+  (128, 256, 64, 128, "gru"),
+  (128, 256, 64, 512, "gru"),
+  (128, 64, 64, 128, "lstm"),
+)
 LEARNING_RATE = 3e-4
 
 
@@ -61,23 +69,42 @@ class ScannedGRU(nn.Module):
     return h, y
 
 
-def _jax_contender(kind: str, x: np.ndarray, resets: np.ndarray, target: np.ndarray, hidden: int) -> dict[str, Any]:
+class ScannedLSTM(nn.Module):
+  """The same for an LSTM: Flax's OptimizedLSTMCell, its carry (c, h) zeroed where an episode starts."""
+
+  hidden_size: int
+
+  @functools.partial(nn.scan, variable_broadcast="params", in_axes=0, out_axes=0, split_rngs={"params": False})
+  @nn.compact
+  def __call__(self, carry, inputs):
+    x, reset = inputs
+    carry = tuple(jnp.where(reset[:, None], jnp.zeros_like(part), part) for part in carry)
+    carry, y = nn.OptimizedLSTMCell(features=self.hidden_size)(carry, x)
+    return carry, y
+
+
+def _jax_contender(
+  kind: str, x: np.ndarray, resets: np.ndarray, target: np.ndarray, hidden: int, cell: str = "gru"
+) -> dict[str, Any]:
   """Compiled forward and train-step functions and their arguments for ``jaxgru`` or ``flax_scan``."""
   steps, batch, inputs = x.shape
   x, resets, target = jnp.asarray(x), jnp.asarray(resets), jnp.asarray(target)
   key = jax.random.key(0)
   head = {"w": 0.1 * jax.random.normal(key, (hidden, 1)), "b": jnp.zeros((1,))}
   if kind == "jaxgru":
-    gru_params = jaxgru.init_gru_params(key, inputs, hidden)
+    init, layer = (jaxgru.init_lstm_params, jaxgru.lstm) if cell == "lstm" else (jaxgru.init_gru_params, jaxgru.gru)
+    gru_params = init(key, inputs, hidden)
 
     def features(gru_params, x):
-      return jaxgru.gru(gru_params, x, resets=resets)[0]
+      return layer(gru_params, x, resets=resets)[0]
   else:
-    core = ScannedGRU(hidden)
-    gru_params = core.init(key, jnp.zeros((batch, hidden)), (x, resets))
+    core = ScannedLSTM(hidden) if cell == "lstm" else ScannedGRU(hidden)
+    zeros = jnp.zeros((batch, hidden))
+    carry = (zeros, zeros) if cell == "lstm" else zeros
+    gru_params = core.init(key, carry, (x, resets))
 
     def features(gru_params, x):
-      return core.apply(gru_params, jnp.zeros((batch, hidden)), (x, resets))[1]
+      return core.apply(gru_params, carry, (x, resets))[1]
 
   params = {"gru": gru_params, "head": head}
   optimizer = optax.adam(LEARNING_RATE)
@@ -112,13 +139,16 @@ def torchrl_missing() -> str | None:
   return None
 
 
-def _torchrl_contender(x: np.ndarray, resets: np.ndarray, target: np.ndarray, hidden: int, device: str) -> dict[str, Any]:
-  """torchrl's GRUModule in recurrent mode on the same rollout (batch-first tensordicts)."""
+def _torchrl_contender(
+  x: np.ndarray, resets: np.ndarray, target: np.ndarray, hidden: int, device: str, cell: str = "gru"
+) -> dict[str, Any]:
+  """torchrl's GRUModule (LSTMModule) in recurrent mode on the same rollout (batch-first tensordicts)."""
   from tensordict import TensorDict
-  from torchrl.modules import GRUModule, set_recurrent_mode
+  from torchrl.modules import GRUModule, LSTMModule, set_recurrent_mode
 
   steps, batch, inputs = x.shape
-  module = GRUModule(input_size=inputs, hidden_size=hidden, in_key="obs", out_key="features").to(device)
+  kind = LSTMModule if cell == "lstm" else GRUModule
+  module = kind(input_size=inputs, hidden_size=hidden, in_key="obs", out_key="features").to(device)
   head = torch.nn.Linear(hidden, 1).to(device)
   optimizer = torch.optim.Adam([*module.parameters(), *head.parameters()], lr=LEARNING_RATE)
   obs = torch.tensor(np.swapaxes(x, 0, 1), device=device)
@@ -128,7 +158,8 @@ def _torchrl_contender(x: np.ndarray, resets: np.ndarray, target: np.ndarray, hi
   sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
 
   def features():
-    data = TensorDict({"obs": obs, "is_init": is_init, "recurrent_state": state}, batch_size=[batch, steps], device=device)
+    states = {"recurrent_state_h": state, "recurrent_state_c": state} if cell == "lstm" else {"recurrent_state": state}
+    data = TensorDict({"obs": obs, "is_init": is_init, **states}, batch_size=[batch, steps], device=device)
     with set_recurrent_mode(True):
       return module(data).get("features")
 
@@ -149,9 +180,9 @@ def _torchrl_contender(x: np.ndarray, resets: np.ndarray, target: np.ndarray, hi
   return {"forward": forward, "train": train}
 
 
-def rollout(shape: tuple[int, int, int, int], reset_rate: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def rollout(shape: tuple[int, ...], reset_rate: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   """x (T, B, I), resets (T, B) and a regression target (T, B), float32, from ``seed``."""
-  steps, batch, inputs, _ = shape
+  steps, batch, inputs = shape[:3]
   rng = np.random.default_rng(seed)
   x = rng.standard_normal((steps, batch, inputs), np.float32)
   resets = rng.random((steps, batch)) < reset_rate
@@ -163,15 +194,15 @@ def run_case(
 ) -> dict[str, Any]:
   """One rollout shape and mode: each contender's median time; JAX runs on its default device,
   torch on ``device``."""
-  x, resets, target = rollout(shape, reset_rate)
-  hidden = shape[3]
+  x, resets, target = rollout(shape[:4], reset_rate)
+  hidden, cell = shape[3], shape[4] if len(shape) > 4 else "gru"
   calls, compile_s = {}, {}
   for kind in contenders:
     start = time.perf_counter()
     if kind == "torchrl":
-      fns = _torchrl_contender(x, resets, target, hidden, device)
+      fns = _torchrl_contender(x, resets, target, hidden, device, cell)
     else:
-      fns = _jax_contender(kind, x, resets, target, hidden)
+      fns = _jax_contender(kind, x, resets, target, hidden, cell)
     calls[kind] = fns[mode]
     calls[kind]()  # warm-up (and, for JAX, the first run after compiling)
     compile_s[kind] = time.perf_counter() - start
@@ -215,8 +246,8 @@ def markdown(report: dict[str, Any]) -> str:
     f"{report['reset_rate']:g}. Median ± interquartile range in ms of {report['repeats']}+ calls per contender, each "
     "contender timed alone in blocks (see benchmarks/rl.py).",
     "",
-    "| rollout (TxBxIxH) | resets | mode | jaxgru ms | flax_scan ms | torchrl ms | flax_scan/jaxgru | torchrl/jaxgru |",
-    "|---|---:|---|---:|---:|---:|---:|---:|",
+    "| rollout (TxBxIxH) | cell | resets | mode | jaxgru ms | flax_scan ms | torchrl ms | flax_scan/jaxgru | torchrl/jaxgru |",
+    "|---|---|---:|---|---:|---:|---:|---:|---:|",
   ]
   for case in report["cases"]:
     cells = []
@@ -224,8 +255,8 @@ def markdown(report: dict[str, Any]) -> str:
       r = case["results"].get(kind)
       cells.append("-" if r is None else f"{r['median_ms']:.2f} ± {r['iqr_ms']:.2f}")
     ratios = ["-" if (v := ratio(case, k)) is None else f"{v:.2f}x" for k in ("flax_scan", "torchrl")]
-    shape = "x".join(map(str, case["shape"]))
-    lines.append(f"| {shape} | {case['resets']} | {case['mode']} | " + " | ".join(cells + ratios) + " |")
+    shape, cell = "x".join(map(str, case["shape"][:4])), (case["shape"][4:] or ["gru"])[0]
+    lines.append(f"| {shape} | {cell} | {case['resets']} | {case['mode']} | " + " | ".join(cells + ratios) + " |")
   return "\n".join(lines)
 
 
@@ -249,23 +280,26 @@ def run(shapes=SHAPES, modes=MODES, contenders=CONTENDERS, reset_rate=0.01, repe
         report["cases"].append(case)
         line = " ".join(f"{k}={v['median_ms']:.1f}ms" for k, v in case["results"].items())
         ratios = " ".join(f"{k}/jaxgru={v:.2f}x" for k in ("flax_scan", "torchrl") if (v := ratio(case, k)) is not None)
-        print(f"{'x'.join(map(str, shape)):>16} {mode:>7}  {line}  {ratios}", flush=True)
+        print(f"{'x'.join(map(str, shape)):>21} {mode:>7}  {line}  {ratios}", flush=True)
   return report
 
 
-def _shape(text: str) -> tuple[int, int, int, int]:
+def _shape(text: str) -> tuple[int, int, int, int, str]:
+  cell, _, sizes = text.rpartition(":")
   try:
-    values = tuple(int(v) for v in text.split("x"))
+    values = tuple(int(v) for v in sizes.split("x"))
   except ValueError:
     values = ()
-  if len(values) != 4 or min(values) < 1:
-    raise argparse.ArgumentTypeError(f"a rollout shape is TxBxIxH, four positive integers, e.g. 128x64x64x256; got {text!r}")
-  return values
+  if len(values) != 4 or min(values) < 1 or cell not in ("", "gru", "lstm"):
+    raise argparse.ArgumentTypeError(
+      f"a rollout shape is [gru:|lstm:]TxBxIxH, four positive integers, e.g. lstm:128x64x64x256; got {text!r}"
+    )
+  return (*values, cell or "gru")
 
 
 def main(argv: list[str] | None = None) -> int:
   p = argparse.ArgumentParser(prog="python -m benchmarks.rl", description=__doc__.split("\n")[0])
-  p.add_argument("--shape", action="append", type=_shape, help="TxBxIxH; repeatable; replaces the default rollouts")
+  p.add_argument("--shape", action="append", type=_shape, help="[gru:|lstm:]TxBxIxH; repeatable; replaces the default rollouts")
   p.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
   p.add_argument("--contenders", nargs="+", choices=CONTENDERS, default=list(CONTENDERS))
   p.add_argument("--reset-rate", type=float, default=0.01, help="probability that a step starts an episode (default 0.01)")

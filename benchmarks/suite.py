@@ -1,4 +1,4 @@
-"""jaxgru against torch.nn.GRU, Flax's nnx.RNN(nnx.GRUCell) and ONNX Runtime's GRU, side by side, in one process.
+"""jaxgru against torch's GRU, LSTM and RNN, Flax's cells, Keras and ONNX Runtime, side by side, in one process.
 
 Run ``python -m benchmarks`` (``--help`` for the grid, modes, contenders and repeats). For every
 shape and mode each JAX contender is compiled apart (compile time reported), every contender is
@@ -37,6 +37,7 @@ from benchmarks.contenders import (
   CONTENDERS,
   DEVICE_ONLY,
   FORWARD_ONLY,
+  GRU_ONLY,
   OnnxRuntimeGRU,
   TorchGRU,
   jax_call,
@@ -99,6 +100,8 @@ def run_cell(
   checked: dict[str, tuple[Any, tuple]] = {}
   for kind in contenders:
     if kind in DEVICE_ONLY and device == "cpu" and not device_only_on_cpu:
+      continue
+    if kind in GRU_ONLY and shape.cell != "gru":
       continue
     if kind == "torch":
       calls[kind] = reference.calls[mode]

@@ -4,8 +4,8 @@ Fails (exit 1, one line per problem) when:
 
 - a public name is missing from the site's ``objects.inv`` (every name in ``jaxgru.__all__`` and
   ``parity.__all__``, the frameworks' ``__all__``, and the methods users call on the modules);
-- a private name or inherited noise is documented (``_TorchParams``, ``set_view``, Linen's
-  dataclass fields as attributes);
+- a private name or inherited noise is documented (``_TorchParams``, ``_Layer``, ``_Cell``,
+  ``set_view``, Linen's dataclass fields as attributes);
 - a private base class is shown ("Bases: _TorchParams");
 - a docstring came out garbled: a "Return type" that is a sentence (a ``Returns:`` line read as
   ``type: description``), a "Type" that is no type (an attribute's ``D: ...`` line read as
@@ -23,16 +23,18 @@ import pathlib
 import re
 import sys
 
+LAYERS, CELLS = ("GRU", "LSTM", "RNN"), ("GRUCell", "LSTMCell", "RNNCell")
 METHODS = {
-  "jaxgru.GRU": ("__call__", "state_dict", "load_state_dict"),
-  "jaxgru.GRUCell": ("__call__", "forward", "initialize_carry", "state_dict", "load_state_dict"),
-  "jaxgru.linen.GRU": ("__call__",),
-  "jaxgru.linen.GRUCell": ("__call__", "initialize_carry"),
+  **{f"jaxgru.{name}": ("__call__", "state_dict", "load_state_dict") for name in LAYERS},
+  **{f"jaxgru.{name}": ("__call__", "forward", "initialize_carry", "state_dict", "load_state_dict") for name in CELLS},
+  **{f"jaxgru.linen.{name}": ("__call__",) for name in LAYERS},
+  **{f"jaxgru.linen.{name}": ("__call__", "initialize_carry") for name in CELLS},
   "parity.Report": ("ok", "failures", "worst"),
 }
 FRAMEWORKS = ("parity.frameworks.keras", "parity.frameworks.onnx", "parity.frameworks.other_jax", "parity.frameworks.torchrl")
 FORBIDDEN = re.compile(
-  r"_TorchParams|\.set_view$|^jaxgru\.linen\.GRU(Cell)?\.(param_dtype|dtype|carry_init|input_size|hidden_size)$"
+  r"_TorchParams|_Layer|_Cell\b|\.set_view$|"
+  r"^jaxgru\.linen\.(GRU|LSTM|RNN)(Cell)?\.(param_dtype|dtype|carry_init|input_size|hidden_size|nonlinearity|proj_size)$"
 )
 
 

@@ -35,3 +35,31 @@ def known_now(*trees) -> bool:
   a transformation applied eagerly to one (``jax.grad`` outside ``jit``); False inside ``jit``
   or any other staging."""
   return all(_to_concrete_value(leaf) is not None for leaf in jax.tree.leaves(trees))
+
+
+try:  # the trace of forward-mode autodiff; jax.grad runs a LinearizeTrace (direct linearize) instead
+  from jax._src.interpreters.ad import JVPTrace as _JVPTrace
+except ImportError:  # a JAX without it: no array is taken for one under forward mode
+  _JVPTrace = ()
+try:
+  from jax._src.interpreters.ad import LinearizeTrace as _LinearizeTrace
+except ImportError:
+  _LinearizeTrace = ()
+
+
+def forward_mode(*trees) -> bool:
+  """Whether forward-mode autodiff (``jax.jvp``, ``jax.jacfwd``) would meet a ``jax.custom_vjp``
+  applied to ``trees``: their innermost autodiff trace, beneath ``vmap`` or ``jit``, is a JVP
+  trace, in or out of ``jit`` (JAX refuses it when it lowers the program). Reverse mode inside
+  forward mode (``jax.hessian``) meets the ``custom_vjp``'s own forward and backward passes, plain
+  JAX, and answers False. A JAX whose ``jax.grad`` still runs forward mode
+  (``jax_use_direct_linearize`` off) answers True under ``grad`` too."""
+  for leaf in jax.tree.leaves(trees):
+    trace = getattr(leaf, "_trace", None)
+    while trace is not None:
+      if isinstance(trace, _LinearizeTrace):
+        break
+      if isinstance(trace, _JVPTrace):
+        return True
+      trace = getattr(trace, "parent_trace", None)
+  return False

@@ -1,12 +1,13 @@
-r"""The fast path: one direction of one layer of torch's GRU with a hand-written backward pass.
+r"""The fast path: one direction of one layer of any cell (:mod:`jaxgru._cell`) with a hand-written
+backward pass.
 
 Why (``benchmarks/NOTES.md`` has the measurements):
 
-- Time is cut into chunks of ``k`` steps. Each chunk's input projection is three gate-major
-  matrix products before an inner scan; the products stay small enough to live in cache and the
+- Time is cut into chunks of ``k`` steps. Each chunk's input projection is one gate-major
+  matrix product per gate block before an inner scan; the products stay small enough to live in cache and the
   temporaries small enough that XLA:CPU does not map fresh pages for them on every call.
 - Autodiff of a ``lax.scan`` carries and stores far more than the maths needs. The backward here
-  carries only ``dh``, runs three per-gate products per step, and computes the weight gradients
+  carries only the state's gradient, runs one product per gate block and step, and computes the weight gradients
   as one product per gate and chunk, accumulated across chunks.
 - ``remat=True`` stores nothing but the states (the outputs, which exist anyway) and recomputes
   the gates chunk by chunk in the backward pass: memory bounded by the input and output.
@@ -29,7 +30,9 @@ from jax import lax
 
 from jaxgru import _cell
 
-Weights = tuple[jax.Array, jax.Array, jax.Array, jax.Array]  # w_ih (3H, I), w_hh (3H, H), b_ih, b_hh (3H,)
+# w_ih (G*H, I), w_hh (G*H, H or P), b_ih, b_hh (G*H,) or None, and LSTM's w_hr (P, H) when projecting
+Weights = tuple[jax.Array | None, ...]
+State = tuple[jax.Array, ...]  # h, or LSTM's (h, c)
 
 
 def chunk_size(steps: int) -> int:
@@ -81,85 +84,88 @@ def entering(starts: jax.Array | None, reverse: bool) -> jax.Array | None:
 
 
 def _forward(
+  cell: _cell.Cell,
   x: jax.Array,
-  h0: jax.Array,
+  state0: State,
   w: Weights,
   valid: jax.Array | None,
   save: bool,
   k: int,
   resets: jax.Array | None = None,
-  h_reset: jax.Array | None = None,
+  reset_state: State | None = None,
 ):
-  """Runs the recurrence; returns ``(h_last, states)``, or ``(h_last, (states, r, z, n, W_hn h + b_hn))``.
+  """Runs the recurrence; returns ``(last, states)``, or ``(last, (states, saved))``.
 
-  ``states`` (T, B, H) is the carried state after every step: the output where ``valid``. With
-  ``resets`` (T, B, 1), a flagged step starts from ``h_reset`` (B, H) instead of the carried state.
+  ``states`` is the carried state after every step, each part (T, B, ·): its first part is the
+  output where ``valid``; ``saved`` the cell's residuals for its backward step. With ``resets``
+  (T, B, 1), a flagged step starts from ``reset_state`` instead of the carried state.
   """
-  w_ih, w_hh, b_ih, b_hh = w
+  w_ih, b_ih = w[0], w[2]
 
-  def step(h, inputs):
+  def step(state, inputs):
     gi, m, e = inputs
     if e is not None:
-      h = jnp.where(e, h_reset, h)
-    h_new, gates, hidden_n = _cell.torch_gates(gi, h, w_hh, b_hh)
+      state = tuple(jnp.where(e, r, s) for r, s in zip(reset_state, state, strict=True))
+    new, saved = cell.step(gi, state, w)
     if m is not None:
-      h_new = jnp.where(m, h_new, h)
-    return h_new, ((h_new, *gates, hidden_n) if save else h_new)
+      new = tuple(jnp.where(m, a, b) for a, b in zip(new, state, strict=True))
+    return new, ((new, saved) if save else new)
 
-  def chunk(h, inputs):
+  def chunk(state, inputs):
     xc, mc, ec = inputs
-    return lax.scan(step, h, (_cell.project(xc, w_ih, b_ih), mc, ec))
+    return lax.scan(step, state, (_cell.project(xc, w_ih, b_ih, cell.gates), mc, ec))
 
-  return _over_chunks(chunk, h0, (x, valid, resets), k)
+  return _over_chunks(chunk, state0, (x, valid, resets), k)
 
 
 def _output(states: jax.Array, valid: jax.Array | None) -> jax.Array:
   return states if valid is None else jnp.where(valid, states, jnp.zeros_like(states))
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5))
-def _layer(x: jax.Array, h0: jax.Array, w: Weights, valid: jax.Array | None, remat: bool, k: int, resets=None, h_reset=None):
-  h_last, states = _forward(x, h0, w, valid, False, k, resets, h_reset)
-  return _output(states, valid), h_last
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 5, 6))
+def _layer(cell, x, state0, w, valid, remat: bool, k: int, resets=None, reset_state=None):
+  last, states = _forward(cell, x, state0, w, valid, False, k, resets, reset_state)
+  return _output(states[0], valid), last
 
 
-def _layer_fwd(x, h0, w, valid, remat, k, resets=None, h_reset=None):
-  h_last, saved = _forward(x, h0, w, valid, not remat, k, resets, h_reset)
-  states = saved if remat else saved[0]
-  gates = None if remat else saved[1:]
-  return (_output(states, valid), h_last), (x, h0, w, valid, states, gates, resets, h_reset)
+def _layer_fwd(cell, x, state0, w, valid, remat, k, resets=None, reset_state=None):
+  last, saved = _forward(cell, x, state0, w, valid, not remat, k, resets, reset_state)
+  states, gates = (saved, None) if remat else saved
+  return (_output(states[0], valid), last), (x, state0, w, valid, states, gates, resets, reset_state)
 
 
-def _layer_bwd(remat, k, residuals, cotangents):
+def _layer_bwd(cell, remat, k, residuals, cotangents):
   """The backward pass. With resets, a flagged step's gradient with respect to the state it
-  started from goes to ``h_reset`` (summed over the flagged steps), none to the state before."""
-  x, h0, w, valid, states, gates, resets, h_reset = residuals
+  started from goes to ``reset_state`` (summed over the flagged steps), none to the state before."""
+  x, state0, w, valid, states, saved, resets, reset_state = residuals
   d_out, d_last = cotangents
-  w_ih, w_hh, b_ih, b_hh = w
-  hidden = h0.shape[-1]
-  w_hr, w_hz, w_hn = _cell.gate_blocks(w_hh, hidden)
-  w_ir, w_iz, w_in = _cell.gate_blocks(w_ih, hidden)
-  h_prev = jnp.concatenate([h0[None], states[:-1]])
+  w_ih, w_hh, b_ih, b_hh = w[:4]
+  hidden = w_hh.shape[0] // cell.gates
+  w_hh_blocks = _cell.gate_blocks(w_hh, hidden, cell.gates)
+  w_ih_blocks = _cell.gate_blocks(w_ih, hidden, cell.gates)
+  prev = tuple(jnp.concatenate([s0[None], s[:-1]]) for s0, s in zip(state0, states, strict=True))
   if resets is not None:  # the state each step started from
-    h_prev = jnp.where(resets, h_reset, h_prev)
+    prev = tuple(jnp.where(resets, r, p) for r, p in zip(reset_state, prev, strict=True))
 
   def step(carry, inputs):
-    dh, d_reset = carry
-    do, m, e, hp, r, z, n, hidden_n = inputs
-    g = dh + do  # d loss / d h_t, before the mask decides whether step t happened
+    d_state, d_reset = carry
+    do, m, e, sp, sv = inputs
+    g = (d_state[0] + do, *d_state[1:])  # d loss / d state_t, before the mask decides whether step t happened
     if m is not None:
-      g = jnp.where(m, g, jnp.zeros_like(g))
-    a_n = g * (1 - z) * (1 - n * n)  # d / d (pre-activation of n)
-    a_z = g * (hp - n) * z * (1 - z)
-    a_r = a_n * hidden_n * r * (1 - r)
-    g_n = a_n * r  # d / d (W_hn h + b_hn)
-    dh_prev = g * z + jnp.dot(a_r, w_hr) + jnp.dot(a_z, w_hz) + jnp.dot(g_n, w_hn)
-    if m is not None:
-      dh_prev = dh_prev + jnp.where(m, jnp.zeros_like(dh), dh)  # a skipped step passes dh through
-    if e is not None:  # a reset step started from h_reset: its gradient goes there, none further back
-      d_reset = d_reset + jnp.where(e, dh_prev, jnp.zeros_like(dh_prev))
-      dh_prev = jnp.where(e, jnp.zeros_like(dh_prev), dh_prev)
-    return (dh_prev, d_reset), (a_r, a_z, a_n, g_n)
+      g = tuple(jnp.where(m, a, jnp.zeros_like(a)) for a in g)
+    direct, a_ih, a_hh, extra = cell.backward(g, sp, sv, w)
+    dh_prev = (
+      functools.reduce(lambda acc, pair: acc + jnp.dot(*pair), zip(a_hh, w_hh_blocks, strict=True), direct[0])
+      if direct[0] is not None
+      else _dots(a_hh, w_hh_blocks)
+    )
+    d_prev = (dh_prev, *direct[1:])
+    if m is not None:  # a skipped step passes the state's gradient through
+      d_prev = tuple(p + jnp.where(m, jnp.zeros_like(d), d) for p, d in zip(d_prev, d_state, strict=True))
+    if e is not None:  # a reset step started from reset_state: its gradient goes there, none further back
+      d_reset = tuple(r + jnp.where(e, p, jnp.zeros_like(p)) for r, p in zip(d_reset, d_prev, strict=True))
+      d_prev = tuple(jnp.where(e, jnp.zeros_like(p), p) for p in d_prev)
+    return (d_prev, d_reset), (a_ih, a_hh, extra)
 
   def outer(t, a):
     # Contracts time and batch; under an explicit-sharding mesh the batch axis may be sharded,
@@ -168,49 +174,55 @@ def _layer_bwd(remat, k, residuals, cotangents):
     return jnp.einsum("tbi,tbj->ij", t, a, out_sharding=replicated)
 
   def chunk(carry, inputs):
-    dh, d_reset, acc = carry
-    do, xc, mc, ec, hp, saved = inputs
-    if saved is None:  # remat: the gates again, from the states, as whole-chunk products
-      (i_r, i_z, i_n), (h_r, h_z, h_n) = _cell.project(xc, w_ih, b_ih), _cell.project(hp, w_hh, b_hh)
-      r, z = jax.nn.sigmoid(i_r + h_r), jax.nn.sigmoid(i_z + h_z)
-      saved = (r, z, jnp.tanh(i_n + r * h_n), h_n)
-    (dh, d_reset), (a_r, a_z, a_n, g_n) = lax.scan(step, (dh, d_reset), (do, mc, ec, hp, *saved), reverse=True)
+    d_state, d_reset, acc = carry
+    do, xc, mc, ec, sp, sv = inputs
+    if sv is None:  # remat: the residuals again, from the states, as whole-chunk products
+      gi = _cell.project(xc, w_ih, b_ih, cell.gates)
+      sv = cell.saved_from(gi, _cell.project(sp[0], w_hh, b_hh, cell.gates), sp, w)
+    (d_state, d_reset), (a_ih, a_hh, extra) = lax.scan(step, (d_state, d_reset), (do, mc, ec, sp, sv), reverse=True)
     grads = (
-      jnp.concatenate([outer(a_r, xc), outer(a_z, xc), outer(a_n, xc)]),
-      jnp.concatenate([outer(a_r, hp), outer(a_z, hp), outer(g_n, hp)]),
-      None if b_ih is None else jnp.concatenate([a_r.sum((0, 1)), a_z.sum((0, 1)), a_n.sum((0, 1))]),
-      None if b_hh is None else jnp.concatenate([a_r.sum((0, 1)), a_z.sum((0, 1)), g_n.sum((0, 1))]),
+      jnp.concatenate([outer(a, xc) for a in a_ih]),
+      jnp.concatenate([outer(a, sp[0]) for a in a_hh]),
+      None if b_ih is None else jnp.concatenate([a.sum((0, 1)) for a in a_ih]),
+      None if b_hh is None else jnp.concatenate([a.sum((0, 1)) for a in a_hh]),
+      *(outer(u, v) for u, v in extra),
     )
-    dx = jnp.dot(a_r, w_ir) + jnp.dot(a_z, w_iz) + jnp.dot(a_n, w_in)
-    return (dh, d_reset, jax.tree.map(jnp.add, acc, grads)), dx
+    dx = _dots(a_ih, w_ih_blocks)
+    return (d_state, d_reset, jax.tree.map(jnp.add, acc, grads)), dx
 
-  d_reset = None if resets is None else jnp.zeros_like(h_reset)
+  d_reset = None if resets is None else tuple(jnp.zeros_like(r) for r in reset_state)
   carry = (d_last, d_reset, tuple(None if a is None else jnp.zeros_like(a) for a in w))
-  (dh0, d_reset, grads), dx = _over_chunks(chunk, carry, (d_out, x, valid, resets, h_prev, gates), k, reverse=True)
-  return dx, dh0, grads, None, None, d_reset
+  (d_state0, d_reset, grads), dx = _over_chunks(chunk, carry, (d_out, x, valid, resets, prev, saved), k, reverse=True)
+  return dx, d_state0, grads, None, None, d_reset
+
+
+def _dots(a: tuple, blocks: tuple) -> jax.Array:
+  """``sum_g a[g] @ blocks[g]``, gate by gate."""
+  return functools.reduce(lambda acc, pair: acc + jnp.dot(*pair), zip(a[1:], blocks[1:], strict=True), jnp.dot(a[0], blocks[0]))
 
 
 _layer.defvjp(_layer_fwd, _layer_bwd)
 
 
 def direction(
+  cell: _cell.Cell,
   x: jax.Array,
-  h0: jax.Array,
+  state0: State,
   w: Weights,
   valid: jax.Array | None,
   reverse: bool,
   remat: bool,
   resets: jax.Array | None = None,
-  h_reset: jax.Array | None = None,
-) -> tuple[jax.Array, jax.Array]:
-  """One direction of one layer, torch's equations: (T, B, I), (B, H) -> (T, B, H), (B, H).
+  reset_state: State | None = None,
+) -> tuple[jax.Array, State]:
+  """One direction of one layer of ``cell``: (T, B, I), state (B, ·) parts -> (T, B, H or P), state.
 
   Same contract as the reference scan: with ``valid`` (T, B, 1), steps past a sequence's end
   keep the state and output zero; the reverse direction starts at each sequence's last step;
   with ``resets`` (T, B, 1) (this direction's, :func:`entering`), a flagged step starts from
-  ``h_reset`` (B, H).
+  ``reset_state``.
   """
   if reverse:
     x, valid, resets = (None if a is None else jnp.flip(a, 0) for a in (x, valid, resets))
-  out, h_last = _layer(x, h0, w, valid, remat, chunk_size(x.shape[0]), resets, h_reset)
-  return (jnp.flip(out, 0) if reverse else out), h_last
+  out, last = _layer(cell, x, state0, w, valid, remat, chunk_size(x.shape[0]), resets, reset_state)
+  return (jnp.flip(out, 0) if reverse else out), last

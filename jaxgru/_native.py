@@ -44,7 +44,7 @@ import jax.extend
 import jax.numpy as jnp
 from jax.interpreters import mlir
 
-from jaxgru import _fused, _partition
+from jaxgru import _cell, _fused, _partition
 
 _SUFFIX = {jnp.dtype(jnp.float32): "f32", jnp.dtype(jnp.float64): "f64"}
 _TARGETS = ("jaxgru_forward", "jaxgru_forward_save", "jaxgru_backward")
@@ -262,6 +262,14 @@ def _forward(x, h0, w, valid, starts, h_reset, save: bool, remat: bool):
   return run(*_operands(x, h0, w, valid, starts, h_reset))
 
 
+_GRU = _cell.GRU()  # the kernel's cell
+
+
+def _one(a):
+  """A GRU's one-part state, or None."""
+  return None if a is None else (a,)
+
+
 def _directions(x, h0, w, valid, starts, h_reset):
   """Each direction's (x, h0, w, valid, resets, h_reset) for the fused path, in its own order of
   steps: the reverse one's x, valid and resets flipped; ``starts`` (T, B, 1) or None."""
@@ -278,7 +286,9 @@ def _reference_forward(x, h0, w, valid, starts, h_reset):
   """(out, h_last, states) by the fused path's forward scans: plain JAX, differentiable both ways."""
   outs, lasts, states = [], [], []
   for d, (x_d, h0_d, w_d, valid_d, e_d, r_d) in enumerate(_directions(x, h0, w, valid, starts, h_reset)):
-    h_last, states_d = _fused._forward(x_d, h0_d, w_d, valid_d, False, _fused.chunk_size(x.shape[0]), e_d, r_d)
+    (h_last,), (states_d,) = _fused._forward(
+      _GRU, x_d, (h0_d,), w_d, valid_d, False, _fused.chunk_size(x.shape[0]), e_d, _one(r_d)
+    )
     out = _fused._output(states_d, valid_d)
     outs.append(jnp.flip(out, 0) if d else out)
     lasts.append(h_last)
@@ -290,7 +300,7 @@ def _reference_layer(x, h0, w, valid, starts, h_reset):
   """(out, h_last) by the fused path's custom_vjp, one direction at a time."""
   outs, lasts = [], []
   for d, (x_d, h0_d, w_d, valid_d, e_d, r_d) in enumerate(_directions(x, h0, w, valid, starts, h_reset)):
-    out, h_last = _fused._layer(x_d, h0_d, w_d, valid_d, False, _fused.chunk_size(x.shape[0]), e_d, r_d)
+    out, (h_last,) = _fused._layer(_GRU, x_d, (h0_d,), w_d, valid_d, False, _fused.chunk_size(x.shape[0]), e_d, _one(r_d))
     outs.append(jnp.flip(out, 0) if d else out)
     lasts.append(h_last)
   return jnp.concatenate(outs, -1), jnp.stack(lasts)
@@ -328,13 +338,13 @@ def _fused_forward_kernel(x, h0, w_ih, w_hh, b_ih, b_hh, mask, starts, h_reset, 
   outs, lasts, states, gates = [], [], [], []
   directions = _directions(x, h0, (w_ih, w_hh, b_ih, b_hh), mask[..., None], *_resets(starts, h_reset))
   for d, (x_d, h0_d, w_d, valid_d, e_d, r_d) in enumerate(directions):
-    h_last, saved = _fused._forward(x_d, h0_d, w_d, valid_d, gates_kept, k, e_d, r_d)
-    states_d = saved[0] if gates_kept else saved
+    (h_last,), saved = _fused._forward(_GRU, x_d, (h0_d,), w_d, valid_d, gates_kept, k, e_d, _one(r_d))
+    ((states_d,), saved) = saved if gates_kept else (saved, None)
     out = _fused._output(states_d, valid_d)
     outs.append(jnp.flip(out, 0) if d else out)
     lasts.append(h_last)
     states.append(states_d)
-    gates.append(jnp.concatenate(saved[1:], -1) if gates_kept else None)
+    gates.append(jnp.concatenate(saved, -1) if gates_kept else None)
   none = jnp.zeros((0,), x.dtype)
   return (
     jnp.concatenate(outs, -1),
@@ -355,9 +365,10 @@ def _fused_backward_kernel(
   for d, (x_d, h0_d, w_d, valid_d, e_d, r_d) in enumerate(directions):
     d_out_d = d_out[..., d * hidden : (d + 1) * hidden]
     saved = None if remat else tuple(jnp.split(gates[d], 4, axis=-1))
-    residuals = (x_d, h0_d, w_d, valid_d, states[d], saved, e_d, r_d)
-    cotangents = (jnp.flip(d_out_d, 0) if d else d_out_d, d_last[d])
-    dx_d, dh0_d, dw_d, _, _, d_reset_d = _fused._layer_bwd(remat, k, residuals, cotangents)
+    residuals = (x_d, (h0_d,), w_d, valid_d, (states[d],), saved, e_d, _one(r_d))
+    cotangents = (jnp.flip(d_out_d, 0) if d else d_out_d, (d_last[d],))
+    dx_d, (dh0_d,), dw_d, _, _, d_reset_d = _fused._layer_bwd(_GRU, remat, k, residuals, cotangents)
+    d_reset_d = None if d_reset_d is None else d_reset_d[0]
     dxs.append(jnp.flip(dx_d, 0) if d else dx_d)
     dh0s.append(dh0_d)
     dws.append(dw_d)

@@ -14,7 +14,9 @@ import jax.numpy as jnp
 
 from jaxgru import _validate
 from jaxgru._core import gru_cell
-from jaxgru._params import check_sizes
+from jaxgru._lstm import lstm_cell
+from jaxgru._params import check_proj_size, check_sizes
+from jaxgru._rnn import rnn_cell
 
 
 def check_gru_args(
@@ -28,14 +30,19 @@ def check_gru_args(
   impl: Any = "auto",
   *,
   cell: bool = False,
+  mode: str = "GRU",
+  proj_size: Any = 0,
+  nonlinearity: Any = "tanh",
   **flags: Any,
 ) -> float:
-  """Checks a module's constructor arguments as torch and :func:`jaxgru.gru` would; returns
-  ``dropout`` as a float. ``flags`` (``bias=...``, ``remat=...``) must be bools; a cell may
-  have size 0 (torch's ``GRUCell(3, 0)`` returns (B, 0)), a GRU may not."""
+  """Checks a module's constructor arguments as torch and :func:`jaxgru.gru` (``lstm``, ``rnn``)
+  would; returns ``dropout`` as a float. ``flags`` (``bias=...``, ``remat=...``) must be bools;
+  a cell may have size 0 (torch's ``GRUCell(3, 0)`` returns (B, 0)), a layer may not."""
   check_sizes(0 if cell else 1, input_size=input_size, hidden_size=hidden_size, num_layers=num_layers)
+  check_proj_size(proj_size, hidden_size, mode)
+  _validate.check_nonlinearity(nonlinearity)
   check_dtypes(dtype, param_dtype)
-  _validate.check_impl(impl, _validate.check_variant(variant))
+  _validate.check_impl(impl, _validate.check_variant(variant), mode)
   for name, value in flags.items():
     _validate.check_flag(value, name)
   dropout = _validate.check_dropout(dropout)
@@ -97,13 +104,30 @@ def promote(
   return cast, tuple(None if a is None else a.astype(dtype) for a in arrays)
 
 
-def run_cell(params: Mapping[str, jax.Array], carry: Any, x: Any, dtype: Any, variant: str) -> jax.Array:
-  """A Flax cell's step: :func:`jaxgru.gru_cell` in the compute dtype, over any number of
-  leading batch axes; the new carry keeps the carry's dtype, so the cell scans."""
-  carry = _validate.as_array(carry, "carry")
-  params, (x, h) = promote(params, {"inputs": x, "carry": carry}, dtype)
+def run_cell(params: Mapping[str, jax.Array], carry: Any, x: Any, dtype: Any, step: Any) -> Any:
+  """A Flax cell's step in the compute dtype, over any number of leading batch axes: ``step(params,
+  x, parts) -> parts`` on 1-D or 2-D inputs, ``carry`` one array (h) or a tuple of them (an LSTM's
+  (h, c)). The new carry has the carry's structure and dtypes, so the cell scans."""
+  single = not isinstance(carry, (tuple, list))
+  parts = tuple(_validate.as_array(c, "carry") for c in ((carry,) if single else carry))
+  names = ("carry",) if single else tuple(f"carry[{k}]" for k in range(len(parts)))
+  params, (x, *state) = promote(params, {"inputs": x, **dict(zip(names, parts, strict=True))}, dtype)
   if x.ndim <= 2:
-    return gru_cell(params, x, h, variant=variant).astype(carry.dtype)
-  _validate.check_state(h, x.shape[:-1] + params["weight_hh"].shape[1:], h.dtype, "carry")
-  h_new = gru_cell(params, x.reshape(-1, x.shape[-1]), h.reshape(-1, h.shape[-1]), variant=variant)
-  return h_new.reshape(h.shape).astype(carry.dtype)
+    new = step(params, x, tuple(state))
+  else:
+    for s, name in zip(state, names, strict=True):
+      _validate.check_state(s, x.shape[:-1] + s.shape[-1:], s.dtype, name)
+    flat = step(params, x.reshape(-1, x.shape[-1]), tuple(s.reshape(-1, s.shape[-1]) for s in state))
+    new = tuple(n.reshape(s.shape) for n, s in zip(flat, state, strict=True))
+  new = tuple(n.astype(c.dtype) for n, c in zip(new, parts, strict=True))
+  return new[0] if single else new
+
+
+def cell_step(mode: str, variant: str = "torch", nonlinearity: str = "tanh") -> Any:
+  """The ``step`` of :func:`run_cell` for a ``mode`` cell: :func:`jaxgru.gru_cell`,
+  :func:`jaxgru.lstm_cell` or :func:`jaxgru.rnn_cell` over a tuple of state parts."""
+  if mode == "LSTM":
+    return lambda params, x, state: lstm_cell(params, x, state)
+  if mode == "RNN":
+    return lambda params, x, state: (rnn_cell(params, x, state[0], nonlinearity=nonlinearity),)
+  return lambda params, x, state: (gru_cell(params, x, state[0], variant=variant),)

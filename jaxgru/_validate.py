@@ -16,9 +16,17 @@ import numpy as np
 
 from jaxgru._coerce import check_flag as check_flag  # re-exported: the modules check their flags through here
 from jaxgru._coerce import to_array as as_array
-from jaxgru._params import GRUSpec
+from jaxgru._params import RecurrentSpec
 
 VARIANTS = ("torch", "classic")
+NONLINEARITIES = ("tanh", "relu")
+
+
+def check_nonlinearity(nonlinearity: Any) -> str:
+  """torch's ``nn.RNN`` takes ``"tanh"`` or ``"relu"``, and says so in these words."""
+  if nonlinearity not in NONLINEARITIES:
+    raise ValueError(f"Unknown nonlinearity {nonlinearity!r}. Select from 'tanh' or 'relu'.")
+  return nonlinearity
 
 
 def check_variant(variant: Any) -> str:
@@ -30,9 +38,14 @@ def check_variant(variant: Any) -> str:
 IMPLS = ("auto", "fused", "reference", "pallas", "native")  # every implementation behind gru(impl=...); tests run over this tuple
 
 
-def check_impl(impl: Any, variant: str) -> str:
+def check_impl(impl: Any, variant: str, mode: str = "GRU") -> str:
   if impl not in IMPLS:
     raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
+  if impl in ("native", "pallas") and mode != "GRU":
+    raise ValueError(
+      f"impl={impl!r} runs the GRU only; an {mode} runs on impl='fused' (its hand-written backward pass) or "
+      "'reference', and impl='auto' picks 'fused'"
+    )
   if impl in ("fused", "native") and variant != "torch":
     raise ValueError(f"impl={impl!r} implements variant='torch' only, got variant={variant!r}; use impl='auto' or 'reference'")
   return impl
@@ -56,8 +69,8 @@ def check_dropout_key(dropout: Any, dropout_key: Any) -> None:
     )
 
 
-def check_input(x: Any, spec: GRUSpec, name: str = "x") -> jax.Array:
-  """Checks a GRU input: rank 2 (unbatched) or 3, last axis ``input_size``, params' dtype."""
+def check_input(x: Any, spec: RecurrentSpec, name: str = "x") -> jax.Array:
+  """Checks a recurrent layer's input: rank 2 (unbatched) or 3, last axis ``input_size``, params' dtype."""
   x = as_array(x, name)
   if x.ndim not in (2, 3):
     raise ValueError(
@@ -70,10 +83,10 @@ def check_input(x: Any, spec: GRUSpec, name: str = "x") -> jax.Array:
   return x
 
 
-def check_cell_input(x: Any, spec: GRUSpec) -> jax.Array:
+def check_cell_input(x: Any, spec: RecurrentSpec) -> jax.Array:
   x = as_array(x, "x")
   if x.ndim not in (1, 2):
-    raise ValueError(f"x must be 1-D (input_size,) or 2-D (B, input_size) for a GRU cell, got shape {x.shape}")
+    raise ValueError(f"x must be 1-D (input_size,) or 2-D (B, input_size) for a {spec.mode} cell, got shape {x.shape}")
   if x.shape[-1] != spec.input_size:
     raise ValueError(f"x.shape[-1] must be input_size={spec.input_size}, got shape {x.shape}")
   _check_dtype(x, spec.dtype, "x")
@@ -164,16 +177,18 @@ def check_resets(resets: Any, steps: int, batch: int | None, batch_first: bool) 
   return jnp.swapaxes(resets, 0, 1) if batch_first else resets
 
 
-def check_reset_state(reset_state: Any, layers: int, batch: int | None, hidden: int, dtype: Any) -> jax.Array:
+def check_reset_state(
+  reset_state: Any, layers: int, batch: int | None, hidden: int, dtype: Any, name: str = "reset_state"
+) -> jax.Array:
   """Checks ``reset_state``: (L*D, H), one state per layer and direction shared by the batch, or
   (L*D, B, H) like ``h0`` (batched input only). Returns it as (L*D, B or 1, H)."""
-  reset_state = as_array(reset_state, "reset_state")
+  reset_state = as_array(reset_state, name)
   shared, per_row = (layers, hidden), (layers, batch, hidden)
   if tuple(reset_state.shape) == shared:
-    _check_dtype(reset_state, dtype, "reset_state")
+    _check_dtype(reset_state, dtype, name)
     return reset_state[:, None]
   if batch is not None and tuple(reset_state.shape) == per_row:
-    _check_dtype(reset_state, dtype, "reset_state")
+    _check_dtype(reset_state, dtype, name)
     return reset_state
   allowed = f"{shared} (one state per layer and direction)" + ("" if batch is None else f" or {per_row} (like h0)")
-  raise ValueError(f"reset_state must have shape {allowed}, got {tuple(reset_state.shape)}")
+  raise ValueError(f"{name} must have shape {allowed}, got {tuple(reset_state.shape)}")

@@ -82,6 +82,42 @@ def assert_close(got, want, tol: float, what: str = "", *, of_max: bool = False)
       assert excess[worst] <= 0, f"{where}: error {abs(g[worst] - w[worst]):.3g} at {w[worst]:.3g} > {tol:g} x (1 + |want|)"
 
 
+def torch_episodes(module, x, h0, resets, reset_state, lengths=None):
+  """(output (T, B, D*out), state parts): each episode of each row through the torch layer
+  ``module`` (GRU, LSTM or RNN) alone, zeros past a row's length. ``h0`` and ``reset_state``:
+  one tensor (L*D, B, ·) per part of the state (an LSTM's h and c); the forward direction starts
+  a row's first episode from ``h0`` unless step 0 resets, the reverse direction its last one, and
+  every other episode starts from the reset state (the contract of :func:`jaxgru.gru`)."""
+  steps, batch, _ = x.shape
+  D = 2 if module.bidirectional else 1
+  lstm = isinstance(module, torch.nn.LSTM)
+  out_size = module.proj_size or module.hidden_size if lstm else module.hidden_size
+  outputs, finals = [], []
+  for b in range(batch):
+    n = steps if lengths is None else int(lengths[b])
+    cuts = [0] + [t for t in range(1, n) if resets[t, b]] + [n]
+    episodes = list(zip(cuts[:-1], cuts[1:], strict=True))
+    pieces, last = [], [[None] * len(h0) for _ in range(h0[0].shape[0])]
+    for k, (start, end) in enumerate(episodes):
+      inits = []
+      for part, reset_part in zip(h0, reset_state, strict=True):
+        rows = []
+        for i in range(part.shape[0]):
+          from_h0 = (k == 0 and not resets[0, b]) if i % D == 0 else k == len(episodes) - 1
+          rows.append(part[i, b] if from_h0 else reset_part[i, b])
+        inits.append(torch.stack(rows)[:, None])
+      out, state = module(x[start:end, b : b + 1], tuple(inits) if lstm else inits[0])
+      state = state if lstm else (state,)
+      pieces.append(out[:, 0])
+      for i in range(h0[0].shape[0]):
+        if (i % D == 0 and k == len(episodes) - 1) or (i % D == 1 and k == 0):
+          last[i] = [s[i, 0] for s in state]
+    pieces.append(torch.zeros(steps - n, D * out_size, dtype=x.dtype))
+    outputs.append(torch.cat(pieces))
+    finals.append([torch.stack(parts) for parts in zip(*last, strict=True)])
+  return torch.stack(outputs, 1), tuple(torch.stack(parts, 1) for parts in zip(*finals, strict=True))
+
+
 def xla_env(devices: int = 1, **more: str) -> dict[str, str]:
   """The environment of a subprocess on ``devices`` simulated CPU devices, with the suite's XLA
   flags (``conftest``), and ``more`` variables."""

@@ -19,15 +19,21 @@ def test_parse_shape():
   assert suite.parse_shape(" 200x32x64x64bi") == suite.Shape(200, 32, 64, 64, 1, True)
   assert str(suite.Shape(100, 64, 256, 256, 2, True)) == "100x64x256x256xL2xbi"
   assert suite.parse_shape(str(suite.DEFAULT_SHAPES[-1])) == suite.DEFAULT_SHAPES[-1]
+  assert suite.parse_shape("lstm:100x64x128x128") == suite.Shape(100, 64, 128, 128, cell="lstm")
+  assert str(suite.Shape(100, 64, 256, 256, 2, True, "rnn")) == "rnn:100x64x256x256xL2xbi"
 
 
-@pytest.mark.parametrize("bad", ["100x64x128", "0x1x1x1", "10x1x1x1xL0", "axbxcxd", "10x1x1x1xbixL2", "10x1x1x1xL"])
+@pytest.mark.parametrize(
+  "bad", ["100x64x128", "0x1x1x1", "10x1x1x1xL0", "axbxcxd", "10x1x1x1xbixL2", "10x1x1x1xL", "gruu:10x1x1x1"]
+)
 def test_bad_shapes_are_argparse_errors(bad, capsys):
   with pytest.raises(SystemExit) as exit_:
     suite.parser().parse_args(["--shape", bad])
   assert exit_.value.code == 2
   err = capsys.readouterr().err
-  assert "--shape" in err and ("shape must look like TxBxIxH" in err or "every size in a shape must be >= 1" in err)
+  assert "--shape" in err and (
+    "shape must look like [gru:|lstm:|rnn:]TxBxIxH" in err or "every size in a shape must be >= 1" in err
+  )
 
 
 @pytest.mark.parametrize(
@@ -255,19 +261,21 @@ def test_eager_benchmark_refuses_unknown_impls(capsys):
 
 
 def test_rl_rollouts_run_every_contender_and_mode(tmp_path):
-  """The recurrent-policy benchmark on a tiny rollout: every contender timed in both modes, the
-  report written as JSON and Markdown with both ratios."""
+  """The recurrent-policy benchmark on tiny rollouts of a GRU and an LSTM: every contender timed in
+  both modes, the report written as JSON and Markdown with both ratios."""
   from benchmarks import rl
 
   out = tmp_path / "rl"
-  assert rl.main(["--shape", "8x3x2x4", "--repeats", "1", "--block", "1", "--reset-rate", "0.2", "--out", str(out)]) == 0
+  shapes = ["--shape", "8x3x2x4", "--shape", "lstm:8x3x2x4"]
+  assert rl.main([*shapes, "--repeats", "1", "--block", "1", "--reset-rate", "0.2", "--out", str(out)]) == 0
   report = json.loads(out.with_suffix(".json").read_text())
-  assert [(c["shape"], c["mode"]) for c in report["cases"]] == [([8, 3, 2, 4], "forward"), ([8, 3, 2, 4], "train")]
+  cases = [(c["shape"], c["mode"]) for c in report["cases"]]
+  assert cases == [([8, 3, 2, 4, cell], mode) for cell in ("gru", "lstm") for mode in ("forward", "train")]
   for case in report["cases"]:
     assert set(case["results"]) == set(rl.CONTENDERS)
     assert all(r["median_ms"] > 0 for r in case["results"].values())
   text = out.with_suffix(".md").read_text()
-  assert "| 8x3x2x4 |" in text and "flax_scan/jaxgru" in text and "torchrl/jaxgru" in text
+  assert "| 8x3x2x4 | lstm |" in text and "flax_scan/jaxgru" in text and "torchrl/jaxgru" in text
 
 
 def test_rl_refuses_bad_options(capsys):
@@ -275,7 +283,7 @@ def test_rl_refuses_bad_options(capsys):
 
   with pytest.raises(SystemExit):
     rl.main(["--shape", "8x3x2"])
-  assert "a rollout shape is TxBxIxH" in capsys.readouterr().err
+  assert "a rollout shape is [gru:|lstm:]TxBxIxH" in capsys.readouterr().err
   with pytest.raises(SystemExit):
     rl.main(["--reset-rate", "2"])
   assert "--reset-rate must be a probability" in capsys.readouterr().err

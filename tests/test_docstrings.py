@@ -23,7 +23,7 @@ def _public_objects():
   found = []
   modules = {
     "jaxgru": jaxgru.__all__,
-    "jaxgru.linen": ["GRU", "GRUCell"],
+    "jaxgru.linen": ["GRU", "GRUCell", "LSTM", "LSTMCell", "RNN", "RNNCell"],
     "parity": parity.__all__,
     "parity.frameworks.keras": None,
     "parity.frameworks.onnx": None,

@@ -11,7 +11,7 @@ import pytest
 from flax import nnx
 
 import jaxgru
-from jaxgru._core import _dropout
+from jaxgru._engine import _dropout
 
 I, H, T, B = 3, 5, 6, 4
 X = jax.random.normal(jax.random.key(9), (T, B, I))

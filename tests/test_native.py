@@ -230,12 +230,12 @@ ENGINE_SHAPES = [(5, 13, 37, 19, 1), (3, 9, 1100, 20, 2), (3, 7, 4, 350, 1), (21
 _ENGINE_CHECK = """
 import functools
 import numpy as np, jax, jax.numpy as jnp
-from jaxgru import _fused, _native
+from jaxgru import _cell, _fused, _native
 
 def fused_layer(x, h0, ws, valid, remat):
   # the fused path one direction at a time, the outputs side by side: what _native.layer computes
-  runs = [_fused.direction(x, h0[d], w, valid, d == 1, remat) for d, w in enumerate(ws)]
-  return jnp.concatenate([out for out, _ in runs], -1), jnp.stack([h for _, h in runs])
+  runs = [_fused.direction(_cell.GRU(), x, (h0[d],), w, valid, d == 1, remat) for d, w in enumerate(ws)]
+  return jnp.concatenate([out for out, _ in runs], -1), jnp.stack([h for _, (h,) in runs])
 
 @functools.partial(jax.jit, static_argnames=("impl", "remat"))
 def layer_grads(x, h0, ws, valid, *, impl, remat):

@@ -22,7 +22,7 @@ import torch
 from _helpers import assert_close, compare_with_torch, needs_set_mesh, random_torch, xla_env
 
 import jaxgru
-from jaxgru import _core, _pallas
+from jaxgru import _cell, _engine, _pallas
 
 I, H = 3, 4
 
@@ -69,7 +69,8 @@ def test_matches_reference(x64, steps, batch, layers, bidirectional, bias, lengt
 def _direction_grads(x, h0, w, valid, *, reverse, blocks, variant):
   def loss(x, h0, w):
     if blocks is None:
-      return _loss(*_core._scan_direction(x, h0, w, valid, reverse, False, variant))
+      out, (h_last,) = _engine._scan_direction(_cell.GRU(variant), x, (h0,), w, valid, reverse, False)
+      return _loss(out, h_last)
     return _loss(*_pallas.direction(x, h0, w, valid, reverse, False, variant, cpu_blocks=blocks))
 
   return jax.value_and_grad(loss, argnums=(0, 1, 2))(x, h0, w)

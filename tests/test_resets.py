@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
-from _helpers import EXPLICIT_IMPLS, IMPLS, assert_close, random_torch, xla_env
+from _helpers import EXPLICIT_IMPLS, IMPLS, assert_close, random_torch, torch_episodes, xla_env
 from conftest import FLOAT32, FLOAT64
 from flax import nnx
 
@@ -38,36 +38,6 @@ def rollout_flags(seed: int, steps: int = T, batch: int = B, rate: float = 0.25)
   return flags
 
 
-def torch_episodes(gru, x, h0, resets, reset_state, lengths=None):
-  """(output (T, B, D*H), h_n (L*D, B, H)): each episode of each row through ``gru`` alone,
-  zeros past a row's length; ``reset_state`` (L*D, B, H)."""
-  steps, batch, _ = x.shape
-  D, hidden = 2 if gru.bidirectional else 1, gru.hidden_size
-  outputs, finals = [], []
-  for b in range(batch):
-    n = steps if lengths is None else int(lengths[b])
-    cuts = [0] + [t for t in range(1, n) if resets[t, b]] + [n]
-    episodes = list(zip(cuts[:-1], cuts[1:], strict=True))
-    pieces, h_n = [], [None] * h0.shape[0]
-    for k, (start, end) in enumerate(episodes):
-      inits = []
-      for i in range(h0.shape[0]):
-        if i % D == 0:
-          from_h0 = k == 0 and not resets[0, b]
-        else:
-          from_h0 = k == len(episodes) - 1
-        inits.append(h0[i, b] if from_h0 else reset_state[i, b])
-      out, h = gru(x[start:end, b : b + 1], torch.stack(inits)[:, None])
-      pieces.append(out[:, 0])
-      for i in range(h0.shape[0]):
-        if (i % D == 0 and k == len(episodes) - 1) or (i % D == 1 and k == 0):
-          h_n[i] = h[i, 0]
-    pieces.append(torch.zeros(steps - n, D * hidden, dtype=x.dtype))
-    outputs.append(torch.cat(pieces))
-    finals.append(torch.stack(h_n))
-  return torch.stack(outputs, 1), torch.stack(finals, 1)
-
-
 def loss_of(out, h_n, lib):
   return lib.sum(lib.sin(out)) + lib.sum(lib.cos(h_n))
 
@@ -81,7 +51,7 @@ def torch_case(seed, dtype, bidirectional, lengths):
   h0 = torch.randn(L * D, B, H, generator=gen, dtype=dtype, requires_grad=True)
   reset_state = torch.randn(L * D, B, H, generator=gen, dtype=dtype, requires_grad=True)
   resets = rollout_flags(seed)
-  out, h_n = torch_episodes(gru, x, h0, resets, reset_state, lengths)
+  out, (h_n,) = torch_episodes(gru, x, (h0,), resets, (reset_state,), lengths)
   loss_of(out, h_n, torch).backward()
   grads = {name: p.grad for name, p in gru.named_parameters()}
   grads.update(x=x.grad, h0=h0.grad, reset_state=reset_state.grad)
