@@ -118,15 +118,22 @@ def _jax_contender(
     updates, state = optimizer.update(grads, state, params)
     return optax.apply_updates(params, updates), state, value
 
-  forward = jax.jit(features).lower(params["gru"], x).compile()
-  step = jax.jit(train, donate_argnums=(0, 1)).lower(params, optimizer.init(params)).compile()
   box = {"params": params, "state": optimizer.init(params)}
 
+  @functools.cache  # each mode compiles its own program, when it is first called
+  def compiled(mode):
+    if mode == "forward":
+      return jax.jit(features).lower(params["gru"], x).compile()
+    return jax.jit(train, donate_argnums=(0, 1)).lower(params, box["state"]).compile()
+
   def run_train():
-    box["params"], box["state"], value = step(box["params"], box["state"])
+    box["params"], box["state"], value = compiled("train")(box["params"], box["state"])
     return value
 
-  return {"forward": lambda: forward(params["gru"], x).block_until_ready(), "train": lambda: run_train().block_until_ready()}
+  return {
+    "forward": lambda: compiled("forward")(params["gru"], x).block_until_ready(),
+    "train": lambda: run_train().block_until_ready(),
+  }
 
 
 def torchrl_missing() -> str | None:

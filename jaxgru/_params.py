@@ -54,7 +54,7 @@ class RecurrentSpec:
   dtype: Any
   """The parameters' dtype (all share it)."""
   mode: str = "GRU"
-  """``"GRU"``, ``"LSTM"`` or ``"RNN"``: which torch layer the keys describe."""
+  """Which torch layer the keys describe, ``"GRU"``, ``"LSTM"`` or ``"RNN"``."""
   proj_size: int = 0
   """P, an LSTM's projection size (``weight_hr``, (P, H)); 0 without projection."""
 
@@ -65,7 +65,7 @@ class RecurrentSpec:
 
   @property
   def output_size(self) -> int:
-    """The features of h and of each direction's output: P when projecting, else H."""
+    """The features of h and of each direction's output, P when projecting and H otherwise."""
     return self.proj_size or self.hidden_size
 
 

@@ -1,6 +1,7 @@
 """parity: move GRU weights between PyTorch and JAX and prove nothing changed on the way.
 
-- :func:`from_torch` / :func:`to_torch`: ``torch.nn.GRU`` / ``GRUCell`` <-> ``jaxgru`` modules.
+- :func:`from_torch` / :func:`to_torch`: ``torch.nn.GRU`` / ``GRUCell`` (``LSTM``, ``RNN`` and
+  their cells) <-> ``jaxgru`` modules.
 - :func:`state_dict_to_params` / :func:`params_to_state_dict`: the same for plain arrays.
 - :func:`save` / :func:`load`: safetensors with torch's names; torch ``.pt`` files (weights only).
 - :func:`load_tensors` / :func:`save_tensors` / :func:`tied_names`: a whole model's state dict, tied weights too.

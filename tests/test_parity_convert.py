@@ -1,5 +1,6 @@
-"""parity's conversions between torch.nn.GRU / GRUCell and jaxgru: bit-exact round trips in both
-directions for float16, bfloat16, float32 and float64, configuration carried over, strict errors."""
+"""parity's conversions between torch.nn.GRU / GRUCell (LSTM, RNN and their cells) and jaxgru:
+bit-exact round trips in both directions for float16, bfloat16, float32 and float64, configuration
+carried over, strict errors."""
 
 from __future__ import annotations
 
@@ -109,6 +110,55 @@ def test_state_dict_level_round_trips_are_bit_exact(dtype):
   torch.nn.GRU(3, 4, bidirectional=True, dtype=dtype).load_state_dict(back)  # torch takes it as is
 
 
+LAYERS = [
+  lambda: torch.nn.LSTM(3, 5, num_layers=2, bidirectional=True, proj_size=2, batch_first=True, dropout=0.25),
+  lambda: torch.nn.LSTM(3, 5, bias=False),
+  lambda: torch.nn.RNN(3, 5, num_layers=2, nonlinearity="relu", bidirectional=True),
+  lambda: torch.nn.LSTMCell(3, 5),
+  lambda: torch.nn.RNNCell(3, 5, bias=False, nonlinearity="relu"),
+]
+CONFIG_NAMES = ("input_size", "hidden_size", "bias", "num_layers", "batch_first", "dropout", "bidirectional", "proj_size")
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float64], ids=str)
+@pytest.mark.parametrize("make", LAYERS, ids=["lstm_proj", "lstm_no_bias", "rnn_relu", "lstm_cell", "rnn_cell"])
+def test_lstm_and_rnn_round_trips_are_bit_exact(make, dtype, tmp_path):
+  """torch's LSTM, RNN and their cells to jaxgru's (NNX and Linen) and back, every bit and every
+  configuration argument (``proj_size``, ``nonlinearity``) kept; through state dicts and files too."""
+  source = special_values(random_torch(make(), 0, dtype))
+  kind = type(source).__name__
+  model = parity.from_torch(source)
+  assert type(model) is getattr(jaxgru, kind) and model.param_dtype == _arrays.numpy_dtype(dtype)
+  for name in CONFIG_NAMES + ("nonlinearity",):  # what the jaxgru module has (torch's RNN keeps proj_size=0 too)
+    assert not hasattr(model, name) or getattr(model, name) == getattr(source, name), name
+  assert_same_bits(model.state_dict(), source.state_dict())
+  back = parity.to_torch(model)
+  assert type(back) is type(source) and getattr(back, "nonlinearity", None) == getattr(source, "nonlinearity", None)
+  assert_same_bits(back.state_dict(), source.state_dict())
+  module, variables = parity.from_torch(source, linen=True)
+  assert type(module) is getattr(jaxgru.linen, kind)
+  assert_same_bits(parity.to_torch(module, variables).state_dict(), source.state_dict())
+  params = parity.state_dict_to_params({"enc." + k: v for k, v in source.state_dict().items()}, prefix="enc.")
+  assert_same_bits(parity.params_to_state_dict(params), source.state_dict())
+  nonlinearity = getattr(source, "nonlinearity", "tanh")
+  assert type(parity.module_from_params(params, nonlinearity=nonlinearity)) is getattr(jaxgru, kind)
+  parity.save(model, tmp_path / "layer.safetensors")
+  torch.save(source.state_dict(), tmp_path / "layer.pt")
+  for path in (tmp_path / "layer.safetensors", tmp_path / "layer.pt"):
+    loaded = parity.load(path)  # safetensors keeps its keys sorted
+    assert set(loaded) == set(source.state_dict())
+    assert_same_bits({k: loaded[k] for k in source.state_dict()}, source.state_dict())
+
+
+def test_converted_lstm_computes_torchs_numbers():
+  source = random_torch(torch.nn.LSTM(3, 5, num_layers=2, bidirectional=True, proj_size=2), 0, torch.float64)
+  x = np.random.default_rng(0).standard_normal((6, 2, 3))
+  out, (h, c) = parity.from_torch(source)(x)
+  want, (want_h, want_c) = source(torch.from_numpy(x))
+  for got, ref in ((out, want), (h, want_h), (c, want_c)):
+    np.testing.assert_allclose(got, ref.detach().numpy(), atol=1e-12)
+
+
 def test_converted_modules_compute_the_same(precision):
   source = random_torch(torch.nn.GRU(3, 4, num_layers=2, bidirectional=True, batch_first=True), 0, precision.torch_dtype)
   x = np.random.default_rng(0).standard_normal((2, 5, 3)).astype(precision.np_dtype)
@@ -163,7 +213,7 @@ def test_a_models_state_dict_gets_a_prefix_hint():
 @pytest.mark.parametrize(
   ("call", "error", "match"),
   [
-    (lambda: parity.from_torch(torch.nn.LSTM(3, 4)), TypeError, "torch.nn.GRU or torch.nn.GRUCell"),
+    (lambda: parity.from_torch(torch.nn.Linear(3, 4)), TypeError, "torch.nn.GRU, LSTM or RNN"),
     (lambda: parity.to_torch(torch.nn.GRU(3, 4)), TypeError, "jaxgru.GRU"),
     (lambda: parity.to_torch({"weight_ih_l0": np.zeros((12, 3))}), TypeError, "params_to_state_dict"),
     (lambda: parity.state_dict_to_params([1, 2]), TypeError, "mapping"),

@@ -1,4 +1,5 @@
-"""Weights between ``torch.nn.GRU`` / ``GRUCell`` and ``jaxgru``, in both directions, bit for bit.
+"""Weights between torch's ``nn.GRU``, ``nn.LSTM``, ``nn.RNN`` (and their cells) and ``jaxgru``, in
+both directions, bit for bit.
 
 torch's state-dict names and shapes are ``jaxgru``'s parameter layout, so a conversion is a
 change of array type, never of values: float16, bfloat16, float32 and float64 all round-trip
@@ -21,11 +22,48 @@ import torch
 from flax import nnx
 
 import jaxgru
-from jaxgru._params import GRUSpec, cell_shapes, cell_spec, check_layout
+from jaxgru._params import GRUSpec, cell_shapes, cell_spec, check_layout, read_spec
 from parity import _arrays
 
 Params = dict[str, jax.Array]
 JaxModule = jaxgru.GRU | jaxgru.GRUCell | jaxgru.linen.GRU | jaxgru.linen.GRUCell
+JaxLayer = (
+  JaxModule
+  | jaxgru.LSTM
+  | jaxgru.LSTMCell
+  | jaxgru.RNN
+  | jaxgru.RNNCell
+  | jaxgru.linen.LSTM
+  | jaxgru.linen.LSTMCell
+  | jaxgru.linen.RNN
+  | jaxgru.linen.RNNCell
+)
+TorchLayer = torch.nn.GRU | torch.nn.GRUCell | torch.nn.LSTM | torch.nn.LSTMCell | torch.nn.RNN | torch.nn.RNNCell
+MODES = ("GRU", "LSTM", "RNN")
+# each torch layer's class in torch, in jaxgru (NNX and Linen), by (mode, cell)
+TORCH = {
+  ("GRU", False): torch.nn.GRU,
+  ("GRU", True): torch.nn.GRUCell,
+  ("LSTM", False): torch.nn.LSTM,
+  ("LSTM", True): torch.nn.LSTMCell,
+  ("RNN", False): torch.nn.RNN,
+  ("RNN", True): torch.nn.RNNCell,
+}
+NNX = {key: getattr(jaxgru, cls.__name__) for key, cls in TORCH.items()}
+LINEN = {key: getattr(jaxgru.linen, cls.__name__) for key, cls in TORCH.items()}
+
+
+def mode_of(params: Mapping[str, Any]) -> str:
+  """Which torch layer a parameter mapping's keys and shapes describe: ``"GRU"``, ``"LSTM"`` (a
+  ``weight_hr`` key, or ``weight_hh`` with 4H rows) or ``"RNN"`` (H rows); ``"GRU"`` when unsure,
+  so that the GRU's strict check reports what is wrong."""
+  if any(isinstance(k, str) and k.startswith("weight_hr") for k in params):
+    return "LSTM"
+  w_hh = params.get("weight_hh", params.get("weight_hh_l0"))
+  shape = tuple(getattr(w_hh, "shape", ()))
+  if len(shape) == 2 and shape[1] > 0:
+    return {4: "LSTM", 1: "RNN"}.get(shape[0] // shape[1] if shape[0] % shape[1] == 0 else 0, "GRU")
+  return "GRU"
 
 
 def is_cell(params: Mapping[str, Any]) -> bool:
@@ -33,20 +71,24 @@ def is_cell(params: Mapping[str, Any]) -> bool:
   return "weight_ih" in params or "weight_hh" in params
 
 
-def spec_of(params: Any, prefix: str = "") -> GRUSpec:
+def spec_of(params: Any, prefix: str = "", modes: tuple[str, ...] = ("GRU",)) -> GRUSpec:
   """The configuration a torch-layout GRU or GRUCell mapping describes, checked strictly.
 
-  ``prefix``, the prefix already taken off the keys, only makes the hint below whole.
+  ``prefix``, the prefix already taken off the keys, only makes the hint below whole. ``modes``:
+  the layers the caller carries; an LSTM's or RNN's mapping is read as such when its mode is
+  among them, else checked as a GRU's (and refused with the GRU's layout).
 
   Raises:
     TypeError: not a mapping of floating arrays of one dtype.
     ValueError: missing, unexpected or wrongly shaped keys (all listed), with a hint when the
       keys carry a prefix such as ``gru.`` (a whole model's state dict).
   """
+  mode = mode_of(params) if isinstance(params, Mapping) else "GRU"
+  mode = mode if mode in modes else "GRU"
   if isinstance(params, Mapping) and is_cell(params):
-    return cell_spec(params)
+    return cell_spec(params, mode)
   try:
-    return jaxgru.gru_spec(params)
+    return read_spec(params, mode)
   except ValueError as err:
     hint = _prefix_hint(params, prefix)
     raise ValueError(f"{err}{hint}") from None
@@ -97,7 +139,8 @@ def check_values(state_dict: Any, name: str) -> None:
 
 
 def state_dict_to_params(state_dict: Mapping[str, Any], *, prefix: str = "", dtype: Any = None) -> Params:
-  """A torch ``GRU`` / ``GRUCell`` state dict as ``jaxgru`` params (JAX arrays), bit for bit.
+  """A torch ``GRU`` / ``GRUCell`` (``LSTM``, ``RNN``, their cells) state dict as ``jaxgru`` params
+  (JAX arrays), bit for bit.
 
   Args:
     state_dict: torch tensors (or NumPy / JAX arrays) under torch's names, e.g.
@@ -113,8 +156,8 @@ def state_dict_to_params(state_dict: Mapping[str, Any], *, prefix: str = "", dty
   Raises:
     TypeError: a value is not a tensor, a dtype is not a GRU dtype, dtypes are mixed, or a
       dtype is float64 while JAX runs in 32-bit mode.
-    ValueError: the keys or shapes are not a GRU's or GRUCell's (every problem listed), or no
-      key starts with ``prefix``.
+    ValueError: the keys or shapes are not a GRU's, LSTM's, RNN's or cell's (every problem
+      listed, as a GRU's when the layer is unclear), or no key starts with ``prefix``.
 
   Example:
     >>> params = parity.state_dict_to_params(torch.nn.GRU(3, 4).state_dict())
@@ -125,7 +168,7 @@ def state_dict_to_params(state_dict: Mapping[str, Any], *, prefix: str = "", dty
     state_dict = select(state_dict, prefix)
   check_values(state_dict, "state_dict")
   arrays = {k: _arrays.array_to_numpy(v, f"state_dict[{prefix + k!r}]") for k, v in state_dict.items()}
-  spec = spec_of(arrays, prefix)
+  spec = spec_of(arrays, prefix, MODES)
   target = spec.dtype if dtype is None else _arrays.numpy_dtype(dtype)
   _arrays.check_jax_can_hold(target, "the parameters' dtype")
   return {k: _arrays.to_jax(v.astype(target, copy=False), k) for k, v in arrays.items()}
@@ -139,7 +182,7 @@ def params_to_state_dict(params: Mapping[str, Any], *, prefix: str = "") -> dict
   holds as ``self.rnn``.
 
   Args:
-    params: torch-layout params of a GRU or a cell (JAX or NumPy arrays, or tensors).
+    params: torch-layout params of a GRU, LSTM, RNN or cell (JAX or NumPy arrays, or tensors).
     prefix: put before every key.
 
   Returns:
@@ -158,24 +201,34 @@ def params_to_state_dict(params: Mapping[str, Any], *, prefix: str = "") -> dict
     raise TypeError(f"prefix must be a str, got {type(prefix).__name__}")
   check_values(params, "params")
   arrays = {k: _arrays.array_to_numpy(v, f"params[{k!r}]") for k, v in params.items()}
-  spec_of(arrays)
+  spec_of(arrays, modes=MODES)
   return {prefix + k: _arrays.to_tensor(v, k) for k, v in arrays.items()}
 
 
+def _kind(module: Any) -> tuple[str, bool]:
+  """``(mode, cell)`` of a torch or jaxgru layer: ``("LSTM", False)`` for ``torch.nn.LSTM``."""
+  for table in (TORCH, NNX, LINEN):
+    for key, cls in table.items():
+      if isinstance(module, cls):
+        return key
+  raise TypeError(f"not a recurrent layer: {type(module).__name__}")
+
+
 def _config(module: Any) -> dict[str, Any]:
+  mode, cell = _kind(module)
   names = ("input_size", "hidden_size", "bias")
-  if not isinstance(module, torch.nn.GRUCell | jaxgru.GRUCell | jaxgru.linen.GRUCell):
+  if not cell:
     names += ("num_layers", "batch_first", "dropout", "bidirectional")
+  names += {"LSTM": () if cell else ("proj_size",), "RNN": ("nonlinearity",)}.get(mode, ())
   return {name: getattr(module, name) for name in names}
 
 
-def from_torch(
-  module: torch.nn.GRU | torch.nn.GRUCell, *, training: bool | None = None, linen: bool = False, rngs: nnx.Rngs | None = None
-) -> Any:
-  """A torch GRU as the same ``jaxgru`` module: configuration, dtype and every bit of every weight.
+def from_torch(module: Any, *, training: bool | None = None, linen: bool = False, rngs: nnx.Rngs | None = None) -> Any:
+  """A torch GRU, LSTM or RNN as the same ``jaxgru`` module: configuration, dtype and every bit of every weight.
 
   ``torch.nn.GRU`` -> :class:`jaxgru.GRU`, ``torch.nn.GRUCell`` -> :class:`jaxgru.GRUCell`
-  (Flax NNX), with ``param_dtype`` the torch parameters' dtype and ``dtype=None``.
+  (Flax NNX), and the same for ``LSTM`` (``proj_size`` kept), ``RNN`` (its ``nonlinearity``
+  kept) and their cells, with ``param_dtype`` the torch parameters' dtype and ``dtype=None``.
 
   .. warning:: By default the NNX GRU takes torch's mode, as a copy of the torch module would:
      one converted from a model in ``eval()`` (a pickled model often is) is deterministic, so it
@@ -198,8 +251,8 @@ def from_torch(
     ``(Linen module, variables)``.
 
   Raises:
-    TypeError: ``module`` is not a ``torch.nn.GRU`` / ``GRUCell``, or ``training`` is not a bool
-      or None.
+    TypeError: ``module`` is not a torch ``GRU``, ``LSTM``, ``RNN`` or one of their cells, or
+      ``training`` is not a bool or None.
     ValueError: ``training`` given with ``linen=True``.
 
   Example:
@@ -207,8 +260,10 @@ def from_torch(
     >>> model.num_layers, model.batch_first, model.weight_ih_l1[...].shape
     (2, True, (24, 8))
   """
-  if not isinstance(module, torch.nn.GRU | torch.nn.GRUCell):
-    raise TypeError(f"module must be a torch.nn.GRU or torch.nn.GRUCell, got {type(module).__name__}")
+  if not isinstance(module, TorchLayer):
+    raise TypeError(
+      f"module must be a torch.nn.GRU, LSTM or RNN or one of their cells (GRUCell, ...), got {type(module).__name__}"
+    )
   if training is not None and not isinstance(training, bool):
     raise TypeError(f"training must be True, False or None, got {training!r}")
   params = state_dict_to_params(module.state_dict())
@@ -216,9 +271,8 @@ def from_torch(
   if linen:
     if training is not None:
       raise ValueError("training applies to the NNX module; a Linen GRU takes deterministic= at call time")
-    cls = jaxgru.linen.GRUCell if isinstance(module, torch.nn.GRUCell) else jaxgru.linen.GRU
-    return cls(**config, param_dtype=next(iter(params.values())).dtype), {"params": params}
-  extra = {k: config[k] for k in ("batch_first", "dropout") if k in config}
+    return LINEN[_kind(module)](**config, param_dtype=next(iter(params.values())).dtype), {"params": params}
+  extra = {k: config[k] for k in ("batch_first", "dropout", "nonlinearity") if k in config}
   return module_from_params(params, **extra, training=module.training if training is None else training, rngs=rngs)
 
 
@@ -228,10 +282,12 @@ def module_from_params(
   batch_first: bool = False,
   dropout: float = 0.0,
   variant: str = "torch",
+  nonlinearity: str = "tanh",
   training: bool = True,
   rngs: nnx.Rngs | None = None,
-) -> jaxgru.GRU | jaxgru.GRUCell:
-  """A :class:`jaxgru.GRU` (or :class:`jaxgru.GRUCell`, for cell keys) holding ``params``.
+) -> Any:
+  """A :class:`jaxgru.GRU` (or :class:`jaxgru.GRUCell`, for cell keys) holding ``params``; an
+  LSTM's or RNN's params give :class:`jaxgru.LSTM` or :class:`jaxgru.RNN` (or their cells).
 
   The sizes, layers, directions and bias are read from the keys and shapes, ``param_dtype``
   from the arrays; what a state dict cannot say (``batch_first``, ``dropout``, ``variant``)
@@ -243,12 +299,13 @@ def module_from_params(
     params: torch-layout params of a GRU or a cell.
     batch_first: the GRU's ``batch_first``.
     dropout: the GRU's dropout between layers.
-    variant: ``"torch"`` or ``"classic"``.
+    variant: ``"torch"`` or ``"classic"`` (a GRU's).
+    nonlinearity: ``"tanh"`` or ``"relu"`` (an RNN's: its state dict does not record it).
     training: the module's mode (False: deterministic).
     rngs: the module's rngs; ``nnx.Rngs(0)`` when None.
 
   Returns:
-    A :class:`jaxgru.GRU` or :class:`jaxgru.GRUCell` holding ``params``.
+    The :class:`jaxgru.GRU`, :class:`jaxgru.LSTM`, :class:`jaxgru.RNN` or cell holding ``params``.
 
   Raises:
     TypeError: ``training`` is not a bool; float64 params while JAX runs in 32-bit mode.
@@ -262,21 +319,17 @@ def module_from_params(
   """
   if not isinstance(training, bool):
     raise TypeError(f"training must be True or False, got {training!r}")
-  spec = spec_of(params)
+  spec = spec_of(params, modes=MODES)
   _arrays.check_jax_can_hold(spec.dtype, "the parameters' dtype")
-  common = dict(input_size=spec.input_size, hidden_size=spec.hidden_size, bias=spec.bias, variant=variant)
+  common = dict(input_size=spec.input_size, hidden_size=spec.hidden_size, bias=spec.bias)
   common |= dict(param_dtype=spec.dtype, rngs=nnx.Rngs(0) if rngs is None else rngs)
+  common |= {"GRU": {"variant": variant}, "RNN": {"nonlinearity": nonlinearity}}.get(spec.mode, {})
+  cls = NNX[spec.mode, is_cell(params)]
   if is_cell(params):
-    module = jaxgru.GRUCell(**common)
+    module = cls(**common)
   else:
-    module = jaxgru.GRU(
-      **common,
-      num_layers=spec.num_layers,
-      batch_first=batch_first,
-      dropout=dropout,
-      bidirectional=spec.bidirectional,
-      deterministic=not training,
-    )
+    layer = dict(num_layers=spec.num_layers, batch_first=batch_first, dropout=dropout, bidirectional=spec.bidirectional)
+    module = cls(**common, **layer, **({"proj_size": spec.proj_size} if spec.mode == "LSTM" else {}), deterministic=not training)
   module.load_state_dict(params)
   return module
 
@@ -288,11 +341,11 @@ def params_and_variant(source: Any, variables: Mapping[str, Any] | None = None) 
   ``source`` is a ``jaxgru`` NNX module, a ``jaxgru.linen`` module (with ``variables``), a
   torch ``GRU`` / ``GRUCell``, Linen variables ``{"params": {...}}``, or a params mapping.
   """
-  if isinstance(source, torch.nn.GRU | torch.nn.GRUCell):
+  if isinstance(source, TorchLayer):
     return source.state_dict(), "torch"
   variant = None
-  if isinstance(source, JaxModule):
-    variant = source.variant
+  if isinstance(source, JaxLayer):
+    variant = getattr(source, "variant", "torch")
     if isinstance(source, nnx.Module):
       return source.state_dict(), variant
     if variables is None:
@@ -319,20 +372,22 @@ def params_of(source: Any, variables: Mapping[str, Any] | None = None) -> Mappin
   return params
 
 
-def to_torch(module: JaxModule, variables: Mapping[str, Any] | None = None) -> torch.nn.GRU | torch.nn.GRUCell:
+def to_torch(module: Any, variables: Mapping[str, Any] | None = None) -> torch.nn.Module:
   """A ``jaxgru`` module as the same torch module (CPU), every weight bit for bit.
 
   :class:`jaxgru.GRU` -> ``torch.nn.GRU`` (in eval mode when the GRU is deterministic),
-  :class:`jaxgru.GRUCell` -> ``torch.nn.GRUCell``; Linen modules take their ``variables``.
+  :class:`jaxgru.GRUCell` -> ``torch.nn.GRUCell``, and the same for the LSTM, the RNN and their
+  cells; Linen modules take their ``variables``.
   torch computes in the parameters' dtype, so a module ``dtype`` other than ``param_dtype``
   is not carried over.
 
   Args:
-    module: a :class:`jaxgru.GRU` / :class:`jaxgru.GRUCell`, or a Linen one with ``variables``.
+    module: a :class:`jaxgru.GRU`, :class:`jaxgru.LSTM`, :class:`jaxgru.RNN` or a cell, or a Linen
+      one with ``variables``.
     variables: the Linen module's variables (``{"params": ...}``); None for NNX modules.
 
   Returns:
-    The ``torch.nn.GRU`` or ``torch.nn.GRUCell``, configured like ``module``.
+    The torch module (``torch.nn.GRU``, ``LSTM``, ``RNN`` or a cell), configured like ``module``.
 
   Raises:
     TypeError: ``module`` is not a ``jaxgru`` module.
@@ -343,24 +398,23 @@ def to_torch(module: JaxModule, variables: Mapping[str, Any] | None = None) -> t
     >>> parity.to_torch(model)
     GRU(3, 4, num_layers=2)
   """
-  if not isinstance(module, JaxModule):
+  if not isinstance(module, JaxLayer):
     raise TypeError(
-      "module must be a jaxgru.GRU, jaxgru.GRUCell, jaxgru.linen.GRU or jaxgru.linen.GRUCell, "
+      "module must be a jaxgru.GRU, LSTM or RNN, one of their cells, or a jaxgru.linen one, "
       f"got {type(module).__name__}; for a plain params mapping use parity.params_to_state_dict"
     )
   state_dict = params_to_state_dict(params_of(module, variables))
   dtype = next(iter(state_dict.values())).dtype
   config = _config(module)
-  cell = isinstance(module, jaxgru.GRUCell | jaxgru.linen.GRUCell)
+  mode, cell = _kind(module)
   if cell:
-    shapes = cell_shapes(config["input_size"], config["hidden_size"], config["bias"])
+    shapes = cell_shapes(config["input_size"], config["hidden_size"], config["bias"], mode)
   else:
-    shapes = jaxgru.expected_shapes(*(config[k] for k in ("input_size", "hidden_size", "num_layers", "bias", "bidirectional")))
+    sizes = (config[k] for k in ("input_size", "hidden_size", "num_layers", "bias", "bidirectional"))
+    shapes = jaxgru.expected_shapes(*sizes, mode=mode, proj_size=config.get("proj_size", 0))
   check_layout(state_dict, shapes, f"{type(module).__name__}({', '.join(f'{k}={v}' for k, v in config.items())})")
-  result = (torch.nn.GRUCell if cell else torch.nn.GRU)(**config, dtype=dtype)
+  result = TORCH[mode, cell](**config, dtype=dtype)
   result.load_state_dict(state_dict)
-  if isinstance(module, jaxgru.GRU):
-    result.train(not module.deterministic)
-  elif isinstance(module, jaxgru.linen.GRU) and module.deterministic is not None:
+  if not cell and getattr(module, "deterministic", None) is not None:
     result.train(not module.deterministic)
   return result

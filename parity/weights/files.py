@@ -47,11 +47,13 @@ def save(
   extra: Mapping[str, Any] | None = None,
   variables: Mapping[str, Any] | None = None,
 ) -> pathlib.Path:
-  """Writes a GRU's weights to ``path`` as safetensors, under torch's state-dict names.
+  """Writes a GRU's (an LSTM's, an RNN's, a cell's) weights to ``path`` as safetensors, under
+  torch's state-dict names.
 
   Args:
     source: a ``jaxgru`` module (NNX; Linen with ``variables``), Linen variables, a params
-      mapping (JAX, NumPy or torch arrays), or a torch ``GRU`` / ``GRUCell``.
+      mapping (JAX, NumPy or torch arrays), or a torch ``GRU`` / ``GRUCell`` (``LSTM``, ``RNN``
+      and their cells).
     path: the file to write (conventionally ``*.safetensors``); its directory must exist.
       An existing file is replaced atomically; a symbolic link's target is written.
     prefix: put before every GRU key: ``prefix="rnn."`` gives ``rnn.weight_ih_l0``, ... for a
@@ -235,7 +237,8 @@ def _recorded_ties(metadata: Mapping[str, str], prefix: str) -> list[tuple[str, 
 
 
 def load(path: str | os.PathLike, *, prefix: str = "", dtype: Any = None) -> dict[str, jax.Array]:
-  """Reads a GRU's weights as ``jaxgru`` params: a safetensors file or a torch state-dict file.
+  """Reads a GRU's (an LSTM's, an RNN's, a cell's) weights as ``jaxgru`` params: a safetensors file
+  or a torch state-dict file.
 
   The format is read from the file's first bytes, not its name. torch files are read with
   ``torch.load(path, map_location="cpu", weights_only=True)``.
@@ -274,11 +277,11 @@ def load(path: str | os.PathLike, *, prefix: str = "", dtype: Any = None) -> dic
   try:
     convert.check_values(convert.select(state_dict, prefix, str(path)), "the file's state dict")
   except TypeError as err:
-    raise ValueError(f"{path} does not hold a torch GRU / GRUCell state dict: {err}") from None
+    raise ValueError(f"{path} does not hold a torch GRU, LSTM or RNN (or cell) state dict: {err}") from None
   try:
     return convert.state_dict_to_params(state_dict, prefix=prefix, dtype=dtype)
   except ValueError as err:
-    raise ValueError(f"{path} does not hold a torch GRU / GRUCell state dict: {err}") from None
+    raise ValueError(f"{path} does not hold a torch GRU, LSTM or RNN (or cell) state dict: {err}") from None
   except TypeError as err:
     raise TypeError(f"{path}: {err}") from None
 
