@@ -212,6 +212,19 @@ class RNN(Cell):
     return (None,), (a,), (a,), ()
 
 
+def masked_step(cell: Cell, gi: Gates, state: tuple, w: tuple, valid: Any, reset: Any, reset_state: Any) -> tuple:
+  """``cell.step`` under the engine's contract, for every implementation written in JAX: a step
+  flagged by ``reset`` (B, 1) starts from ``reset_state`` instead of ``state``, and a step outside
+  ``valid`` (B, 1) leaves the state as it was (either None: no such steps). Returns
+  ``(new_state, saved)``."""
+  if reset is not None:
+    state = tuple(jnp.where(reset, r, s) for r, s in zip(reset_state, state, strict=True))
+  new, saved = cell.step(gi, state, w)
+  if valid is not None:
+    new = tuple(jnp.where(valid, a, b) for a, b in zip(new, state, strict=True))
+  return new, saved
+
+
 def of(mode: str, **options: Any) -> Cell:
   """The cell for torch's mode name: ``"GRU"``, ``"LSTM"``, ``"RNN_TANH"`` or ``"RNN_RELU"``."""
   if mode == "GRU":

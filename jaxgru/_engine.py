@@ -47,13 +47,8 @@ def _scan_direction(
 
   def step(state, inputs):
     g, m, e = inputs
-    if e is not None:
-      state = tuple(jnp.where(e, r, s) for r, s in zip(reset_state, state, strict=True))
-    new, _ = cell.step(g, state, w)
-    if m is None:
-      return new, new[0]
-    new = tuple(jnp.where(m, a, b) for a, b in zip(new, state, strict=True))
-    return new, jnp.where(m, new[0], jnp.zeros_like(new[0]))
+    new, _ = _cell.masked_step(cell, g, state, w, m, e, reset_state)
+    return new, (new[0] if m is None else jnp.where(m, new[0], jnp.zeros_like(new[0])))
 
   if remat:
     step = jax.checkpoint(step)

@@ -104,11 +104,7 @@ def _forward(
 
   def step(state, inputs):
     gi, m, e = inputs
-    if e is not None:
-      state = tuple(jnp.where(e, r, s) for r, s in zip(reset_state, state, strict=True))
-    new, saved = cell.step(gi, state, w)
-    if m is not None:
-      new = tuple(jnp.where(m, a, b) for a, b in zip(new, state, strict=True))
+    new, saved = _cell.masked_step(cell, gi, state, w, m, e, reset_state)
     return new, ((new, saved) if save else new)
 
   def chunk(state, inputs):
