@@ -91,7 +91,6 @@ class Cell:
 
   name: ClassVar[str]
   gates: ClassVar[int]
-  states: ClassVar[int] = 1  # h, or (h, c)
 
   def kinds(self, proj: bool = False) -> tuple[str, ...]:
     """The parameter kinds of one layer and direction, in torch's order (``w`` follows it)."""
@@ -145,7 +144,6 @@ class LSTM(Cell):
 
   name: ClassVar[str] = "LSTM"
   gates: ClassVar[int] = 4
-  states: ClassVar[int] = 2
 
   def kinds(self, proj: bool = False) -> tuple[str, ...]:
     return ("weight_ih", "weight_hh", "bias_ih", "bias_hh") + (("weight_hr",) if proj else ())
@@ -223,12 +221,3 @@ def masked_step(cell: Cell, gi: Gates, state: tuple, w: tuple, valid: Any, reset
   if valid is not None:
     new = tuple(jnp.where(valid, a, b) for a, b in zip(new, state, strict=True))
   return new, saved
-
-
-def of(mode: str, **options: Any) -> Cell:
-  """The cell for torch's mode name: ``"GRU"``, ``"LSTM"``, ``"RNN_TANH"`` or ``"RNN_RELU"``."""
-  if mode == "GRU":
-    return GRU(**options)
-  if mode == "LSTM":
-    return LSTM()
-  return RNN("relu" if mode == "RNN_RELU" else "tanh")
