@@ -5,8 +5,9 @@
 - ``jaxgru_pallas``: the same with ``impl="pallas"`` (the Pallas kernels); GPU only: on the CPU it
   would time Pallas' interpreter, so the suite leaves it out there (:data:`DEVICE_ONLY`).
 - ``jaxgru_nnx``: the NNX module :class:`jaxgru.GRU`, split once and merged inside the jitted function.
-- ``jaxgru_native``: :func:`jaxgru.gru` with ``impl="native"`` (the C++ kernel), where it is built;
-  ``jaxgru_fused`` beside it, the XLA path that ``"auto"`` takes where the kernel does not serve.
+- ``jaxgru_native``: :func:`jaxgru.gru` (``lstm``, ``rnn``) with ``impl="native"`` (the C++ kernel),
+  where it is built; ``jaxgru_fused`` beside it, the XLA path that ``"auto"`` takes where the
+  kernel does not serve.
 - ``flax``: Flax's own ``nnx.RNN(nnx.GRUCell)`` per layer (``nnx.Bidirectional`` when bidirectional),
   the JAX baseline users have today, split and merged the same way.
 - ``keras``: Keras 3's own ``keras.layers.GRU`` (``reset_after=True``, torch's equations;
@@ -19,8 +20,9 @@
   model's weights; ``forward`` only, on the CPU only (the ``onnx`` extra).
 
 The LSTM and the RNN (a shape's ``cell``) run against torch's ``nn.LSTM`` (oneDNN on the CPU) and
-``nn.RNN``, jaxgru's functions and modules, and Flax's ``nnx.RNN(nnx.OptimizedLSTMCell)`` and
-``nnx.RNN(nnx.SimpleCell)``; the contenders of :data:`GRU_ONLY` time the GRU alone.
+``nn.RNN``, jaxgru's functions (each implementation) and modules, and Flax's
+``nnx.RNN(nnx.OptimizedLSTMCell)`` and ``nnx.RNN(nnx.SimpleCell)``; the contenders of
+:data:`GRU_ONLY` time the GRU alone.
 
 Modes: ``forward`` (torch under ``no_grad``); ``fwd+bwd``, the gradient of ``sum(output * cot)``
 with respect to the parameters and the input for a fixed random cotangent; ``train``, one step of
@@ -47,9 +49,8 @@ CONTENDERS = ("torch", "jaxgru", "jaxgru_nnx", "flax", "keras", "jaxgru_pallas",
 )
 DEVICE_ONLY = ("jaxgru_pallas",)  # skipped when the suite runs on the CPU
 FORWARD_ONLY = ("onnxruntime",)  # inference engines: no gradients, no training step
-# what exists for the GRU alone: the kernels (jaxgru_fused is what jaxgru runs for the other cells),
-# and the Keras and ONNX bridges of the contenders
-GRU_ONLY = ("keras", "jaxgru_pallas", "onnxruntime", "jaxgru_native", "jaxgru_fused")
+# what exists for the GRU alone: the Pallas kernels, and the Keras and ONNX bridges of the contenders
+GRU_ONLY = ("keras", "jaxgru_pallas", "onnxruntime")
 TORCH_LAYERS = {"gru": torch.nn.GRU, "lstm": torch.nn.LSTM, "rnn": torch.nn.RNN}
 JAX_LAYERS = {"gru": jaxgru.gru, "lstm": jaxgru.lstm, "rnn": jaxgru.rnn}
 NNX_LAYERS = {"gru": jaxgru.GRU, "lstm": jaxgru.LSTM, "rnn": jaxgru.RNN}
@@ -188,20 +189,12 @@ def jax_fns(kind: str, shape: Shape, x: jax.Array, cot: jax.Array, torch_state: 
         out = layer(out, initial_carry=(carry, carry) if shape.bidirectional else carry)
       return out
 
-  elif kind in ("jaxgru", "jaxgru_pallas", "jaxgru_fused"):
+  elif kind in ("jaxgru", "jaxgru_pallas", "jaxgru_fused", "jaxgru_native"):
     params = {k: jnp.asarray(v) for k, v in torch_state.items()}
-    impl = {"jaxgru_pallas": "pallas", "jaxgru_fused": "fused"}.get(kind, "auto")
+    impl = {"jaxgru_pallas": "pallas", "jaxgru_fused": "fused", "jaxgru_native": "native"}.get(kind, "auto")
 
     def apply(p, x):
-      if shape.cell != "gru":
-        return JAX_LAYERS[shape.cell](p, x, impl=impl)[0]
-      return jaxgru.gru(p, x, impl=impl)[0]
-
-  elif kind == "jaxgru_native":
-    params = {k: jnp.asarray(v) for k, v in torch_state.items()}
-
-    def apply(p, x):
-      return jaxgru.gru(p, x, impl="native")[0]
+      return JAX_LAYERS[shape.cell](p, x, impl=impl)[0]
 
   elif kind == "keras":
     apply, params, _ = keras_model(torch_state, shape)

@@ -111,7 +111,7 @@ def gru(
       ``jax.custom_vjp``; torch variant only); ``"reference"``: a plain ``lax.scan``
       differentiated by JAX; ``"native"``: the C++ CPU kernel (torch variant, float32 and
       float64; see :func:`jaxgru.native_available`); ``"auto"`` (default): for the torch
-      variant the native kernel where it measured faster (CPU, hidden size up to
+      variant (and the LSTM and RNN) the native kernel where it measured faster (CPU, hidden size up to
       1024 in float32 on an AVX-512 CPU, else 512;
       sharded, each device runs it on its own rows), else fused; the kernel's calls lower per
       platform, so a program lowered for a GPU or TPU (``jax.export`` from a CPU host

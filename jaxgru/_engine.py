@@ -91,7 +91,7 @@ def _stack(
     _native.require(x)
   # auto: the native kernel where XLA lowers the program for the CPU, the fused path for any other
   # platform (a GPU, a TPU, jax.export for them): the kernel's calls lower per platform
-  native_layers = impl == "native" or (torch_gru and impl == "auto" and _native.auto_picks(x, spec.hidden_size))
+  native_layers = impl == "native" or (impl == "auto" and _native.serves(cell) and _native.auto_picks(x, spec.hidden_size, cell))
   kinds = cell.kinds(spec.proj_size > 0)
 
   def directions(layer_in, state, ws, valid, reset):
@@ -122,10 +122,8 @@ def _stack(
     rows = slice(layer * spec.num_directions, (layer + 1) * spec.num_directions)
     state = tuple(s[rows] for s in state0)
     reset_layer = None if reset is None else tuple(r[rows] for r in reset)
-    if native_layers:  # the GRU's layer, its directions in one call of the kernel
-      h_reset = None if reset_layer is None else reset_layer[0]
-      layer_in, h_last = _native.layer(layer_in, state[0], ws, valid, remat, starts, h_reset)
-      last = (h_last,)
+    if native_layers:  # the layer, its directions in one call of the kernel
+      layer_in, last = _native.layer(cell, layer_in, state, ws, valid, remat, starts, reset_layer)
     else:
       layer_in, last = directions(layer_in, state, ws, valid, reset_layer)
     finals.append(last)

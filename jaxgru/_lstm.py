@@ -73,8 +73,10 @@ def lstm(
     dropout: probability in [0, 1] of zeroing each output of every layer but the last.
     dropout_key: PRNG key; required when ``dropout > 0``.
     impl: ``"fused"`` (chunked recurrence with a hand-written backward pass), ``"reference"`` (a
-      plain ``lax.scan`` differentiated by JAX) or ``"auto"`` (default: fused, the reference
-      where forward-mode autodiff meets it). ``"native"`` and ``"pallas"`` run the GRU only.
+      plain ``lax.scan`` differentiated by JAX), ``"native"`` (the C++ CPU kernel, float32 and
+      float64) or ``"auto"`` (default: the native kernel where it measured faster, as for
+      :func:`jaxgru.gru`, else fused; the reference where forward-mode autodiff meets it).
+      ``"pallas"`` runs the GRU only.
     remat: keep only each step's state for the backward pass and recompute the gates.
 
   Returns:

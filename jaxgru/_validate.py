@@ -41,10 +41,10 @@ IMPLS = ("auto", "fused", "reference", "pallas", "native")  # every implementati
 def check_impl(impl: Any, variant: str, mode: str = "GRU") -> str:
   if impl not in IMPLS:
     raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
-  if impl in ("native", "pallas") and mode != "GRU":
+  if impl == "pallas" and mode != "GRU":
     raise ValueError(
-      f"impl={impl!r} runs the GRU only; an {mode} runs on impl='fused' (its hand-written backward pass) or "
-      "'reference', and impl='auto' picks 'fused'"
+      f"impl='pallas' runs the GRU only; an {mode} runs on impl='native' (the CPU kernel), 'fused' (its "
+      "hand-written backward pass, every platform) or 'reference', and impl='auto' picks among the first two"
     )
   if impl in ("fused", "native") and variant != "torch":
     raise ValueError(f"impl={impl!r} implements variant='torch' only, got variant={variant!r}; use impl='auto' or 'reference'")

@@ -2,10 +2,12 @@
 
 ``setup.py`` runs this in a subprocess after it has built and stripped ``_gru_kernel.so``, with
 DIR a copy of jaxgru's Python sources holding that library. The kernel runs beside the reference
-implementation (plain JAX) on small random GRUs, every parameter randomised: float32 and float64,
-one and two directions, with and without ``lengths``, with episode ``resets``, forward (outputs, final states) and
-backward (the gradients of the parameters, the input and the initial state), on every float32
-engine this CPU runs (``avx512``, ``avx2``, ``blas``). A kernel that crashes here (a toolchain
+implementation (plain JAX) on small random GRUs, LSTMs (with and without a projection) and RNNs
+(tanh and ReLU), every parameter randomised: float32 and float64, one and two directions, with and
+without ``lengths``, with episode ``resets``, forward (outputs, final states) and backward (the
+gradients of the parameters, the input, the initial state and the reset state), on every float32
+engine this CPU runs (``avx512``, ``avx2``, ``blas``). The GRU runs every combination; each other
+cell the fullest (two directions, lengths and resets) and one direction without either. A kernel that crashes here (a toolchain
 that mislinks it: a signal ends this process, not the install) or disagrees is not installed.
 
 Only jax is imported, not flax: the build environment has jax, jaxlib and OpenBLAS, nothing else.
@@ -14,6 +16,7 @@ Prints one line per case and exits 0 when the kernel agrees; otherwise its last 
 
 from __future__ import annotations
 
+import functools
 import sys
 import types
 
@@ -27,12 +30,11 @@ def main(package: str) -> int:
   jax.config.update("jax_enable_x64", True)
   jax.config.update("jax_default_matmul_precision", "highest")
   import jax.numpy as jnp
-  import numpy as np
 
   stub = types.ModuleType("jaxgru")  # the package without its __init__, which imports flax
   stub.__path__ = [package]
   sys.modules["jaxgru"] = stub
-  from jaxgru import _core, _native, _params
+  from jaxgru import _core, _lstm, _native, _params, _rnn
 
   if (reason := _native.native_status()) is not None:
     print(f"the kernel does not load: {reason}")
@@ -40,46 +42,68 @@ def main(package: str) -> int:
   kernel = _native._load.libraries[1]
   engines = [isa for isa in _native.ISAS if kernel.jaxgru_select_isa(isa.encode())]
 
-  def loss(params, x, h0, reset_state, lengths, resets, impl):
-    reset_state = None if resets is None else reset_state
-    out, h_n = _core.gru(params, x, h0, lengths=lengths, resets=resets, reset_state=reset_state, impl=impl)
-    return jnp.sum(jnp.sin(out)) + jnp.sum(jnp.cos(h_n)), (out, h_n)
-
-  # compiled once per impl and shape: the engines, picked at run time, share a program
-  programs = {
-    impl: jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2, 3), has_aux=True), static_argnums=6)
-    for impl in ("reference", "native")
+  T, B, I, H, P = 7, 5, 6, 19, 4
+  # cell: (init, layer, its state's feature sizes, keyword arguments)
+  cells = {
+    "GRU": (_params.init_gru_params, _core.gru, (H,), {}),
+    "LSTM": (_params.init_lstm_params, _lstm.lstm, (H, H), {}),
+    "LSTM, proj_size 4": (functools.partial(_params.init_lstm_params, proj_size=P), _lstm.lstm, (P, H), {}),
+    "RNN, tanh": (_params.init_rnn_params, _rnn.rnn, (H,), {}),
+    "RNN, relu": (_params.init_rnn_params, _rnn.rnn, (H,), {"nonlinearity": "relu"}),
   }
 
-  def run(params, x, h0, reset_state, lengths, resets, impl):
-    (_, outs), grads = programs[impl](params, x, h0, reset_state, lengths, resets, impl)
+  def loss(params, x, h0, reset_state, lengths, resets, cell, impl):
+    _, layer, sizes, options = cells[cell]
+    unpack = (lambda s: s) if len(sizes) > 1 else (lambda s: s[0])
+    reset_state = None if resets is None else unpack(reset_state)
+    out, h_n = layer(params, x, unpack(h0), lengths=lengths, resets=resets, reset_state=reset_state, impl=impl, **options)
+    return jnp.sum(jnp.sin(out)) + sum(jnp.sum(jnp.cos(h) * (k + 1)) for k, h in enumerate(jax.tree.leaves(h_n))), (out, h_n)
+
+  # compiled once per cell, impl and shape: the engines, picked at run time, share a program
+  program = jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2, 3), has_aux=True), static_argnums=(6, 7))
+
+  def run(params, x, h0, reset_state, lengths, resets, cell, impl):
+    (_, outs), grads = program(params, x, h0, reset_state, lengths, resets, cell, impl)
     return jax.tree.leaves((outs, grads))
 
-  keys = iter(jax.random.split(jax.random.key(0), 128))
-  T, B, I, H = 7, 5, 6, 19
-  for dtype in ("float32", "float64"):
-    for bidirectional in (False, True):
-      D = 2 if bidirectional else 1
-      params = _params.init_gru_params(next(keys), I, H, num_layers=2, bidirectional=bidirectional, dtype=dtype)
-      params = {k: v + 0.1 * jax.random.normal(next(keys), v.shape, v.dtype) for k, v in params.items()}  # biases too
-      x = jax.random.normal(next(keys), (T, B, I), dtype)
-      h0 = jax.random.normal(next(keys), (2 * D, B, H), dtype)
-      reset_state = jax.random.normal(next(keys), (2 * D, B, H), dtype)
-      some_lengths = jnp.array([7, 3, 1, 7, 5])
-      some_resets = jax.random.bernoulli(next(keys), 0.3, (T, B))
-      for lengths, resets in ((None, None), (some_lengths, None), (some_lengths, some_resets)):
-        want = run(params, x, h0, reset_state, lengths, resets, "reference")
-        for engine in engines if dtype == "float32" else ["blas"]:
-          kernel.jaxgru_select_isa(engine.encode())
-          got = run(params, x, h0, reset_state, lengths, resets, "native")
-          err = max(float(np.max(np.abs(np.asarray(a) - np.asarray(b)))) for a, b in zip(got, want, strict=True))
-          case = f"{dtype}, {D} direction(s), lengths {'yes' if lengths is not None else 'no'}, "
-          case += f"resets {'yes' if resets is not None else 'no'}, {engine}"
-          print(f"{case}: max abs error {err:.1e} (outputs, final states, gradients)", flush=True)
-          if not err <= TOLERANCE[dtype]:
-            print(f"the kernel disagrees with the reference ({case}): max abs error {err:.1e} > {TOLERANCE[dtype]:.0e}")
-            return 1
+  keys = iter(jax.random.split(jax.random.key(0), 1024))
+  for cell, (init, _, sizes, _) in cells.items():
+    for dtype in ("float32", "float64"):
+      for bidirectional in (False, True):
+        D = 2 if bidirectional else 1
+        params = init(next(keys), I, H, num_layers=2, bidirectional=bidirectional, dtype=dtype)
+        params = {k: v + 0.1 * jax.random.normal(next(keys), v.shape, v.dtype) for k, v in params.items()}  # biases too
+        x = jax.random.normal(next(keys), (T, B, I), dtype)
+        h0 = tuple(jax.random.normal(next(keys), (2 * D, B, n), dtype) for n in sizes)
+        reset_state = tuple(jax.random.normal(next(keys), (2 * D, B, n), dtype) for n in sizes)
+        some_lengths = jnp.array([7, 3, 1, 7, 5])
+        some_resets = jax.random.bernoulli(next(keys), 0.3, (T, B))
+        combinations = ((None, None), (some_lengths, None), (some_lengths, some_resets))
+        if cell != "GRU":  # the fullest, and one direction without either
+          combinations = combinations[2:] if bidirectional else combinations[:1]
+        for lengths, resets in combinations:
+          if (err := compare(run, engines, kernel, params, x, h0, reset_state, lengths, resets, cell, dtype)) is not None:
+            return err
   return 0
+
+
+def compare(run, engines, kernel, params, x, h0, reset_state, lengths, resets, cell, dtype) -> int | None:
+  """Runs one case on each engine against the reference; prints a line each, returns 1 where they disagree."""
+  import numpy as np
+
+  want = run(params, x, h0, reset_state, lengths, resets, cell, "reference")
+  D = 2 if "weight_ih_l0_reverse" in params else 1
+  for engine in engines if dtype == "float32" else ["blas"]:
+    kernel.jaxgru_select_isa(engine.encode())
+    got = run(params, x, h0, reset_state, lengths, resets, cell, "native")
+    err = max(float(np.max(np.abs(np.asarray(a) - np.asarray(b)))) for a, b in zip(got, want, strict=True))
+    case = f"{cell}, {dtype}, {D} direction(s), lengths {'yes' if lengths is not None else 'no'}, "
+    case += f"resets {'yes' if resets is not None else 'no'}, {engine}"
+    print(f"{case}: max abs error {err:.1e} (outputs, final states, gradients)", flush=True)
+    if not err <= TOLERANCE[dtype]:
+      print(f"the kernel disagrees with the reference ({case}): max abs error {err:.1e} > {TOLERANCE[dtype]:.0e}")
+      return 1
+  return None
 
 
 if __name__ == "__main__":

@@ -76,6 +76,14 @@ def test_auto_picks_the_kernel_where_it_measured_faster():
     )
   assert not runs_kernel(H, jnp.bfloat16)
   assert not runs_kernel(H, variant="classic") and not runs_kernel(H, impl="fused")
+  # the LSTM and the RNN by the same rule, each on its own targets
+  x = jnp.ones((4, 2, I))
+  for hidden, picked in ((H, True), (limit + 1, False)):
+    lstm = jax.jit(jaxgru.lstm).lower(jaxgru.init_lstm_params(jax.random.key(0), I, hidden, proj_size=2), x).as_text()
+    rnn = jax.jit(lambda p, x: jaxgru.rnn(p, x, nonlinearity="relu")).lower(
+      jaxgru.init_rnn_params(jax.random.key(0), I, hidden), x
+    )
+    assert ("jaxgru_lstm_forward" in lstm) == picked and ("jaxgru_rnn_relu_forward" in rnn.as_text()) == picked
 
 
 # Parses the kernel's calls in a compiled program's text: [(target, [operand shape, ...]), ...].
@@ -221,51 +229,68 @@ def test_batch_split_across_threads_matches_torch(precision):
   compare_with_torch(module, x, h0, lengths=lengths, tol=precision.tol, impl="native")
 
 
-# (T, B, I, H, D): rows past the register tiles (13 = 8 + 5 = 2 x 6 + 1), columns past the panels
-# (3H = 57), a sum over more than 1024 in blocks (3H = 1050 in the backward's dh), W_ih's products
-# handed to OpenBLAS from k = 1024 (I = 1100), and a batch split across threads (50 rows, work >=
-# 2^18); one direction and two (one call, the second reverse, its output in columns [H, 2H)).
-ENGINE_SHAPES = [(5, 13, 37, 19, 1), (3, 9, 1100, 20, 2), (3, 7, 4, 350, 1), (21, 50, 3, 64, 2)]
+# (cell, T, B, I, H, D, P): rows past the register tiles (13 = 8 + 5 = 2 x 6 + 1), columns past the
+# panels (3H = 57), a sum over more than 1024 in blocks (3H = 1050 in the backward's dh), W_ih's
+# products handed to OpenBLAS from k = 1024 (I = 1100), and a batch split across threads (50 rows,
+# work >= 2^18); one direction and two (one call, the second reverse, its output in columns [O, 2O)).
+# The LSTM's state rows (h, c) side by side, its projection's products (P = 7 and 20 columns, sums
+# over H = 37 and 53), the RNN's one gate block.
+ENGINE_SHAPES = [
+  ("gru", 5, 13, 37, 19, 1, 0),
+  ("gru", 3, 9, 1100, 20, 2, 0),
+  ("gru", 3, 7, 4, 350, 1, 0),
+  ("gru", 21, 50, 3, 64, 2, 0),
+  ("lstm", 5, 13, 11, 37, 2, 7),
+  ("lstm", 21, 50, 3, 53, 1, 20),
+  ("lstm", 4, 9, 6, 21, 2, 0),
+  ("rnn_relu", 6, 13, 5, 45, 2, 0),
+]
 
 _ENGINE_CHECK = """
 import functools
 import numpy as np, jax, jax.numpy as jnp
 from jaxgru import _cell, _fused, _native
 
-def fused_layer(x, h0, ws, valid, remat):
+CELL = {"gru": _cell.GRU(), "lstm": _cell.LSTM(), "rnn_tanh": _cell.RNN("tanh"), "rnn_relu": _cell.RNN("relu")}
+
+def fused_layer(cell, x, state, ws, valid, remat):
   # the fused path one direction at a time, the outputs side by side: what _native.layer computes
-  runs = [_fused.direction(_cell.GRU(), x, (h0[d],), w, valid, d == 1, remat) for d, w in enumerate(ws)]
-  return jnp.concatenate([out for out, _ in runs], -1), jnp.stack([h for _, (h,) in runs])
+  runs = [_fused.direction(cell, x, tuple(s[d] for s in state), w, valid, d == 1, remat) for d, w in enumerate(ws)]
+  return jnp.concatenate([out for out, _ in runs], -1), tuple(jnp.stack(parts) for parts in zip(*(s for _, s in runs)))
 
-@functools.partial(jax.jit, static_argnames=("impl", "remat"))
-def layer_grads(x, h0, ws, valid, *, impl, remat):
+@functools.partial(jax.jit, static_argnames=("cell", "impl", "remat"))
+def layer_grads(x, state, ws, valid, *, cell="gru", impl, remat):
   run = _native.layer if impl == "native" else fused_layer
-  def loss(x, h0, ws):
-    out, h_last = run(x, h0, ws, valid, remat)
-    return jnp.sum(jnp.sin(out) * jnp.arange(out.shape[-1])) + jnp.sum(h_last**2 * jnp.arange(h_last.shape[0])[:, None, None])
-  return jax.value_and_grad(loss, argnums=(0, 1, 2))(x, h0, ws)
+  def loss(x, state, ws):
+    out, last = run(CELL[cell], x, state, ws, valid, remat)
+    weights = jnp.arange(last[0].shape[0])[:, None, None]
+    return jnp.sum(jnp.sin(out) * jnp.arange(out.shape[-1])) + sum(jnp.sum(s**2 * (weights + k)) for k, s in enumerate(last))
+  return jax.value_and_grad(loss, argnums=(0, 1, 2))(x, state, ws)
 
-def random_layer(rng, steps, batch, inputs, hidden, directions, dtype=jnp.float32):
+def random_layer(rng, steps, batch, inputs, hidden, directions, dtype=jnp.float32, cell="gru", proj=0):
+  # x, the state's parts (D, B, .), each direction's weights in torch's order, valid (T, B, 1)
   k = 1 / np.sqrt(hidden)  # torch's initialisation range
-  shapes = [(3 * hidden, inputs), (3 * hidden, hidden), (3 * hidden,), (3 * hidden,)]
+  G = CELL[cell].gates * hidden
+  out = proj or hidden
+  shapes = [(G, inputs), (G, out), (G,), (G,)] + ([(proj, hidden)] if proj else [])
   ws = tuple(tuple(jnp.asarray(rng.uniform(-k, k, s), dtype) for s in shapes) for _ in range(directions))
   x = jnp.asarray(rng.standard_normal((steps, batch, inputs)), dtype)
-  h0 = jnp.asarray(rng.standard_normal((directions, batch, hidden)), dtype)
+  state = tuple(jnp.asarray(rng.standard_normal((directions, batch, n)), dtype) for n in CELL[cell].state_sizes(hidden, proj))
   lengths = rng.integers(1, steps + 1, batch)
   valid = jnp.asarray(np.arange(steps)[:, None, None] < lengths[None, :, None])
-  return x, h0, ws, valid
+  return x, state, ws, valid
 
 def check(shapes):
   rng = np.random.default_rng(0)
-  for steps, batch, inputs, hidden, directions in shapes:
-    x, h0, ws, valid = random_layer(rng, steps, batch, inputs, hidden, directions)
+  for cell, steps, batch, inputs, hidden, directions, proj in shapes:
+    x, state, ws, valid = random_layer(rng, steps, batch, inputs, hidden, directions, cell=cell, proj=proj)
     for remat in (False, True):
-      got = layer_grads(x, h0, ws, valid, impl="native", remat=remat)
-      want = layer_grads(x, h0, ws, valid, impl="fused", remat=remat)
+      got = layer_grads(x, state, ws, valid, cell=cell, impl="native", remat=remat)
+      want = layer_grads(x, state, ws, valid, cell=cell, impl="fused", remat=remat)
       for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
         a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
         err, scale = float(np.max(np.abs(a - b))), max(1.0, float(np.max(np.abs(b))))
-        assert err <= 2e-5 * scale, (_native.isa(), steps, batch, inputs, hidden, directions, remat, err, scale)
+        assert err <= 2e-5 * scale, (_native.isa(), cell, steps, batch, inputs, hidden, directions, proj, remat, err, scale)
 """
 ENGINE: dict = {}
 exec(_ENGINE_CHECK, ENGINE)  # noqa: S102  (the helpers that the subprocesses run too)
@@ -318,12 +343,12 @@ def test_an_unknown_engine_is_refused_by_name():
 
 @needs_native
 @pytest.mark.parametrize("remat", [False, True])
-@pytest.mark.parametrize("directions", [1, 2])
-def test_nan_padding_never_reaches_the_result(remat, directions):
+@pytest.mark.parametrize("cell, directions, proj", [("gru", 1, 0), ("gru", 2, 0), ("lstm", 2, 3), ("rnn_tanh", 1, 0)])
+def test_nan_padding_never_reaches_the_result(remat, cell, directions, proj):
   """x past each length is NaN: the kernel's outputs and gradients are those of clean padding
   (the reverse direction starts inside the padding)."""
-  x, h0, ws, valid = ENGINE["random_layer"](np.random.default_rng(0), 19, 10, I, H, directions)
-  grads = functools.partial(ENGINE["layer_grads"], h0=h0, ws=ws, valid=valid, remat=remat)
+  x, state, ws, valid = ENGINE["random_layer"](np.random.default_rng(0), 19, 10, I, H, directions, cell=cell, proj=proj)
+  grads = functools.partial(ENGINE["layer_grads"], state=state, ws=ws, valid=valid, cell=cell, remat=remat)
   clean = grads(jnp.where(valid, x, 0), impl="native")
   padded = grads(jnp.where(valid, x, jnp.nan), impl="native")
   fused = grads(jnp.where(valid, x, 0), impl="fused")
@@ -443,18 +468,22 @@ def test_weights_only_gradient_skips_the_input_product():
 
 
 @needs_native
-@pytest.mark.parametrize("resets", [False, True])
-@pytest.mark.parametrize("directions", [1, 2])
-def test_elsewhere_the_kernels_calls_lower_to_the_fused_path_with_the_same_results(x64, directions, resets):
+@pytest.mark.parametrize(
+  "cell, proj, directions, resets",
+  [("gru", 0, 1, False), ("gru", 0, 2, True), ("lstm", 2, 2, True), ("lstm", 0, 1, False), ("rnn_relu", 0, 2, True)],
+)
+def test_elsewhere_the_kernels_calls_lower_to_the_fused_path_with_the_same_results(x64, cell, proj, directions, resets):
   """On a GPU or TPU (or ``jax.export`` for one) each of the kernel's calls lowers to the fused
   path's equivalent (``_fused_forward_kernel``, ``_fused_backward_kernel``): on the same operands
   they give the kernel's outputs, final states and gradients, with and without remat and dx,
   lengths and episode resets in; the saved states and gates agree on every valid step (past a
   sequence's end each side keeps its own filler, read only by its own backward pass)."""
   steps, batch, inputs, hidden = 9, 5, 3, 4
-  x, h0, ws, valid = ENGINE["random_layer"](
-    np.random.default_rng(directions), steps, batch, inputs, hidden, directions, jnp.float64
+  x, state, ws, valid = ENGINE["random_layer"](
+    np.random.default_rng(directions), steps, batch, inputs, hidden, directions, jnp.float64, cell, proj
   )
+  kernel_cell = ENGINE["CELL"][cell]
+  h0 = _native._join(state)  # the kernel's state rows (D, B, W)
   w = tuple(jnp.stack(parts) for parts in zip(*ws, strict=True))
   starts = h_reset = None
   if resets:
@@ -462,39 +491,39 @@ def test_elsewhere_the_kernels_calls_lower_to_the_fused_path_with_the_same_resul
     starts = jnp.asarray(rng.random((steps, batch, 1)) < 0.3) & valid
     h_reset = jnp.asarray(rng.standard_normal(h0.shape))
   operands = _native._operands(x, h0, w, valid, starts, h_reset)
-  T, B, H, D = steps, batch, hidden, directions
+  T, B, H, D, W, O, S = steps, batch, hidden, directions, h0.shape[-1], proj or hidden, _native._SAVED[kernel_cell.name]
+  G = kernel_cell.gates * H
   # each direction's own order of steps: the reverse one's first is the input's last
   own = jnp.stack([valid[:, :, 0], jnp.flip(valid[:, :, 0], 0)][:D])[..., None]
 
   def both(target, fused, operands, shapes, **attributes):
-    kernel = jax.jit(lambda *o: _native._call(target, o, shapes, **attributes))(*operands)
-    other = jax.jit(functools.partial(fused, shapes=tuple(map(tuple, shapes)), **attributes))(*operands)
+    kernel = jax.jit(lambda *o: _native._call(kernel_cell, target, o, shapes, **attributes))(*operands)
+    other = jax.jit(functools.partial(fused, cell=kernel_cell, shapes=tuple(map(tuple, shapes)), **attributes))(*operands)
     assert [a.shape for a in kernel] == [b.shape for b in other] == [tuple(s) for s in shapes]
     return kernel, other
 
   def close(a, b, what):
     assert_close(a, b, 1e-12, what)
 
-  kernel, other = both("jaxgru_forward", _native._fused_forward_kernel, operands, [(T, B, D * H), (D, B, H), (0,), (0,)])
+  kernel, other = both("forward", _native._fused_forward_kernel, operands, [(T, B, D * O), (D, B, W), (0,), (0,)])
   close(kernel[0], other[0], "forward out")
   close(kernel[1], other[1], "forward h_last")
   rng = np.random.default_rng(7)
-  d_out, d_last = jnp.asarray(rng.standard_normal((T, B, D * H))), jnp.asarray(rng.standard_normal((D, B, H)))
+  d_out, d_last = jnp.asarray(rng.standard_normal((T, B, D * O))), jnp.asarray(rng.standard_normal((D, B, W)))
   for remat in (False, True):
-    shapes = [(T, B, D * H), (D, B, H), (D, T, B, H), (0,) if remat else (D, T, B, 4 * H)]
-    kernel, other = both("jaxgru_forward_save", _native._fused_forward_kernel, operands, shapes)
+    shapes = [(T, B, D * O), (D, B, W), (D, T, B, W), (0,) if remat else (D, T, B, S * H)]
+    kernel, other = both("forward_save", _native._fused_forward_kernel, operands, shapes)
     for k, what in enumerate(["out", "h_last", "states", "gates"][: 3 if remat else 4]):
       mask = own if k >= 2 else True
       close(jnp.where(mask, kernel[k], 0), jnp.where(mask, other[k], 0), f"forward_save {what} remat={remat}")
     for input_grad in (False, True):
-      shapes = [(T, B, inputs) if input_grad else (0,), (D, B, H), w[0].shape, w[1].shape, (D, 3 * H), (D, 3 * H)]
-      shapes.append((D, B, H) if resets else (0,))
-      run = functools.partial(
-        both, "jaxgru_backward", _native._fused_backward_kernel, shapes=shapes, input_grad=input_grad, remat=remat
-      )
+      shapes = [(T, B, inputs) if input_grad else (0,), (D, B, W), w[0].shape, w[1].shape, (D, G), (D, G)]
+      shapes += [w[4].shape if proj else (0,), (D, B, W) if resets else (0,)]
+      run = functools.partial(both, "backward", _native._fused_backward_kernel, shapes=shapes, input_grad=input_grad, remat=remat)
       got = run((*operands, *kernel[2:], d_out, d_last))[0]  # each backward pass from its own forward's residuals
       want = run((*operands, *other[2:], d_out, d_last))[1]
-      for a, b, what in zip(got, want, ("dx", "dh0", "dw_ih", "dw_hh", "db_ih", "db_hh", "dh_reset"), strict=True):
+      names = ("dx", "dh0", "dw_ih", "dw_hh", "db_ih", "db_hh", "dw_hr", "dh_reset")
+      for a, b, what in zip(got, want, names, strict=True):
         close(a, b, f"backward {what} input_grad={input_grad} remat={remat}")
 
 

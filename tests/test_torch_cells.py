@@ -4,6 +4,7 @@ and every gradient, in one grid over the cells; episode resets against torch run
 from __future__ import annotations
 
 import dataclasses
+import functools
 import zlib
 
 import jax
@@ -11,13 +12,20 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
-from _helpers import assert_close, random_torch, torch_episodes
+from _helpers import assert_close, needs_native, random_torch, torch_episodes
 from conftest import FLOAT32, FLOAT64
 
 import jaxgru
 
 I, H, P, T, B = 3, 5, 2, 6, 4
-IMPLS = ["fused", "reference"]  # "auto" runs fused; the native kernel and Pallas run the GRU only
+IMPLS = ["fused", "native", "reference"]  # "auto" runs native (CPU) or fused; Pallas runs the GRU only
+NATIVE = "native"
+
+
+def marked(*values) -> pytest.param:
+  """One parameter set, skipped where it runs the native kernel and the kernel is not built."""
+  return pytest.param(*values, marks=[needs_native] if "native" in values else [])
+
 
 # A cell as torch builds it and as jaxgru runs it: (name, torch constructor keyword arguments)
 CELLS = {
@@ -42,10 +50,11 @@ class Case:
     return "-".join(f"{k}={v}" for k, v in dataclasses.asdict(self).items() if v != getattr(Case, k)) or "default"
 
 
-# float64 proves the maths, on the fused path in every case and on the reference (a plain scan over
-# the engine, which the GRU's grid tests in 20 cases) in the fullest two; float32 the kernels, in the
-# case that reaches every code path. The LSTM without a projection and the ReLU RNN differ from the
-# projected LSTM and the tanh RNN only inside the cell: they run the cases that reach it.
+# float64 proves the maths, on the fused path and the native kernel in every case and on the
+# reference (a plain scan over the engine, which the GRU's grid tests in 20 cases) in the fullest
+# two; float32 the kernels, in the case that reaches every code path. The LSTM without a projection
+# and the ReLU RNN differ from the projected LSTM and the tanh RNN only inside the cell: they run
+# the cases that reach it.
 CASES = [
   Case(),
   Case(batch_first=True, bias=False, h0=True),
@@ -53,15 +62,16 @@ CASES = [
   Case(bidirectional=True, unbatched=True, h0=True),
   Case(layers=2, bidirectional=True, batch_first=True, lengths=[1, T, 1, 2]),
 ]
-FULL = [(c, FLOAT64, "fused") for c in CASES] + [(CASES[i], FLOAT64, "reference") for i in (2, 3)]
-FULL += [(CASES[2], FLOAT32, "fused")]
+FULL = [(c, FLOAT64, impl) for impl in ("fused", NATIVE) for c in CASES] + [(CASES[i], FLOAT64, "reference") for i in (2, 3)]
+FULL += [(CASES[2], FLOAT32, "fused"), (CASES[2], FLOAT32, NATIVE)]
+INSIDE = [(CASES[2], precision, impl) for precision in (FLOAT64, FLOAT32) for impl in ("fused", NATIVE)]
 CELL_GRID = {
   "lstm_proj": FULL,
   "rnn_tanh": FULL,
-  "lstm": [(CASES[i], FLOAT64, "fused") for i in (0, 1, 2)] + [(CASES[2], FLOAT64, "reference"), (CASES[2], FLOAT32, "fused")],
-  "rnn_relu": [(CASES[i], FLOAT64, "fused") for i in (0, 2)] + [(CASES[2], FLOAT32, "fused")],
+  "lstm": [(CASES[i], FLOAT64, "fused") for i in (0, 1)] + [(CASES[2], FLOAT64, "reference")] + INSIDE,
+  "rnn_relu": [(CASES[0], FLOAT64, "fused")] + INSIDE,
 }
-GRID = [(cell, *entry) for cell, entries in CELL_GRID.items() for entry in entries]
+GRID = [marked(cell, *entry) for cell, entries in CELL_GRID.items() for entry in entries]
 
 
 def torch_layer(cell: str, case: Case, dtype) -> torch.nn.Module:
@@ -105,7 +115,10 @@ def torch_forward(module, x, state, lengths, batch_first):
 
 
 @pytest.mark.parametrize(
-  "cell, case, precision, impl", GRID, ids=[f"{c}-{p.name}-{k}-{i}" for c, k, p, i in GRID], indirect=["precision"]
+  "cell, case, precision, impl",
+  GRID,
+  ids=[f"{c}-{p.name}-{k}-{i}" for c, k, p, i in (entry.values for entry in GRID)],
+  indirect=["precision"],
 )
 def test_layer_matches_torch(cell, case, impl, precision):
   """Outputs, every part of the final state and the gradients of every parameter, x and the
@@ -141,7 +154,8 @@ def test_layer_matches_torch(cell, case, impl, precision):
 
 
 @pytest.mark.parametrize(
-  "cell, impl", [(c, i) for c in ("lstm_proj", "rnn_tanh") for i in IMPLS] + [("lstm", "fused"), ("rnn_relu", "fused")]
+  "cell, impl",
+  [marked(c, i) for c in ("lstm_proj", "rnn_tanh") for i in IMPLS] + [("lstm", "fused"), marked("rnn_relu", "native")],
 )
 def test_resets_equal_torch_run_episode_by_episode(cell, impl, x64):
   """Resets restart every part of the state (an LSTM's h and c) from the reset state: outputs,
@@ -245,8 +259,8 @@ def test_torch_refusals_and_clear_errors():
     jaxgru.lstm(params, x, resets=jnp.zeros((T, B), bool), reset_state=(jnp.zeros((2, H)), None))
   with pytest.raises(ValueError, match="reset_state is the state that resets put in"):
     jaxgru.lstm(params, x, reset_state=(jnp.zeros((2, P)), None))
-  with pytest.raises(ValueError, match="impl='native' runs the GRU only; an LSTM runs on impl='fused'"):
-    jaxgru.lstm(params, x, impl="native")
+  with pytest.raises(ValueError, match="impl='pallas' runs the GRU only; an LSTM runs on impl='native'"):
+    jaxgru.lstm(params, x, impl="pallas")
   with pytest.raises(ValueError, match="params do not describe a torch.nn.LSTM"):
     jaxgru.lstm(jaxgru.init_gru_params(key, I, H), x)  # a GRU's params: 3H rows, not 4H
   with pytest.raises(ValueError, match="unexpected key.*weight_hr_l0"):
@@ -262,9 +276,9 @@ def test_torch_refusals_and_clear_errors():
 
 @pytest.mark.parametrize("cell", ["lstm_proj", "rnn_relu"])
 def test_transforms_compose(cell, x64):
-  """Under jit, the fused path's remat, forward mode (the reference, which auto falls back to),
-  the LSTM's grad of grad (through the hand-written backward pass) and the RNN's vmap give the
-  reference's numbers."""
+  """Under jit, remat (fused and native), forward mode (the reference, which auto falls back to),
+  the LSTM's grad of grad (through the hand-written backward pass, and through the kernel's,
+  whose derivative is the fused path's) and the RNN's vmap give the reference's numbers."""
   module = torch_layer(cell, Case(), torch.float64)
   params = {k: jnp.asarray(v.detach().numpy()) for k, v in module.state_dict().items()}
   x = jax.random.normal(jax.random.key(1), (T, B, I), jnp.float64)
@@ -276,13 +290,19 @@ def test_transforms_compose(cell, x64):
   grad = jax.jit(jax.grad(f), static_argnums=(1, 2))
   want = grad(x, "reference")
   assert_close(grad(x, "fused", True), want, 1e-12, "remat")
+  if jaxgru.native_available():
+    assert_close(grad(x, "native", True), want, 1e-12, "native remat")
   tangent = jnp.ones_like(x)
   assert_close(jax.jit(lambda x: jax.jvp(f, (x,), (tangent,))[1])(x), jnp.sum(want * tangent), 1e-12, "jvp")
   if cell.startswith("lstm"):
     hvp = jax.jit(lambda x, impl: jax.grad(lambda x: jnp.vdot(jax.grad(f)(x, impl), tangent))(x), static_argnums=1)
     assert_close(hvp(x, "fused"), hvp(x, "reference"), 1e-10, "grad of grad")
+    if jaxgru.native_available():
+      assert_close(hvp(x, "native"), hvp(x, "reference"), 1e-10, "native grad of grad")
   else:
-    assert_close(jax.jit(jax.vmap(jax.grad(f), in_axes=1, out_axes=1))(x[:, :, None]), want[:, :, None], 1e-12, "vmap")
+    for impl in ("fused", "native") if jaxgru.native_available() else ("fused",):
+      vmapped = jax.jit(jax.vmap(jax.grad(functools.partial(f, impl=impl)), in_axes=1, out_axes=1))
+      assert_close(vmapped(x[:, :, None]), want[:, :, None], 1e-12, f"{impl} vmap")
 
 
 class TorchEncoderDecoder(torch.nn.Module):
