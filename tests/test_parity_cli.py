@@ -27,10 +27,12 @@ def test_quick_sweep_runs_as_a_program():
   out = done.stdout
   assert "device  module" in out and "worst quantity" in out
   rows = [line for line in out.splitlines() if line.startswith("cpu ")]
-  assert len(rows) == 10 and all(line.endswith("yes") for line in rows)
-  assert sum(" float64 " in line for line in rows) == 5 and sum(" float32 " in line for line in rows) == 5
-  assert sum(line.split()[-7] == "yes" for line in rows) == 4  # the lengths column: 2 GRUs x 2 dtypes
-  assert "10 of 10 runs within tolerance" in out
+  assert len(rows) == 18 and all(line.endswith("yes") for line in rows)
+  assert sum(" float64 " in line for line in rows) == 9 and sum(" float32 " in line for line in rows) == 9
+  assert sum(line.split()[-7] == "yes" for line in rows) == 8  # the lengths column: 4 layers x 2 dtypes
+  assert sum(" LSTM L=2 bi batch_first proj_size=2 " in line for line in rows) == 4
+  assert sum(" RNN L=2 bi bias=F nonlinearity=relu " in line for line in rows) == 4
+  assert "18 of 18 runs within tolerance" in out
 
 
 def test_the_sweep_runs_keras_and_onnx_runtime_against_torch(monkeypatch, capsys):
@@ -57,13 +59,16 @@ def test_a_missing_framework_is_skipped_with_a_note(monkeypatch):
 
 def test_sweeps_cover_every_pair_of_settings():
   for name in ("default", "full"):
-    grus = [c for c in cli.sweep(name) if not c.cell]
+    grus = [c for c in cli.sweep(name) if not c.cell and c.mode == "GRU"]
     fields = ("num_layers", "bidirectional", "bias", "batch_first")
     for a in fields:
       for b in fields:
         pairs = {(getattr(c, a), getattr(c, b)) for c in grus}
         assert len(pairs) == (2 if a == b else 4), (name, a, b)
-  assert len(cli.sweep("full")) == 18 and {c.bias for c in cli.sweep("default") if c.cell} == {True, False}
+  assert len(cli.sweep("full")) == 24 and {c.bias for c in cli.sweep("default") if c.cell} == {True, False}
+  others = {(c.mode, c.cell, c.proj_size > 0, c.nonlinearity) for c in cli.sweep("default") if c.mode != "GRU"}
+  assert {("LSTM", False, True, "tanh"), ("LSTM", False, False, "tanh"), ("LSTM", True, False, "tanh")} <= others
+  assert {("RNN", False, False, "relu"), ("RNN", False, False, "tanh"), ("RNN", True, False, "relu")} <= others
 
 
 def test_a_mismatch_exits_nonzero_with_the_table(monkeypatch, capsys):

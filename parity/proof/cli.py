@@ -1,17 +1,19 @@
-"""``python -m parity``: torch.nn.GRU / GRUCell against jaxgru over a sweep, on this machine's devices.
+"""``python -m parity``: torch's GRU, LSTM and RNN (and their cells) against jaxgru over a sweep, on this machine's devices.
 
 Every configuration runs in float64 and float32, with and without ``lengths`` (packed
 sequences on torch's side), every parameter randomised, biases included. Each run compares the
-output, ``h_n`` and the gradients of every parameter, the input and ``h0``
-(:func:`parity.compare`); the table shows the worst of them per run. Matrix products run at full
+output, ``h_n`` (an LSTM's ``c_n``) and the gradients of every parameter, the input and ``h0``
+(an LSTM's ``c0``) (:func:`parity.compare`); the table shows the worst of them per run. Matrix products run at full
 precision on both sides (JAX ``"highest"``, torch TF32 off). The exit status is 1 when any run
 is past its tolerance (float64 1e-10, float32 1e-5, relative above magnitude 1), else 0.
 
 Devices: the CPU always; a GPU as well when both torch (CUDA) and JAX see one.
 
 Sweeps: the default covers every pair of settings of layers (1, 2), bidirectional, bias and
-batch_first (6 GRU configurations, plus GRUCell with and without bias); ``--full`` runs their
-whole product (16); ``--quick`` two GRUs and a cell.
+batch_first (6 GRU configurations, plus GRUCell with and without bias), and four LSTMs (with and
+without ``proj_size``) and RNNs (tanh and ReLU) spread over the same settings, with LSTMCell and
+RNNCell; ``--full`` runs the GRU's whole product (16) beside them; ``--quick`` two GRUs, a
+cell, a projected LSTM and a ReLU RNN.
 
 Other frameworks (:mod:`parity.proof.frameworks`): every GRU configuration of the sweep also goes to
 Keras 3 layers and to an ONNX model, run by Keras (JAX backend) and ONNX Runtime (CPU) against
@@ -57,21 +59,41 @@ class Config:
   bidirectional: bool = False
   bias: bool = True
   batch_first: bool = False
+  mode: str = "GRU"  # torch's layer: "GRU", "LSTM" or "RNN"
+  proj_size: int = 0  # an LSTM's
+  nonlinearity: str = "tanh"  # an RNN's
+
+  def _options(self) -> dict:
+    return {"LSTM": {} if self.cell else {"proj_size": self.proj_size}, "RNN": {"nonlinearity": self.nonlinearity}}.get(
+      self.mode, {}
+    )
 
   def __str__(self) -> str:
+    extra = [f"{k}={v}" for k, v in self._options().items() if v]
     if self.cell:
-      return "GRUCell" + ("" if self.bias else " bias=F")
+      return " ".join([f"{self.mode}Cell", *([] if self.bias else ["bias=F"]), *extra])
     flags = [f"L={self.num_layers}", "bi" if self.bidirectional else "uni"]
     flags += [] if self.bias else ["bias=F"]
     flags += ["batch_first"] if self.batch_first else []
-    return "GRU " + " ".join(flags)
+    return " ".join([self.mode, *flags, *extra])
+
+  def state_sizes(self) -> tuple[int, ...]:
+    """Each part of the initial state's feature size: (H,), or an LSTM's (P or H, H)."""
+    return ((self.proj_size or H), H) if self.mode == "LSTM" else (H,)
 
   def torch_module(self, dtype: torch.dtype, seed: int) -> torch.nn.Module:
     if self.cell:
-      module = torch.nn.GRUCell(I, H, bias=self.bias, dtype=dtype)
+      module = getattr(torch.nn, f"{self.mode}Cell")(I, H, bias=self.bias, dtype=dtype, **self._options())
     else:
-      module = torch.nn.GRU(
-        I, H, self.num_layers, bias=self.bias, batch_first=self.batch_first, bidirectional=self.bidirectional, dtype=dtype
+      module = getattr(torch.nn, self.mode)(
+        I,
+        H,
+        self.num_layers,
+        bias=self.bias,
+        batch_first=self.batch_first,
+        bidirectional=self.bidirectional,
+        dtype=dtype,
+        **self._options(),
       )
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
@@ -83,15 +105,24 @@ class Config:
 def sweep(name: str) -> list[Config]:
   """The configurations of a named sweep: ``quick``, ``default`` (pairwise) or ``full``."""
   cells = [Config(cell=True), Config(cell=True, bias=False)]
+  # the LSTM (projected or not) and the RNN (tanh or ReLU), each over the four settings' extremes
+  others = [
+    Config(False, 2, True, True, True, mode="LSTM", proj_size=2),
+    Config(False, 1, False, False, False, mode="LSTM"),
+    Config(False, 2, True, False, False, mode="RNN", nonlinearity="relu"),
+    Config(False, 1, False, True, True, mode="RNN"),
+    Config(cell=True, mode="LSTM"),
+    Config(cell=True, bias=False, mode="RNN", nonlinearity="relu"),
+  ]
   if name == "quick":
-    return [Config(num_layers=2, bidirectional=True, batch_first=True), Config(bias=False), cells[0]]
+    return [Config(num_layers=2, bidirectional=True, batch_first=True), Config(bias=False), cells[0], others[0], others[2]]
   if name == "full":
     grus = [Config(False, *flags) for flags in itertools.product((1, 2), (False, True), (True, False), (False, True))]
-    return grus + cells
+    return grus + cells + others
   # every pair of values of any two of (layers, bidirectional, bias, batch_first) occurs at least once
   pairwise = [(1, False, True, False), (1, True, False, True), (2, False, False, True), (2, True, True, False)]
   pairwise += [(1, False, True, True), (2, True, False, False)]
-  return [Config(False, *flags) for flags in pairwise] + cells
+  return [Config(False, *flags) for flags in pairwise] + cells + others
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,14 +151,18 @@ def devices(cpu_only: bool = False) -> tuple[list[Device], str | None]:
   return found, None
 
 
-def _inputs(config: Config, dtype: type, seed: int, with_h0: bool) -> tuple[np.ndarray, np.ndarray | None]:
+def _inputs(config: Config, dtype: type, seed: int, with_h0: bool) -> tuple[np.ndarray, np.ndarray | tuple | None]:
+  """x and h0 (an LSTM's pair (h0, c0); None without ``with_h0``) for ``config``."""
   rng = np.random.default_rng(seed)
   if config.cell:
-    return rng.standard_normal((B, I)).astype(dtype), rng.standard_normal((B, H)).astype(dtype) if with_h0 else None
-  x = rng.standard_normal((B, T, I) if config.batch_first else (T, B, I)).astype(dtype)
-  directions = 2 if config.bidirectional else 1
-  h0 = rng.standard_normal((config.num_layers * directions, B, H)).astype(dtype) if with_h0 else None
-  return x, h0
+    x, rows = rng.standard_normal((B, I)).astype(dtype), (B,)
+  else:
+    x = rng.standard_normal((B, T, I) if config.batch_first else (T, B, I)).astype(dtype)
+    rows = (config.num_layers * (2 if config.bidirectional else 1), B)
+  if not with_h0:
+    return x, None
+  parts = tuple(rng.standard_normal((*rows, size)).astype(dtype) for size in config.state_sizes())
+  return x, parts if config.mode == "LSTM" else parts[0]
 
 
 def run(configs: Sequence[Config], devices_: Sequence[Device], seed: int = 0) -> list[dict]:
@@ -187,8 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
   """``python -m parity``'s command line."""
   parser = argparse.ArgumentParser(prog="python -m parity", description=_argtypes.plain(__doc__.split("\n\n")[0]))
   size = parser.add_mutually_exclusive_group()
-  size.add_argument("--quick", action="store_true", help="two GRU configurations and a cell")
-  size.add_argument("--full", action="store_true", help="every combination of the four GRU settings")
+  size.add_argument("--quick", action="store_true", help="two GRUs, a cell, a projected LSTM and a ReLU RNN")
+  size.add_argument("--full", action="store_true", help="every combination of the four GRU settings, and the LSTMs and RNNs")
   parser.add_argument("--cpu-only", action="store_true", help="skip a GPU even when there is one")
   parser.add_argument("--seed", type=_argtypes.seed, default=0, help="weights, inputs and cotangents, in [0, 2**32) (default 0)")
   parser.add_argument("--verbose", action="store_true", help="also print every run's full report")

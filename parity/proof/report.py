@@ -1,7 +1,9 @@
-r"""The proof: one torch GRU and one ``jaxgru`` GRU, the same inputs, every difference measured.
+r"""The proof: one torch layer and its ``jaxgru`` twin (a GRU, an LSTM, an RNN or one of their
+cells), the same inputs, every difference measured.
 
 :func:`compare` runs both forward and backward with the same random output cotangents and
-reports, for the output, ``h_n`` and the gradient of every parameter, the input and ``h0``,
+reports, for the output, ``h_n`` (and an LSTM's ``c_n``) and the gradient of every parameter,
+the input and the initial state (``h0``, and an LSTM's ``c0``),
 
 .. math::
 
@@ -23,7 +25,6 @@ import jax
 import numpy as np
 import torch
 
-import jaxgru
 from parity import _arrays
 from parity.proof import runs as _runs
 from parity.weights import convert
@@ -37,7 +38,7 @@ established by any sweep: pass ``tol`` for them."""
 
 @dataclasses.dataclass(frozen=True)
 class Row:
-  """One compared quantity: ``name`` (``output``, ``h_n``, ``grad weight_ih_l0``, ``grad x``, ...)."""
+  """One compared quantity: ``name`` (``output``, ``h_n``, ``c_n``, ``grad weight_ih_l0``, ``grad x``, ...)."""
 
   name: str
   max_abs: float
@@ -53,7 +54,7 @@ class Report:
   """What :func:`compare` measured; ``str(report)`` is a table, ``report.ok`` the verdict.
 
   Attributes:
-    rows: one :class:`Row` per quantity (``output``, ``h_n``, ``grad NAME`` ...), with its
+    rows: one :class:`Row` per quantity (``output``, ``h_n``, ``c_n``, ``grad NAME`` ...), with its
       largest absolute and relative error and torch's largest magnitude.
     tol: the pass threshold the rows were judged by (see :data:`TOLERANCES`).
     torch_side: what ran on torch's side, e.g. ``"torch float32 cpu"``.
@@ -103,33 +104,36 @@ def _row(name: str, got: np.ndarray, want: np.ndarray) -> Row:
   return Row(name, err, rel, ref)
 
 
-_CONFIG = ("input_size", "hidden_size", "num_layers", "bias", "batch_first", "bidirectional")
-
-
-def _jax_module(torch_module: Any, jax_module: Any) -> jaxgru.GRU | jaxgru.GRUCell:
-  if not isinstance(torch_module, torch.nn.GRU | torch.nn.GRUCell):
-    raise TypeError(f"torch_module must be a torch.nn.GRU or torch.nn.GRUCell, got {type(torch_module).__name__}")
+def _jax_module(torch_module: Any, jax_module: Any) -> Any:
+  """The NNX twin of ``torch_module`` that ``jax_module`` describes, its configuration checked."""
+  if not isinstance(torch_module, convert.TorchLayer):
+    raise TypeError(
+      "torch_module must be a torch.nn.GRU, LSTM or RNN or one of their cells (GRUCell, LSTMCell, RNNCell), "
+      f"got {type(torch_module).__name__}"
+    )
+  kind = convert._kind(torch_module)
   batch_first = getattr(torch_module, "batch_first", False)
-  if (
-    isinstance(jax_module, tuple) and len(jax_module) == 2 and isinstance(jax_module[0], jaxgru.linen.GRU | jaxgru.linen.GRUCell)
-  ):
+  nonlinearity = {"nonlinearity": torch_module.nonlinearity} if kind[0] == "RNN" else {}
+  if isinstance(jax_module, tuple) and len(jax_module) == 2 and isinstance(jax_module[0], tuple(convert.LINEN.values())):
     linen_module, variables = jax_module
     params = convert.params_of(linen_module, variables)
-    jax_module = convert.module_from_params(params, batch_first=getattr(linen_module, "batch_first", False))
+    nonlinearity = {"nonlinearity": linen_module.nonlinearity} if hasattr(linen_module, "nonlinearity") else nonlinearity
+    jax_module = convert.module_from_params(params, batch_first=getattr(linen_module, "batch_first", False), **nonlinearity)
   elif isinstance(jax_module, Mapping):
-    jax_module = convert.module_from_params(convert.params_of(jax_module), batch_first=batch_first)
-  want = jaxgru.GRUCell if isinstance(torch_module, torch.nn.GRUCell) else jaxgru.GRU
+    jax_module = convert.module_from_params(convert.params_of(jax_module), batch_first=batch_first, **nonlinearity)
+  want = convert.NNX[kind]
   if not isinstance(jax_module, want):
     raise TypeError(
-      f"jax_module must be a {want.__name__}, its params, or a (jaxgru.linen module, variables) pair to compare "
+      f"jax_module must be a jaxgru.{want.__name__}, its params, or a (jaxgru.linen module, variables) pair to compare "
       f"with a {type(torch_module).__name__}, got {type(jax_module).__name__}"
     )
-  if jax_module.variant != "torch":
+  if getattr(jax_module, "variant", "torch") != "torch":
     raise ValueError(f"jax_module has variant={jax_module.variant!r}; torch computes variant='torch'")
+  names = [name for name in convert._config(torch_module) if name != "dropout"]  # dropout is off on both sides
   differ = [
     f"{name}: torch {getattr(torch_module, name)!r}, JAX {getattr(jax_module, name)!r}"
-    for name in _CONFIG
-    if hasattr(torch_module, name) and getattr(torch_module, name) != getattr(jax_module, name)
+    for name in names
+    if getattr(torch_module, name) != getattr(jax_module, name)
   ]
   if differ:
     raise ValueError("torch_module and jax_module are configured differently: " + "; ".join(differ))
@@ -139,6 +143,8 @@ def _jax_module(torch_module: Any, jax_module: Any) -> jaxgru.GRU | jaxgru.GRUCe
 def _as_numpy(value: Any, name: str) -> np.ndarray | None:
   if value is None:
     return None
+  if isinstance(value, tuple | list):
+    raise TypeError(f"{name} must be one array, got a {type(value).__name__}")
   if isinstance(value, torch.Tensor):
     return _arrays.tensor_to_numpy(value, name)
   result = np.asarray(value)
@@ -147,11 +153,22 @@ def _as_numpy(value: Any, name: str) -> np.ndarray | None:
   return result
 
 
+def _state(h0: Any, lstm: bool) -> Any:
+  """``h0`` as NumPy: one array, or an LSTM's pair ``(h0, c0)`` (torch's ``hx``); None stays None."""
+  if h0 is None:
+    return None
+  if not lstm:
+    return _as_numpy(h0, "h0")
+  if not isinstance(h0, tuple | list) or len(h0) != 2:
+    raise TypeError(f"an LSTM's h0 must be the pair (h0, c0), as torch's hx, got {type(h0).__name__}")
+  return tuple(_as_numpy(a, name) for a, name in zip(h0, ("h0", "c0"), strict=True))
+
+
 def _check_lengths(lengths: Any, x: np.ndarray, torch_module: Any) -> np.ndarray | None:
   if lengths is None:
     return None
-  if isinstance(torch_module, torch.nn.GRUCell):
-    raise ValueError("lengths is for a GRU over sequences; a GRUCell runs one step")
+  if isinstance(torch_module, _runs.TORCH_CELLS):
+    raise ValueError(f"lengths is for a layer over sequences; a {type(torch_module).__name__} runs one step")
   if x.ndim != 3:
     raise ValueError(f"lengths needs batched input x of rank 3, got x of shape {x.shape}")
   batch, steps = (x.shape[0], x.shape[1]) if torch_module.batch_first else (x.shape[1], x.shape[0])
@@ -164,8 +181,8 @@ def _check_lengths(lengths: Any, x: np.ndarray, torch_module: Any) -> np.ndarray
 
 
 def compare(
-  torch_module: torch.nn.GRU | torch.nn.GRUCell,
-  jax_module: jaxgru.GRU | jaxgru.GRUCell | Mapping[str, Any],
+  torch_module: torch.nn.Module,
+  jax_module: Any,
   x: Any,
   h0: Any = None,
   *,
@@ -178,13 +195,16 @@ def compare(
   """Runs both modules on the same inputs and measures every difference.
 
   Args:
-    torch_module: the reference, on its own device; put in eval mode for the run, then restored.
-    jax_module: a :class:`jaxgru.GRU` / :class:`jaxgru.GRUCell`, torch-layout params or Linen
-      variables (then ``batch_first`` is the torch module's), or a ``(jaxgru.linen module,
-      variables)`` pair; its ``__call__`` runs with dropout off. Its configuration must be the
-      torch module's (a ValueError lists every difference).
+    torch_module: the reference, a ``torch.nn.GRU``, ``LSTM``, ``RNN`` or one of their cells, on
+      its own device; put in eval mode for the run, then restored.
+    jax_module: its ``jaxgru`` twin (:class:`jaxgru.GRU`, :class:`jaxgru.LSTM`,
+      :class:`jaxgru.RNN` or their cells), torch-layout params or Linen variables (then
+      ``batch_first`` and an RNN's ``nonlinearity`` are the torch module's), or a
+      ``(jaxgru.linen module, variables)`` pair; its ``__call__`` runs with dropout off. Its
+      configuration must be the torch module's (a ValueError lists every difference).
     x: the input, any float array; each side gets it cast to its parameters' dtype.
-    h0: the initial state (``h`` for a cell), or None for zeros.
+    h0: the initial state (``h`` for a cell; an LSTM's pair ``(h0, c0)``, torch's ``hx``), or
+      None for zeros.
     lengths: (B,) valid steps per sequence: torch runs ``pack_padded_sequence``.
     grads: also compare gradients, for output cotangents drawn from ``seed``.
     tol: the pass threshold; by default :data:`TOLERANCES` of the less precise side's dtype.
@@ -194,8 +214,9 @@ def compare(
     A :class:`Report`; print it for the table.
 
   Raises:
-    TypeError: ``torch_module`` is not a ``torch.nn.GRU`` / ``GRUCell``, ``jax_module`` is not a
-      matching ``jaxgru`` module or params, or ``x`` is not a floating array.
+    TypeError: ``torch_module`` is not a torch recurrent layer or cell, ``jax_module`` is not a
+      matching ``jaxgru`` module or params, ``x`` is not a floating array, or an LSTM's ``h0``
+      is not a pair.
     ValueError: the two modules are configured differently (every difference listed), the JAX
       side computes ``variant="classic"``, or ``lengths`` does not fit ``x``.
 
@@ -207,13 +228,15 @@ def compare(
   """
   jax_module = _jax_module(torch_module, jax_module)
   torch_dtype = _arrays.TORCH_TO_NUMPY[next(torch_module.parameters()).dtype]
-  jax_dtype = _arrays.numpy_dtype(convert.spec_of(jax_module.state_dict()).dtype)
+  jax_dtype = _arrays.numpy_dtype(convert.spec_of(jax_module.state_dict(), modes=convert.MODES).dtype)
   _arrays.check_jax_can_hold(jax_dtype, "jax_module's parameters' dtype")
   if tol is None:
     tol = max(TOLERANCES[torch_dtype.name], TOLERANCES[jax_dtype.name])
-  x, h0 = _as_numpy(x, "x"), _as_numpy(h0, "h0")
+  lstm = isinstance(torch_module, torch.nn.LSTM | torch.nn.LSTMCell)
+  x, h0 = _as_numpy(x, "x"), _state(h0, lstm)
   lengths = _check_lengths(lengths, x, torch_module)
-  cast = lambda a, dtype: None if a is None else a.astype(dtype)
+  cast = lambda a, dtype: None if a is None else (tuple(p.astype(dtype) for p in a) if isinstance(a, tuple) else a.astype(dtype))
+  finals = ("h_n", "c_n") if lstm else ("h_n",)
   was_training = torch_module.training
   torch_module.eval()
   try:
@@ -222,7 +245,7 @@ def compare(
       cotangents = None
       if grads:
         rng = np.random.default_rng(seed)
-        cotangents = tuple(rng.standard_normal(torch_run[k].shape) for k in ("output", "h_n"))
+        cotangents = tuple(rng.standard_normal(torch_run[k].shape) for k in ("output", *finals))
         torch_run = _runs.run_torch(
           torch_module,
           cast(x, torch_dtype),
@@ -240,7 +263,7 @@ def compare(
       )
   finally:
     torch_module.train(was_training)
-  rows = [_row(k, jax_run[k], torch_run[k]) for k in ("output", "h_n")]
+  rows = [_row(k, jax_run[k], torch_run[k]) for k in ("output", *finals)]
   if grads:
     if set(jax_run["grads"]) != set(torch_run["grads"]):
       raise ValueError(
@@ -253,8 +276,8 @@ def compare(
 
 
 def assert_close(
-  torch_module: torch.nn.GRU | torch.nn.GRUCell,
-  jax_module: jaxgru.GRU | jaxgru.GRUCell | Mapping[str, Any],
+  torch_module: torch.nn.Module,
+  jax_module: Any,
   x: Any,
   h0: Any = None,
   **kwargs: Any,
