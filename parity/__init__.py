@@ -9,7 +9,7 @@
 - :func:`compare_models`: the same for a whole model, a torch module against its JAX port.
 - :mod:`parity.other_jax <parity.frameworks.other_jax>`: weights to and from Flax's, Equinox's and Haiku's GRU cells.
 - :mod:`parity.keras <parity.frameworks.keras>`, :mod:`parity.onnx <parity.frameworks.onnx>`: Keras 3 GRU layers and ONNX ``GRU`` operators (ONNX Runtime).
-- :mod:`parity.torchrl <parity.frameworks.torchrl>`: torchrl's recurrent ``GRUModule`` against ``jaxgru`` with episode resets.
+- :mod:`parity.torchrl <parity.frameworks.torchrl>`: torchrl's recurrent ``GRUModule`` and ``LSTMModule`` against ``jaxgru`` with episode resets.
 - ``python -m parity``: the sweep on this machine's devices.
 
 The code lives in four folders, one per concern: :mod:`parity.weights` (conversion and files),

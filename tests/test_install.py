@@ -53,12 +53,17 @@ static XLA_FFI_Error* call(const char* name, XLA_FFI_CallFrame* frame, bool forw
 
 #define SHIM(name, forward) \
   extern "C" XLA_FFI_Error* name(XLA_FFI_CallFrame* frame) { return call(#name, frame, forward); }
-SHIM(jaxgru_forward_f32, true)
-SHIM(jaxgru_forward_f64, true)
-SHIM(jaxgru_forward_save_f32, true)
-SHIM(jaxgru_forward_save_f64, true)
-SHIM(jaxgru_backward_f32, false)
-SHIM(jaxgru_backward_f64, false)
+#define CELL(prefix)                      \
+  SHIM(prefix##_forward_f32, true)        \
+  SHIM(prefix##_forward_f64, true)        \
+  SHIM(prefix##_forward_save_f32, true)   \
+  SHIM(prefix##_forward_save_f64, true)   \
+  SHIM(prefix##_backward_f32, false)      \
+  SHIM(prefix##_backward_f64, false)
+CELL(jaxgru)
+CELL(jaxgru_lstm)
+CELL(jaxgru_rnn_tanh)
+CELL(jaxgru_rnn_relu)
 """
 
 
@@ -95,7 +100,9 @@ def test_a_kernel_that_crashes_is_refused_and_the_build_survives(faulty):
 @needs_native
 def test_a_kernel_that_disagrees_is_refused(faulty):
   reason = _setup()._check(str(faulty["wrong"]))
-  assert reason.startswith("its check against the reference failed: the kernel disagrees with the reference (float32"), reason
+  assert reason.startswith("its check against the reference failed: the kernel disagrees with the reference (GRU, float32"), (
+    reason
+  )
 
 
 def test_a_refused_kernel_leaves_the_xla_paths_and_says_why(tmp_path: pathlib.Path):
