@@ -282,9 +282,9 @@ def random_layer(rng, steps, batch, inputs, hidden, directions, dtype=jnp.float3
 
 def check(shapes):
   rng = np.random.default_rng(0)
-  for cell, steps, batch, inputs, hidden, directions, proj in shapes:
+  for k, (cell, steps, batch, inputs, hidden, directions, proj) in enumerate(shapes):
     x, state, ws, valid = random_layer(rng, steps, batch, inputs, hidden, directions, cell=cell, proj=proj)
-    for remat in (False, True):
+    for remat in (False, True) if k % 2 == 0 else (False,):  # remat's products: every other shape
       got = layer_grads(x, state, ws, valid, cell=cell, impl="native", remat=remat)
       want = layer_grads(x, state, ws, valid, cell=cell, impl="fused", remat=remat)
       for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
@@ -470,7 +470,7 @@ def test_weights_only_gradient_skips_the_input_product():
 @needs_native
 @pytest.mark.parametrize(
   "cell, proj, directions, resets",
-  [("gru", 0, 1, False), ("gru", 0, 2, True), ("lstm", 2, 2, True), ("lstm", 0, 1, False), ("rnn_relu", 0, 2, True)],
+  [("gru", 0, 1, False), ("gru", 0, 2, True), ("lstm", 2, 2, True), ("rnn_relu", 0, 2, True)],
 )
 def test_elsewhere_the_kernels_calls_lower_to_the_fused_path_with_the_same_results(x64, cell, proj, directions, resets):
   """On a GPU or TPU (or ``jax.export`` for one) each of the kernel's calls lowers to the fused

@@ -6,7 +6,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import safetensors.torch
 import torch
+from _helpers import random_torch
 from flax import nnx
 
 import jaxgru
@@ -127,3 +129,58 @@ def test_an_nnx_model_with_a_list_of_layers(x64):
   names = {f"{k}.weight": (f"layers.{k}.kernel", "T") for k in range(2)} | {f"{k}.bias": f"layers.{k}.bias" for k in range(2)}
   report = parity.compare_models(torch_model, model, np.ones((2, 3)), name_map=names)
   assert report.ok, str(report)
+
+
+class TorchMixed(torch.nn.Module):
+  """A projected bidirectional LSTM, a GRU, a ReLU RNN and a Linear head, one after another."""
+
+  def __init__(self):
+    super().__init__()
+    self.encoder = torch.nn.LSTM(3, 8, num_layers=2, bidirectional=True, proj_size=4)
+    self.decoder = torch.nn.GRU(8, 6)
+    self.refiner = torch.nn.RNN(6, 5, nonlinearity="relu")
+    self.head = torch.nn.Linear(5, 2)
+
+  def forward(self, x):
+    out, _ = self.encoder(x)
+    out, _ = self.decoder(out)
+    out, _ = self.refiner(out)
+    return self.head(out)
+
+
+def test_a_model_mixing_lstm_gru_rnn_and_linear_checkpoint_in_train_checkpoint_out(tmp_path, x64):
+  """Checkpoint in (parity.load per layer, load_tensors for the rest), compare_models on every
+  output and gradient, a training step in JAX, one file out that torch loads strictly."""
+  torch_model = random_torch(TorchMixed(), 0, torch.float64).eval()
+  torch.save(torch_model.state_dict(), tmp_path / "mixed.pt")
+  names = ("encoder", "decoder", "refiner")
+  tensors = parity.load_tensors(tmp_path / "mixed.pt")
+  params = {name: parity.load(tmp_path / "mixed.pt", prefix=f"{name}.") for name in names}
+  params |= {k: jnp.asarray(tensors[f"head.{k}"]) for k in ("weight", "bias")}
+  assert "weight_hr_l1_reverse" in params["encoder"]
+
+  def model(params, x):
+    out, _ = jaxgru.lstm(params["encoder"], x)
+    out, _ = jaxgru.gru(params["decoder"], out)
+    out, _ = jaxgru.rnn(params["refiner"], out, nonlinearity="relu")
+    return out @ params["weight"].T + params["bias"]
+
+  def of_state_dict(state, x):
+    nested = {name: {k.removeprefix(f"{name}."): v for k, v in state.items() if k.startswith(f"{name}.")} for name in names}
+    return model(nested | {"weight": state["head.weight"], "bias": state["head.bias"]}, x)
+
+  x = np.random.default_rng(3).standard_normal((7, 4, 3))
+  state = {name: tensors[name] for name, _ in torch_model.named_parameters()}
+  report = parity.compare_models(torch_model, of_state_dict, x, params=state)
+  assert report.ok and report.tol == 1e-10, str(report)
+  assert {"grad encoder.weight_hr_l0", "grad refiner.weight_hh_l0", "grad head.weight"} <= {row.name for row in report.rows}
+
+  grads = jax.grad(lambda p: jnp.mean(model(p, x) ** 2))(params)
+  params = jax.tree.map(lambda p, g: p - 0.1 * g, params, grads)
+  extra = {f"{name}.{k}": v for name in names[1:] for k, v in params[name].items()}
+  extra |= {"head.weight": params["weight"], "head.bias": params["bias"]}
+  path = parity.save(params["encoder"], tmp_path / "mixed.safetensors", prefix="encoder.", extra=extra)
+  trained = TorchMixed().double().eval()
+  trained.load_state_dict(safetensors.torch.load_file(path), strict=True)
+  want = trained(torch.from_numpy(x)).detach().numpy()
+  assert np.abs(np.asarray(model(params, x)) - want).max() < 1e-12
