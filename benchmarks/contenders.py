@@ -15,14 +15,15 @@
   torch model's weights (:func:`parity.keras.to_keras`), run as a jitted
   ``stateless_call`` over its variables (the ``keras`` extra). Since Keras 3.15 its JAX GRU is a
   ``lax.scan`` with the input projections hoisted out of the loop.
-- ``onnxruntime``: ONNX Runtime's CPU GRU kernel (a fused C++ GRU, weights prepacked when the
-  session is made) on an ONNX model of ``GRU`` operators (:mod:`parity.onnx`) holding the torch
-  model's weights; ``forward`` only, on the CPU only (the ``onnx`` extra).
+- ``onnxruntime``: ONNX Runtime's CPU GRU, LSTM and RNN kernels (fused C++ layers, weights
+  prepacked when the session is made) on an ONNX model of ``GRU``, ``LSTM`` or ``RNN`` operators
+  (:mod:`parity.onnx`) holding the torch model's weights; ``forward`` only, on the CPU only (the
+  ``onnx`` extra).
 
 The LSTM and the RNN (a shape's ``cell``) run against torch's ``nn.LSTM`` (oneDNN on the CPU) and
-``nn.RNN``, jaxgru's functions (each implementation) and modules, and Flax's
-``nnx.RNN(nnx.OptimizedLSTMCell)`` and ``nnx.RNN(nnx.SimpleCell)``; the contenders of
-:data:`GRU_ONLY` time the GRU alone.
+``nn.RNN``, jaxgru's functions (each implementation) and modules, Flax's
+``nnx.RNN(nnx.OptimizedLSTMCell)`` and ``nnx.RNN(nnx.SimpleCell)`` and ONNX Runtime; the
+contenders of :data:`GRU_ONLY` time the GRU alone.
 
 Modes: ``forward`` (torch under ``no_grad``); ``fwd+bwd``, the gradient of ``sum(output * cot)``
 with respect to the parameters and the input for a fixed random cotangent; ``train``, one step of
@@ -49,8 +50,8 @@ CONTENDERS = ("torch", "jaxgru", "jaxgru_nnx", "flax", "keras", "jaxgru_pallas",
 )
 DEVICE_ONLY = ("jaxgru_pallas",)  # skipped when the suite runs on the CPU
 FORWARD_ONLY = ("onnxruntime",)  # inference engines: no gradients, no training step
-# what exists for the GRU alone: the Pallas kernels, and the Keras and ONNX bridges of the contenders
-GRU_ONLY = ("keras", "jaxgru_pallas", "onnxruntime")
+# what exists for the GRU alone: the Pallas kernels, and the Keras bridge of the contenders
+GRU_ONLY = ("keras", "jaxgru_pallas")
 TORCH_LAYERS = {"gru": torch.nn.GRU, "lstm": torch.nn.LSTM, "rnn": torch.nn.RNN}
 JAX_LAYERS = {"gru": jaxgru.gru, "lstm": jaxgru.lstm, "rnn": jaxgru.rnn}
 NNX_LAYERS = {"gru": jaxgru.GRU, "lstm": jaxgru.LSTM, "rnn": jaxgru.RNN}
@@ -99,8 +100,9 @@ class TorchGRU:
     self.sync()
 
 
-class OnnxRuntimeGRU:
-  """ONNX Runtime's CPU GRU on the torch model's weights: ``forward`` only, ``x`` (T, B, I) float32.
+class OnnxRuntimeLayer:
+  """ONNX Runtime's CPU GRU, LSTM or RNN on the torch model's weights: ``forward`` only, ``x``
+  (T, B, I) float32.
 
   The session is made here (it prepacks the weights); ONNX Runtime picks its own thread count.
   """

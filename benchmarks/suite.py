@@ -38,7 +38,7 @@ from benchmarks.contenders import (
   DEVICE_ONLY,
   FORWARD_ONLY,
   GRU_ONLY,
-  OnnxRuntimeGRU,
+  OnnxRuntimeLayer,
   TorchGRU,
   jax_call,
   jax_fns,
@@ -110,7 +110,7 @@ def run_cell(
       if mode != "forward" or device != "cpu":
         continue
       start = time.perf_counter()
-      engine = OnnxRuntimeGRU(x, reference.state_dict())
+      engine = OnnxRuntimeLayer(x, reference.state_dict())
       compile_s[kind] = time.perf_counter() - start  # the session: graph optimisation and weight prepacking
       calls[kind] = engine.forward
       continue

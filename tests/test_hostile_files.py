@@ -15,12 +15,14 @@ import pathlib
 import pickle
 import textwrap
 
+import jax
 import numpy as np
 import onnx
 import pytest
 import torch
 from _helpers import run_python
 
+import jaxgru
 import parity
 from parity import keras as pkeras
 from parity import onnx as ponnx
@@ -247,6 +249,97 @@ def test_a_model_proto_with_external_data_is_refused(onnx_files):
   for call in ONNX_LOADERS.values():
     with pytest.raises(ValueError, match="stored in external files, which a ModelProto has no folder to read from"):
       call(model)
+
+
+def _model_bytes(mode: str) -> bytes:
+  init = {"GRU": jaxgru.init_gru_params, "LSTM": jaxgru.init_lstm_params, "RNN": jaxgru.init_rnn_params}[mode]
+  return ponnx.model_proto(init(jax.random.key(0), 3, 4, bidirectional=True), lengths=True).SerializeToString()
+
+
+def _edited(data: bytes, edit) -> bytes:
+  model = onnx.ModelProto.FromString(data)
+  edit(model)
+  return model.SerializeToString()
+
+
+def _weight(model, name="W_l0"):
+  return next(t for t in model.graph.initializer if t.name == name)
+
+
+# name -> (the model's bytes, what run_onnx's error says and onnx_to_params's; None: it runs, or reads)
+ODD_MODELS = {
+  "data-type-34": (
+    _edited(_model_bytes("GRU"), lambda m: setattr(_weight(m), "data_type", 34)),
+    "does not have valid data type",
+    "'W_l0' (data_type 34, dims [2, 12, 3]) cannot be read",
+  ),
+  "empty": (b"", "holds no graph", "holds no graph"),
+  "op-type-not-utf8": (_model_bytes("GRU").replace(b"Transpose", b"Transpos\xff"), "UnicodeDecodeError", "not UTF-8 text"),
+  "direction-not-utf8": (
+    _model_bytes("LSTM").replace(b"bidirectional", b"bidirectiona\xff"),
+    "UnicodeDecodeError",
+    "not UTF-8 text: b'bidirectiona\\xff'",
+  ),
+  "dim-name-not-utf8": (_model_bytes("RNN").replace(b"batch", b"batc\xff"), "holds text that is not UTF-8", None),
+  "unknown-op": (
+    _edited(_model_bytes("GRU"), lambda m: setattr(m.graph.node[-1], "op_type", "NoSuchOp")),
+    "ONNX Runtime cannot load the model",
+    None,  # its GRU nodes are intact: read as they are
+  ),
+  "unshaped-input": (_edited(_model_bytes("GRU"), lambda m: m.graph.input[0].type.tensor_type.ClearField("shape")), None, None),
+  "unnamed-dims": (
+    _edited(_model_bytes("LSTM"), lambda m: [d.Clear() for d in m.graph.input[0].type.tensor_type.shape.dim]),
+    None,
+    None,
+  ),
+}
+
+
+@pytest.mark.parametrize("name", ODD_MODELS)
+def test_odd_onnx_models_run_or_end_in_documented_errors_naming_the_file(name, tmp_path):
+  """Legal models with unshaped or unnamed dimensions run (they are free); odd content is a ValueError naming the file."""
+  data, run_words, read_words = ODD_MODELS[name]
+  path = tmp_path / f"{name}.onnx"
+  path.write_bytes(data)
+  run = lambda p: ponnx.run_onnx(p, _x(), lengths=np.array([5, 3]))
+  if run_words is None:
+    output, _ = run(path)
+    assert output.shape == (5, 2, 8)
+  else:
+    _refused(run, path, ValueError, run_words)
+  if read_words is None:
+    assert sorted(ponnx.onnx_to_params(path))[0] == "bias_hh_l0"
+  else:
+    _refused(ponnx.onnx_to_params, path, ValueError, read_words)
+
+
+@pytest.mark.parametrize("mode", ["GRU", "LSTM", "RNN"])
+def test_corrupt_onnx_files_only_end_in_documented_errors_naming_the_file(mode, tmp_path):
+  """Truncations at 40 points, 150 single-byte changes and every field of the graph's messages
+  cleared, each through both loaders: a result or a documented error that names the file."""
+  data = _model_bytes(mode)
+  rng = np.random.default_rng(0)
+  broken = [data[:k] for k in range(0, len(data), max(1, len(data) // 40))]
+  for _ in range(150):
+    flipped = bytearray(data)
+    flipped[rng.integers(len(data))] = rng.integers(256)
+    broken.append(bytes(flipped))
+  model = onnx.ModelProto.FromString(data)
+  for part in [model.graph, *model.graph.node, *model.graph.input, *model.graph.output, *model.graph.initializer]:
+    for field, _ in part.ListFields():
+      part.ClearField(field.name)
+      broken.append(model.SerializeToString())
+      model = onnx.ModelProto.FromString(data)
+      break
+  x, lengths = _x(), np.array([5, 3])
+  for k, content in enumerate(broken):
+    path = tmp_path / f"{mode}-{k}.onnx"
+    path.write_bytes(content)
+    for loader in (lambda p: ponnx.run_onnx(p, x, lengths=lengths), ponnx.onnx_to_params):
+      try:
+        loader(path)
+      except DOCUMENTED as err:
+        assert type(err) in DOCUMENTED and str(path) in str(err), f"{type(err).__name__}: {err}"
 
 
 def test_onnx_runtime_refusals_are_value_errors(onnx_files):

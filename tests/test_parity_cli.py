@@ -38,16 +38,25 @@ def test_quick_sweep_runs_as_a_program():
 def test_the_sweep_runs_keras_and_onnx_runtime_against_torch(monkeypatch, capsys):
   pytest.importorskip("parity.frameworks.keras", reason="needs the keras extra")
   pytest.importorskip("parity.frameworks.onnx", reason="needs the onnx extra")
-  monkeypatch.setattr(
-    cli, "sweep", lambda name: [cli.Config(num_layers=2, bidirectional=True, batch_first=True), cli.Config(cell=True)]
-  )
+  configs = [
+    cli.Config(num_layers=2, bidirectional=True, batch_first=True),
+    cli.Config(cell=True),
+    cli.Config(False, 2, True, True, False, mode="LSTM"),
+    cli.Config(False, 1, False, True, True, mode="LSTM", proj_size=2),
+    cli.Config(False, 2, True, True, False, mode="RNN", nonlinearity="relu"),
+  ]
+  monkeypatch.setattr(cli, "sweep", lambda name: configs)
   monkeypatch.setattr(cli, "run", lambda *args: [])  # torch against jaxgru: tested above
   assert cli.main(["--cpu-only"]) == 0
   out = capsys.readouterr().out
   for name in ("Keras", "ONNX Runtime"):
     rows = [line for line in out.splitlines() if f" {name}: GRU L=2 bi batch_first " in line]
     assert len(rows) == 2 and all(" float32 " in row and row.endswith("yes") for row in rows), out
-  assert "4 of 4 runs within tolerance" in out  # the cell has no twin in either framework
+  onnx_rows = [line for line in out.splitlines() if " ONNX Runtime: " in line]
+  assert [row.split(" ONNX Runtime: ")[1].split()[0] for row in onnx_rows] == ["GRU"] * 2 + ["LSTM"] * 2 + ["RNN"] * 2, out
+  assert all(row.endswith("yes") for row in onnx_rows) and [row.count(" 3 ") for row in onnx_rows] == [0, 0, 1, 1, 0, 0], out
+  # neither framework has a lone cell, Keras no LSTM or RNN, ONNX's LSTM no projection
+  assert "8 of 8 runs within tolerance" in out, out
 
 
 def test_a_missing_framework_is_skipped_with_a_note(monkeypatch):

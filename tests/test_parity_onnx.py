@@ -1,6 +1,7 @@
-"""parity.onnx against ONNX Runtime's own GRU kernel and torch: export (NNX, Linen, params; torch
-and classic variants; batch_first, h0, packed lengths), import of what ``torch.onnx.export``
-writes, bit-exact round trips, atomic writes and the refusals."""
+"""parity.onnx against ONNX Runtime's own GRU, LSTM and RNN kernels and torch: export (NNX, Linen,
+params, torch layers; the GRU's torch and classic variants, the RNN's tanh and relu; batch_first,
+h0 and c0, packed lengths), import of what ``torch.onnx.export`` writes, bit-exact round trips,
+atomic writes and the refusals. ONNX's own node test cases: test_parity_onnx_nodes.py."""
 
 from __future__ import annotations
 
@@ -38,29 +39,51 @@ def inputs(batch_first: bool, layers_x_dirs: int, seed: int = 0):
   return x, rng.standard_normal((layers_x_dirs, B, H)).astype(np.float32)
 
 
+LAYERS = {"GRU": (torch.nn.GRU, jaxgru.gru), "LSTM": (torch.nn.LSTM, jaxgru.lstm), "RNN": (torch.nn.RNN, jaxgru.rnn)}
+
+
+def state(mode, h0, seed=1):
+  """An LSTM's (h0, c0) pair (c0 drawn), or h0 alone."""
+  return (h0, np.random.default_rng(seed).standard_normal(h0.shape).astype(h0.dtype)) if mode == "LSTM" else h0
+
+
+def torch_outputs(run):
+  return (run["output"], (run["h_n"], run["c_n"]) if "c_n" in run else run["h_n"])
+
+
 @pytest.mark.parametrize(
-  "num_layers, bidirectional, bias, batch_first",
-  [(1, False, True, False), (2, True, True, True), (2, False, False, False), (1, True, False, True)],
+  "mode, options, num_layers, bidirectional, bias, batch_first",
+  [
+    ("GRU", {}, 1, False, True, False),
+    ("GRU", {}, 2, True, True, True),
+    ("GRU", {}, 2, False, False, False),
+    ("GRU", {}, 1, True, False, True),
+    ("LSTM", {}, 2, True, True, True),
+    ("LSTM", {}, 1, False, False, False),
+    ("RNN", {"nonlinearity": "relu"}, 2, True, True, False),
+    ("RNN", {}, 1, False, False, True),
+  ],
 )
-def test_export_runs_in_onnx_runtime_as_torch_and_jaxgru(num_layers, bidirectional, bias, batch_first, tmp_path):
-  gru = torch.nn.GRU(I, H, num_layers, bias=bias, batch_first=batch_first, bidirectional=bidirectional)
-  module = random_torch(gru, seed=num_layers, dtype=torch.float32).eval()
+def test_export_runs_in_onnx_runtime_as_torch_and_jaxgru(mode, options, num_layers, bidirectional, bias, batch_first, tmp_path):
+  layer = LAYERS[mode][0](I, H, num_layers, bias=bias, batch_first=batch_first, bidirectional=bidirectional, **options)
+  module = random_torch(layer, seed=num_layers, dtype=torch.float32).eval()
   model = parity.from_torch(module)
   x, h0 = inputs(batch_first, num_layers * (1 + bidirectional))
+  h0 = state(mode, h0)
   with jax.default_matmul_precision("highest"):
     for lengths in (None, LENGTHS):
-      path = po.to_onnx(model, tmp_path / "gru.onnx", lengths=lengths is not None)
+      path = po.to_onnx(model, tmp_path / "model.onnx", lengths=lengths is not None)
       got = po.run_onnx(path, x, h0, lengths)
       assert_close(got, model(x, h0, lengths=lengths), TOL, "ONNX Runtime vs jaxgru", of_max=True)
       want = parity.run_torch(module, x, h0, lengths=lengths)
-      assert_close(got, (want["output"], want["h_n"]), TOL, "ONNX Runtime vs torch", of_max=True)
-  nodes = [n for n in onnx.load(path).graph.node if n.op_type == "GRU"]
+      assert_close(got, torch_outputs(want), TOL, "ONNX Runtime vs torch", of_max=True)
+  nodes = [n for n in onnx.load(path).graph.node if n.op_type == mode]
   assert len(nodes) == num_layers and onnx.load(path).opset_import[0].version == po.OPSET
 
 
-def random_params(num_layers, bidirectional, bias=True, seed=0, dtype=np.float32):
+def random_params(num_layers, bidirectional, bias=True, seed=0, dtype=np.float32, mode="GRU"):
   rng = np.random.default_rng(seed)
-  shapes = jaxgru.expected_shapes(I, H, num_layers, bias, bidirectional)
+  shapes = jaxgru.expected_shapes(I, H, num_layers, bias, bidirectional, mode=mode)
   return {k: jnp.asarray(rng.uniform(-0.6, 0.6, s).astype(dtype)) for k, s in shapes.items()}
 
 
@@ -90,26 +113,41 @@ def test_round_trip_is_bit_exact(variant):
 
 def torch_export(module, x, h0=None):
   f = io.BytesIO()
-  args = (torch.from_numpy(x),) if h0 is None else (torch.from_numpy(x), torch.from_numpy(h0))
-  names = ["input", "h0"][: len(args)]
+  lstm = isinstance(module, torch.nn.LSTM)
+  states = () if h0 is None else tuple(torch.from_numpy(h) for h in (h0 if lstm else (h0,)))
+  args = (torch.from_numpy(x),) if h0 is None else (torch.from_numpy(x), states if lstm else states[0])
+  names = ["input", "h0", "c0"][: 1 + len(states)]
+  outputs = ["output", "h_n", "c_n"] if lstm else ["output", "h_n"]
   with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer warnings
-    torch.onnx.export(module, args, f, dynamo=False, input_names=names, output_names=["output", "h_n"])
+    torch.onnx.export(module, args, f, dynamo=False, input_names=names, output_names=outputs)
   return onnx.load_from_string(f.getvalue())
 
 
-@pytest.mark.parametrize("num_layers, bidirectional, bias", [(2, True, True), (1, False, False)])
-def test_import_what_torch_exports(num_layers, bidirectional, bias):
-  gru = torch.nn.GRU(I, H, num_layers, bias=bias, batch_first=True, bidirectional=bidirectional)
-  module = random_torch(gru, seed=3, dtype=torch.float32).eval()
+@pytest.mark.parametrize(
+  "mode, options, num_layers, bidirectional, bias",
+  [
+    ("GRU", {}, 2, True, True),
+    ("GRU", {}, 1, False, False),
+    ("LSTM", {}, 2, True, True),
+    ("LSTM", {}, 1, False, False),
+    ("RNN", {"nonlinearity": "relu"}, 2, True, True),
+    ("RNN", {}, 1, False, False),
+  ],
+)
+def test_import_what_torch_exports(mode, options, num_layers, bidirectional, bias):
+  layer = LAYERS[mode][0](I, H, num_layers, bias=bias, batch_first=True, bidirectional=bidirectional, **options)
+  module = random_torch(layer, seed=3, dtype=torch.float32).eval()
   x, h0 = inputs(True, num_layers * (1 + bidirectional))
+  h0 = state(mode, h0)
   exported = torch_export(module, x, h0)
-  params = po.onnx_to_params(exported)
-  state = module.state_dict()
-  assert params.keys() == state.keys() and all(np.array_equal(params[k], v.numpy()) for k, v in state.items())
+  params = po.onnx_to_params(exported, **options)
+  stored = module.state_dict()
+  assert params.keys() == stored.keys() and all(np.array_equal(params[k], v.numpy()) for k, v in stored.items())
   with jax.default_matmul_precision("highest"):  # ONNX Runtime runs torch's own export
     got = po.run_onnx(exported, x, h0, batch_first=True)
-    assert_close(got, jaxgru.gru(params, x, h0, batch_first=True), TOL, "torch's export", of_max=True)
+    want = LAYERS[mode][1](params, x, h0, batch_first=True, **options)
+    assert_close(got, want, TOL, "torch's export", of_max=True)
 
 
 def gru_model(node_attrs=None, b=True, inputs=None, w_from_node=False, extra_nodes=()):
@@ -182,7 +220,7 @@ def test_export_refusals_and_atomic_write(tmp_path):
   with pytest.raises(ValueError, match=r"opset must be an integer in \[14, "):
     po.to_onnx(random_params(2, True), path, opset=13)
   assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["gru.onnx"]
-  with pytest.raises(ValueError, match="GRUCell's"):
+  with pytest.raises(ValueError, match="params are a cell's"):
     po.model_proto(jaxgru.init_gru_cell_params(jax.random.key(0), I, H))
   classic = jaxgru.GRU(I, H, variant="classic", rngs=nnx.Rngs(0))
   with pytest.raises(ValueError, match="variant='torch' but the module has variant='classic'"):
@@ -231,3 +269,86 @@ def test_any_gru_round_trips_through_onnx_bit_for_bit(layers, bidirectional, bia
   back = po.onnx_to_params(model, variant=variant)
   assert back.keys() == params.keys()
   assert all(back[k].dtype == dtype and np.array_equal(back[k], v) for k, v in params.items())
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+  mode=st.sampled_from([("LSTM", {}), ("RNN", {"nonlinearity": "tanh"}), ("RNN", {"nonlinearity": "relu"})]),
+  layers=st.integers(1, 3),
+  bidirectional=st.booleans(),
+  bias=st.booleans(),
+  sizes=st.tuples(st.integers(1, 5), st.integers(1, 5)),
+  dtype=st.sampled_from([np.float16, np.float32, np.float64]),
+  h0=st.booleans(),
+)
+def test_any_lstm_or_rnn_round_trips_through_onnx_bit_for_bit(mode, layers, bidirectional, bias, sizes, dtype, h0):
+  (mode, options), (input_size, hidden) = mode, sizes
+  shapes = jaxgru.expected_shapes(input_size, hidden, layers, bias, bidirectional, mode=mode)
+  rng = np.random.default_rng(layers * 7 + hidden)
+  params = {k: jnp.asarray(rng.uniform(-2, 2, s).astype(dtype)) for k, s in shapes.items()}
+  with jax.enable_x64(dtype == np.float64):
+    params = {k: jnp.asarray(v, dtype) for k, v in params.items()}
+    model = po.model_proto(params, h0=h0, lengths=bias, **options)
+    assert sum(n.op_type == mode for n in model.graph.node) == layers
+    back = po.onnx_to_params(model, **options)
+  assert back.keys() == params.keys()
+  assert all(back[k].dtype == dtype and np.array_equal(back[k], v) for k, v in params.items())
+
+
+def lstm_rnn_refusals():
+  """Models of LSTM and RNN nodes made by hand, each with what the importer must refuse."""
+  lstm = po.model_proto(random_params(1, False, mode="LSTM"))
+  rnn = po.model_proto(random_params(1, False, mode="RNN"), nonlinearity="relu")
+  out = []
+
+  def changed(model, change):
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    change(next(n for n in model.graph.node if n.op_type in ("LSTM", "RNN")), model)
+    return model
+
+  def peepholes(node, model):
+    model.graph.initializer.append(onnx.numpy_helper.from_array(np.full((1, 3 * H), 0.5, np.float32), "P"))
+    node.input.extend(["", "", "", "P"][len(node.input) - 4 :])
+
+  out.append((changed(lstm, peepholes), {}, "peepholes"))
+  out.append((changed(lstm, lambda n, m: n.attribute.append(helper.make_attribute("input_forget", 1))), {}, "input_forget=1"))
+  out.append((changed(lstm, lambda n, m: n.attribute.append(helper.make_attribute("clip", 2.0))), {}, "clip=2.0"))
+  acts = helper.make_attribute("activations", ["Sigmoid", "Tanh", "Relu"])
+  out.append((changed(lstm, lambda n, m: n.attribute.append(acts)), {}, "activations=.'Sigmoid', 'Tanh', 'Relu'."))
+  out.append((rnn, {}, "read it with nonlinearity='relu'"))
+  out.append((rnn, {"op": "GRU"}, r"no GRU node \(its operators: .*RNN"))
+  both = onnx.ModelProto.FromString(lstm.SerializeToString())
+  both.graph.node.extend([n for n in rnn.graph.node if n.op_type == "RNN"])
+  out.append((both, {}, "holds LSTM, RNN nodes: pass op="))
+  return out
+
+
+@pytest.mark.parametrize("model, kwargs, message", lstm_rnn_refusals())
+def test_lstm_and_rnn_import_refusals(model, kwargs, message):
+  with pytest.raises(ValueError, match=message):
+    po.onnx_to_params(model, **kwargs)
+
+
+def test_lstm_zero_peepholes_map_and_lstm_and_rnn_export_refusals():
+  params = random_params(1, False, mode="LSTM")
+  model = po.model_proto(params)
+  node = next(n for n in model.graph.node if n.op_type == "LSTM")
+  model.graph.initializer.append(onnx.numpy_helper.from_array(np.zeros((1, 3 * H), np.float32), "P"))
+  node.input.extend(["", "", "", "P"][len(node.input) - 4 :])
+  back = po.onnx_to_params(model)
+  assert all(np.array_equal(back[k], v) for k, v in params.items())
+  projected = jaxgru.LSTM(I, H, proj_size=2, rngs=nnx.Rngs(0))
+  with pytest.raises(ValueError, match="proj_size=2 .weight_hr.: ONNX's LSTM operator has no projection"):
+    po.model_proto(projected)
+  with pytest.raises(ValueError, match="variant='classic' is a GRU's: the LSTM has none"):
+    po.model_proto(params, variant="classic")
+  with pytest.raises(ValueError, match="nonlinearity='relu' is an RNN's: the GRU has none"):
+    po.model_proto(random_params(1, False), nonlinearity="relu")
+  relu = jaxgru.RNN(I, H, nonlinearity="relu", rngs=nnx.Rngs(0))
+  with pytest.raises(ValueError, match="nonlinearity='tanh' but the module has nonlinearity='relu'"):
+    po.model_proto(relu, nonlinearity="tanh")
+  lstm = po.model_proto(params)
+  with pytest.raises(ValueError, match="h0 must be the pair .h0, c0."):
+    po.run_onnx(lstm, np.zeros((T, B, I), np.float32), np.zeros((1, B, H), np.float32))
+  with pytest.raises(ValueError, match=r"c0 must have shape \(L\*D, B, H\)"):
+    po.run_onnx(lstm, np.zeros((T, B, I), np.float32), (np.zeros((1, B, H), np.float32), np.zeros((2, B, H), np.float32)))

@@ -10,11 +10,19 @@ from jaxgru import _validate
 
 
 def check_sequence_inputs(
-  x: Any, h0: Any, lengths: Any, *, batch_first: bool, states: int | None, hidden: int | None, input_size: int | None
+  x: Any,
+  h0: Any,
+  lengths: Any,
+  *,
+  batch_first: bool,
+  states: int | None,
+  hidden: int | None,
+  input_size: int | None,
+  name: str = "h0",
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
   """``x`` (T, B, I) or (B, T, I), ``h0`` (L*D, B, H) or None, ``lengths`` (B,) in [1, T] or None,
-  as NumPy arrays; a ``ValueError`` / ``TypeError`` naming the argument otherwise. Sizes given
-  as None are not checked."""
+  as NumPy arrays; a ``ValueError`` / ``TypeError`` naming the argument otherwise (``name``: the
+  state's, ``c0`` for an LSTM's cell state). Sizes given as None are not checked."""
   x = np.asarray(x)
   if x.ndim != 3:
     layout = "(B, T, I)" if batch_first else "(T, B, I)"
@@ -26,7 +34,7 @@ def check_sequence_inputs(
     h0 = np.asarray(h0)
     want = (states, batch, hidden)
     if h0.ndim != 3 or any(w is not None and w != g for w, g in zip(want, h0.shape, strict=True)):
-      raise ValueError(f"h0 must have shape (L*D, B, H) = {want}, got {h0.shape}")
+      raise ValueError(f"{name} must have shape (L*D, B, H) = {want}, got {h0.shape}")
   if lengths is not None:
     lengths = np.asarray(_validate.check_lengths(np.asarray(lengths), batch, steps))
   return x, h0, lengths

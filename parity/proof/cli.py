@@ -16,9 +16,9 @@ RNNCell; ``--full`` runs the GRU's whole product (16) beside them; ``--quick`` t
 cell, a projected LSTM and a ReLU RNN.
 
 Other frameworks (:mod:`parity.proof.frameworks`): every GRU configuration of the sweep also goes to
-Keras 3 layers and to an ONNX model, run by Keras (JAX backend) and ONNX Runtime (CPU) against
-torch, float32, with and without lengths; a framework whose package is missing is skipped with a
-note, and ``--no-frameworks`` skips both.
+Keras 3 layers, and every GRU, RNN and LSTM without a projection to an ONNX model, run by Keras
+(JAX backend) and ONNX Runtime (CPU) against torch, float32, with and without lengths; a
+framework whose package is missing is skipped with a note, and ``--no-frameworks`` skips both.
 """
 
 from __future__ import annotations

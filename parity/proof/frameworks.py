@@ -1,11 +1,13 @@
 """The other frameworks in ``python -m parity``'s sweep: Keras 3 and ONNX Runtime against torch.
 
-Each GRU configuration of the sweep goes from torch to ``jaxgru`` (:func:`parity.from_torch`),
-on to Keras layers (:func:`parity.frameworks.keras.to_keras`) and to an ONNX model
-(:func:`parity.frameworks.onnx.model_proto`), and each runs in its own framework (Keras on the JAX backend,
-ONNX Runtime's CPU kernel) against torch's own forward pass: ``output`` and ``h_n``, float32 (the
-dtype both run), with and without ``lengths`` (a Keras mask, ONNX's ``sequence_lens``). A
-framework whose package is missing is skipped with a note.
+Each configuration of the sweep that a framework carries goes from torch to ``jaxgru``
+(:func:`parity.from_torch`), on to Keras layers (:func:`parity.frameworks.keras.to_keras`: the
+GRUs) or to an ONNX model (:func:`parity.frameworks.onnx.model_proto`: the GRUs, the LSTMs
+without a projection, which ONNX's LSTM operator lacks, and the RNNs), and runs in that
+framework (Keras on the JAX backend, ONNX Runtime's CPU kernels) against torch's own forward
+pass: ``output``, ``h_n`` and an LSTM's ``c_n``, float32 (the dtype both run), with and without
+``lengths`` (a Keras mask, ONNX's ``sequence_lens``). A framework whose package is missing is
+skipped with a note.
 """
 
 from __future__ import annotations
@@ -40,6 +42,11 @@ def _onnx(module: Any, jax_module: Any, x: np.ndarray, h0: np.ndarray | None, le
 
 
 RUNNERS: dict[str, Callable] = {"Keras": _keras, "ONNX Runtime": _onnx}
+# which of the sweep's layer configurations each framework carries (no lone cells: neither runs one)
+CARRIES: dict[str, Callable[[Any], bool]] = {
+  "Keras": lambda config: config.mode == "GRU",
+  "ONNX Runtime": lambda config: config.mode in ("GRU", "RNN") or (config.mode == "LSTM" and not config.proj_size),
+}
 
 
 def available() -> tuple[list[str], list[str]]:
@@ -58,15 +65,14 @@ def available() -> tuple[list[str], list[str]]:
 def run(configs: Sequence[Any], inputs: Callable, lengths: np.ndarray, seed: int = 0) -> tuple[list[dict], list[str]]:
   """One row per framework, GRU configuration and lengths setting, as ``python -m parity``'s.
 
-  ``configs`` are the sweep's (cells are skipped: neither framework has a lone cell here; so are
-  the LSTMs and RNNs, which these bridges do not carry);
-  ``inputs(config, dtype, seed, with_h0)`` draws ``x`` and ``h0`` as the sweep does.
+  ``configs`` are the sweep's; each framework runs those it carries (:data:`CARRIES`; never a
+  lone cell). ``inputs(config, dtype, seed, with_h0)`` draws ``x`` and ``h0`` as the sweep does.
   """
   found, notes = available()
   rows = []
   for name in found:
     for index, config in enumerate(configs):
-      if config.cell or config.mode != "GRU":  # the bridges below carry GRUs
+      if config.cell or not CARRIES[name](config):
         continue
       for with_lengths in (False, True):
         with_h0 = (index + with_lengths) % 2 == 1
@@ -77,8 +83,9 @@ def run(configs: Sequence[Any], inputs: Callable, lengths: np.ndarray, seed: int
         want = parity.run_torch(module, x, h0, lengths=used)
         with jax.default_matmul_precision("highest"):
           got = RUNNERS[name](module, jax_module, x, h0, used)
+        got = (got[0], *got[1]) if config.mode == "LSTM" else got
         report = Report(
-          tuple(_row(q, g, want[q]) for q, g in zip(("output", "h_n"), got, strict=True)),
+          tuple(_row(q, g, want[q]) for q, g in zip(("output", "h_n", "c_n"), got, strict=False)),
           TOLERANCES["float32"],
           "torch float32 cpu",
           f"{name} float32 cpu",
