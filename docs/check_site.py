@@ -31,7 +31,13 @@ METHODS = {
   **{f"jaxgru.linen.{name}": ("__call__", "initialize_carry") for name in CELLS},
   "parity.Report": ("ok", "failures", "worst"),
 }
-FRAMEWORKS = ("parity.frameworks.keras", "parity.frameworks.onnx", "parity.frameworks.other_jax", "parity.frameworks.torchrl")
+FRAMEWORKS = (
+  "parity.frameworks.keras",
+  "parity.frameworks.onnx",
+  "parity.frameworks.other_jax",
+  "parity.frameworks.cell_trees",
+  "parity.frameworks.torchrl",
+)
 FORBIDDEN = re.compile(
   r"_TorchParams|_Layer|_Cell\b|\.set_view$|"
   r"^jaxgru\.linen\.(GRU|LSTM|RNN)(Cell)?\.(param_dtype|dtype|carry_init|input_size|hidden_size|nonlinearity|proj_size)$"

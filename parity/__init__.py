@@ -1,4 +1,4 @@
-"""parity: move GRU weights between PyTorch and JAX and prove nothing changed on the way.
+"""parity: move GRU, LSTM and RNN weights between PyTorch and JAX and prove nothing changed on the way.
 
 - :func:`from_torch` / :func:`to_torch`: ``torch.nn.GRU`` / ``GRUCell`` (``LSTM``, ``RNN`` and
   their cells) <-> ``jaxgru`` modules.
@@ -7,8 +7,8 @@
 - :func:`load_tensors` / :func:`save_tensors` / :func:`tied_names`: a whole model's state dict, tied weights too.
 - :func:`compare` / :func:`assert_close`: outputs, states and every gradient, torch vs JAX.
 - :func:`compare_models`: the same for a whole model, a torch module against its JAX port.
-- :mod:`parity.other_jax <parity.frameworks.other_jax>`: weights to and from Flax's, Equinox's and Haiku's GRU cells.
-- :mod:`parity.keras <parity.frameworks.keras>`, :mod:`parity.onnx <parity.frameworks.onnx>`: Keras 3 GRU layers and ONNX ``GRU`` operators (ONNX Runtime).
+- :mod:`parity.other_jax <parity.frameworks.other_jax>`: weights to and from Flax's, Equinox's and Haiku's GRU, LSTM and simple cells (also in ``jax.numpy``, under ``jit``).
+- :mod:`parity.keras <parity.frameworks.keras>`, :mod:`parity.onnx <parity.frameworks.onnx>`: Keras 3 GRU layers and ONNX ``GRU``, ``LSTM`` and ``RNN`` operators (ONNX Runtime).
 - :mod:`parity.torchrl <parity.frameworks.torchrl>`: torchrl's recurrent ``GRUModule`` and ``LSTMModule`` against ``jaxgru`` with episode resets.
 - ``python -m parity``: the sweep on this machine's devices.
 

@@ -28,6 +28,7 @@ def _public_objects():
     "parity.frameworks.keras": None,
     "parity.frameworks.onnx": None,
     "parity.frameworks.other_jax": None,
+    "parity.frameworks.cell_trees": None,
     "parity.frameworks.torchrl": None,
   }
   for module_name, names in modules.items():

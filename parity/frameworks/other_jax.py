@@ -1,4 +1,12 @@
-r"""Weights between ``jaxgru`` and the GRU cells of Flax Linen, Flax NNX, Equinox and Haiku.
+r"""Weights between ``jaxgru`` and the GRU, LSTM and simple RNN cells of Flax Linen, Flax NNX,
+Equinox and Haiku.
+
+The entry points below take a ``jaxgru`` (or torch) cell or its params and check the values
+(NumPy); each also takes an LSTM cell (to Flax's ``LSTMCell`` and ``OptimizedLSTMCell``,
+Equinox's ``LSTMCell``, Haiku's ``LSTM``) and a tanh RNN cell (to Flax's ``SimpleCell``), and
+back, by the table of :mod:`parity.frameworks.cell_trees`. Its ``to_tree`` and ``from_tree``,
+also here as ``parity.other_jax.to_tree`` / ``from_tree``, are the same conversions in
+``jax.numpy``, traceable under ``jit`` and ``grad``. The GRU cells:
 
 Each library computes a GRU cell, but not all with torch's parameters. In torch's notation
 (gates r, z, n; ``jaxgru`` and torch keep both biases of every gate):
@@ -51,12 +59,14 @@ import numpy as np
 from flax import nnx
 
 from parity import _arrays
+from parity.frameworks import _other_cells
+from parity.frameworks.cell_trees import FORMATS, from_tree, to_tree  # noqa: F401  (parity.other_jax.to_tree, ...)
 from parity.weights import convert
 
 if TYPE_CHECKING:
   import equinox as eqx  # optional (the `others` extra): imported where used
 
-__all__ = [
+__all__ = [  # and cell_trees' FORMATS, from_tree and to_tree, documented there
   "from_equinox",
   "from_flax_linen",
   "from_flax_nnx",
@@ -148,7 +158,10 @@ def _check_shapes(library: str, **arrays: np.ndarray) -> None:
 
 
 def to_flax_linen(source: Any, variables: Any = None, *, variant: str | None = None) -> dict[str, Any]:
-  """Variables for ``flax.linen.GRUCell(features=H)`` computing ``source``'s cell.
+  """Variables for ``flax.linen.GRUCell(features=H)`` computing ``source``'s cell; for an LSTM
+  cell, variables of ``flax.linen.LSTMCell`` and ``OptimizedLSTMCell`` (the same tree; ``b_ih +
+  b_hh`` folded into the recurrent side's biases), and for a tanh RNN cell of ``SimpleCell``
+  (folded into ``i/bias``) (:func:`parity.frameworks.cell_trees.to_tree`).
 
   ``b_ir + b_hr`` goes to ``ir/bias``, ``b_iz + b_hz`` to ``iz/bias`` (folded: same forward, not
   the same training), ``b_in`` to ``in/bias``, ``b_hn`` to ``hn/bias``; kernels are transposed.
@@ -170,6 +183,9 @@ def to_flax_linen(source: Any, variables: Any = None, *, variant: str | None = N
     >>> variables = parity.other_jax.to_flax_linen(jaxgru.GRUCell(3, 8, rngs=nnx.Rngs(0)))
     >>> h, _ = flax.linen.GRUCell(features=8).apply(variables, jnp.zeros(8), jnp.ones(3))
   """
+  if (mode := _other_cells.mode_of(source, variables)) != "GRU":
+    fmt = "flax.linen.LSTMCell" if mode == "LSTM" else "flax.linen.SimpleCell"
+    return {"params": _other_cells.to_library(source, variables, fmt)}
   arrays = _cell_arrays(source, variables, variant, "torch", "flax.linen.GRUCell")
   (b_ir, b_iz, b_in), (b_hr, b_hz, b_hn) = _biases(arrays)
   w_ir, w_iz, w_in = np.split(arrays["weight_ih"], 3)
@@ -186,7 +202,9 @@ def to_flax_linen(source: Any, variables: Any = None, *, variant: str | None = N
 
 
 def from_flax_linen(variables: Mapping[str, Any], *, bias: bool = True) -> dict[str, jax.Array]:
-  """``jaxgru`` cell params computing what ``flax.linen.GRUCell`` computes with ``variables``.
+  """``jaxgru`` cell params computing what ``flax.linen.GRUCell`` computes with ``variables``
+  (an ``LSTMCell``'s or ``OptimizedLSTMCell``'s variables give an LSTM cell's params, their
+  biases in ``bias_hh``; a ``SimpleCell``'s a tanh RNN cell's, its bias in ``bias_ih``).
 
   Exact forward, every bit kept: ``ir/bias`` becomes ``b_ir`` and ``b_hr = 0`` (likewise z);
   ``in`` and ``hn`` keep their own biases. ``bias=False`` is allowed when every bias is zero.
@@ -208,6 +226,8 @@ def from_flax_linen(variables: Mapping[str, Any], *, bias: bool = True) -> dict[
     [('bias_hh', (12,)), ('bias_ih', (12,)), ('weight_hh', (12, 4)), ('weight_ih', (12, 3))]
   """
   tree = variables.get("params", variables) if isinstance(variables, Mapping) else variables
+  if (fmt := _other_cells.linen_format(tree)) != "flax.linen.GRUCell":
+    return _other_cells.from_library(tree, fmt, bias)
   library = "flax.linen.GRUCell"
   get = lambda *path: _numpy_leaf(tree, path, library)
   kernels_i = [get(g, "kernel") for g in ("ir", "iz", "in")]
@@ -223,8 +243,12 @@ def from_flax_linen(variables: Mapping[str, Any], *, bias: bool = True) -> dict[
 # flax.nnx.GRUCell --------------------------------------------------------------------------
 
 
-def to_flax_nnx(source: Any, variables: Any = None, *, variant: str | None = None, rngs: nnx.Rngs | None = None) -> nnx.GRUCell:
-  """A ``flax.nnx.GRUCell`` computing ``source``'s cell.
+def to_flax_nnx(
+  source: Any, variables: Any = None, *, variant: str | None = None, rngs: nnx.Rngs | None = None, optimized: bool = False
+) -> nnx.Module:
+  """A ``flax.nnx.GRUCell`` computing ``source``'s cell; for an LSTM cell an ``nnx.LSTMCell``
+  (``nnx.OptimizedLSTMCell`` with ``optimized=True``), for a tanh RNN cell an ``nnx.SimpleCell``,
+  their one bias ``b_ih + b_hh`` folded.
 
   NNX's cell has no ``b_hn`` (its recurrent ``Linear`` has no bias), so a source with any
   nonzero ``b_hn`` is refused: no NNX cell computes it. ``b_ir + b_hr`` and ``b_iz + b_hz``
@@ -236,9 +260,10 @@ def to_flax_nnx(source: Any, variables: Any = None, *, variant: str | None = Non
     variables: a Linen cell's variables; None otherwise.
     variant: the source's equations when its params do not say (``"torch"`` or ``"classic"``).
     rngs: for building the cell (its values are all overwritten); ``nnx.Rngs(0)`` when None.
+    optimized: an LSTM's: ``nnx.OptimizedLSTMCell`` rather than ``nnx.LSTMCell``.
 
   Returns:
-    The ``flax.nnx.GRUCell``.
+    The ``flax.nnx.GRUCell`` (``LSTMCell``, ``OptimizedLSTMCell``, ``SimpleCell``).
 
   Example:
     >>> params = jaxgru.init_gru_cell_params(jax.random.key(0), 3, 4)
@@ -250,6 +275,9 @@ def to_flax_nnx(source: Any, variables: Any = None, *, variant: str | None = Non
   Raises:
     ValueError: nonzero ``b_hn``; a ``variant="classic"`` source; more than one layer or direction.
   """
+  if (mode := _other_cells.mode_of(source, variables)) != "GRU":
+    fmt = {"LSTM": "flax.nnx.OptimizedLSTMCell" if optimized else "flax.nnx.LSTMCell", "RNN": "flax.nnx.SimpleCell"}[mode]
+    return _nnx_cell(_other_cells.to_library(source, variables, fmt), fmt, rngs)
   library = "flax.nnx.GRUCell"
   arrays = _cell_arrays(source, variables, variant, "torch", library)
   (b_ir, b_iz, b_in), (b_hr, b_hz, b_hn) = _biases(arrays)
@@ -271,8 +299,33 @@ def to_flax_nnx(source: Any, variables: Any = None, *, variant: str | None = Non
   return cell
 
 
-def from_flax_nnx(cell: nnx.GRUCell, *, bias: bool = True) -> dict[str, jax.Array]:
+def _nnx_cell(tree: Mapping[str, Any], fmt: str, rngs: nnx.Rngs | None) -> nnx.Module:
+  """An NNX cell of ``fmt`` holding ``tree``'s values."""
+  kernels = [v["kernel"] for k, v in tree.items() if k.startswith(("i", "dense_i"))]
+  inputs, hidden = kernels[0].shape[0], tree["dense_h" if "dense_h" in tree else "hi"]["kernel"].shape[0]
+  zeros = nnx.initializers.zeros_init()  # every value is set below; orthogonal init has no bfloat16 QR
+  cls = getattr(nnx, fmt.rpartition(".")[2])
+  dtype = kernels[0].dtype
+  cell = cls(
+    inputs, hidden, kernel_init=zeros, recurrent_kernel_init=zeros, dtype=dtype, param_dtype=dtype, rngs=rngs or nnx.Rngs(0)
+  )
+  state = nnx.state(cell, nnx.Param)
+  nnx.replace_by_pure_dict(state, tree)
+  nnx.update(cell, state)
+  return cell
+
+
+_NNX_FORMATS = {
+  "LSTMCell": "flax.nnx.LSTMCell",
+  "OptimizedLSTMCell": "flax.nnx.OptimizedLSTMCell",
+  "SimpleCell": "flax.nnx.SimpleCell",
+}
+
+
+def from_flax_nnx(cell: nnx.Module, *, bias: bool = True) -> dict[str, jax.Array]:
   """``jaxgru`` cell params computing what ``cell`` computes: exact forward, every bit kept.
+  An ``nnx.LSTMCell`` or ``nnx.OptimizedLSTMCell`` gives an LSTM cell's params (its bias in
+  ``bias_hh``), an ``nnx.SimpleCell`` a tanh RNN cell's (its bias in ``bias_ih``).
 
   ``dense_i.bias`` becomes ``b_ih``, and ``b_hh = 0`` (NNX has no recurrent bias). A ``jaxgru``
   cell then trains ``b_hh`` too, ``b_hn`` included, which NNX cannot: training differs.
@@ -293,8 +346,18 @@ def from_flax_nnx(cell: nnx.GRUCell, *, bias: bool = True) -> dict[str, jax.Arra
     >>> params["weight_ih"].shape, params["bias_hh"].shape
     ((12, 3), (12,))
   """
+  kind = type(cell).__name__
+  if isinstance(cell, nnx.LSTMCell | nnx.OptimizedLSTMCell | nnx.SimpleCell) and kind in _NNX_FORMATS:
+    lstm = kind != "SimpleCell"
+    if (lstm and cell.gate_fn is not jax.nn.sigmoid) or cell.activation_fn is not jax.nn.tanh:
+      raise ValueError(
+        f"cell uses a gate_fn or activation_fn other than sigmoid and tanh: no torch {'LSTM' if lstm else 'RNN'} computes it"
+      )
+    if getattr(cell, "residual", False):
+      raise ValueError("cell has residual=True (h' = tanh(W x + U h + b + h)): no torch RNN computes it")
+    return _other_cells.from_library(nnx.to_pure_dict(nnx.state(cell, nnx.Param)), _NNX_FORMATS[kind], bias)
   if not isinstance(cell, nnx.GRUCell):
-    raise TypeError(f"cell must be a flax.nnx.GRUCell, got {type(cell).__name__}")
+    raise TypeError(f"cell must be a flax.nnx.GRUCell, LSTMCell, OptimizedLSTMCell or SimpleCell, got {type(cell).__name__}")
   if cell.gate_fn is not jax.nn.sigmoid or cell.activation_fn is not jax.nn.tanh:
     raise ValueError("cell uses a gate_fn or activation_fn other than sigmoid and tanh: no torch GRU computes it")
   weight_ih = _arrays.array_to_numpy(cell.dense_i.kernel[...], "dense_i.kernel").T
@@ -307,8 +370,10 @@ def from_flax_nnx(cell: nnx.GRUCell, *, bias: bool = True) -> dict[str, jax.Arra
 # equinox.nn.GRUCell ------------------------------------------------------------------------
 
 
-def to_equinox(source: Any, variables: Any = None, *, variant: str | None = None) -> eqx.nn.GRUCell:
-  """An ``equinox.nn.GRUCell`` computing ``source``'s cell (``use_bias`` as the source's bias).
+def to_equinox(source: Any, variables: Any = None, *, variant: str | None = None) -> eqx.nn.GRUCell | eqx.nn.LSTMCell:
+  """An ``equinox.nn.GRUCell`` computing ``source``'s cell (``use_bias`` as the source's bias);
+  for an LSTM cell an ``equinox.nn.LSTMCell`` (its one bias ``b_ih + b_hh``, folded). Equinox
+  has no simple RNN cell.
 
   ``weight_ih`` and ``weight_hh`` are torch's layout and copied as they are; ``bias`` gets
   ``[b_ir + b_hr, b_iz + b_hz, b_in]`` (folded: same forward, not the same training) and
@@ -334,6 +399,16 @@ def to_equinox(source: Any, variables: Any = None, *, variant: str | None = None
   """
   import equinox as eqx
 
+  if (mode := _other_cells.mode_of(source, variables)) != "GRU":
+    if mode == "RNN":
+      raise ValueError("Equinox has no simple RNN cell: convert an RNN to flax.linen.SimpleCell or flax.nnx.SimpleCell")
+    params, _ = convert.params_and_variant(source, variables)
+    tree = _other_cells.to_library(source, variables, "equinox.nn.LSTMCell")
+    has_bias = any(str(k).startswith("bias") for k in params)
+    inputs, hidden = tree["weight_ih"].shape[1], tree["weight_hh"].shape[1]
+    cell = eqx.nn.LSTMCell(inputs, hidden, use_bias=has_bias, dtype=tree["weight_hh"].dtype, key=jax.random.key(0))
+    fields = ("weight_ih", "weight_hh", "bias") if has_bias else ("weight_ih", "weight_hh")
+    return eqx.tree_at(lambda c: tuple(getattr(c, f) for f in fields), cell, tuple(tree[f] for f in fields))
   arrays = _cell_arrays(source, variables, variant, "torch", "equinox.nn.GRUCell")
   hidden, inputs = arrays["weight_hh"].shape[1], arrays["weight_ih"].shape[1]
   has_bias = "bias_ih" in arrays
@@ -349,8 +424,9 @@ def to_equinox(source: Any, variables: Any = None, *, variant: str | None = None
   return eqx.tree_at(where, cell, [_arrays.to_jax(v) for v in values])
 
 
-def from_equinox(cell: eqx.nn.GRUCell) -> dict[str, jax.Array]:
-  """``jaxgru`` cell params computing what ``cell`` computes: exact forward, every bit kept.
+def from_equinox(cell: eqx.nn.GRUCell | eqx.nn.LSTMCell) -> dict[str, jax.Array]:
+  """``jaxgru`` cell params computing what ``cell`` computes: exact forward, every bit kept
+  (an ``equinox.nn.LSTMCell`` gives an LSTM cell's params, its bias in ``bias_ih``).
 
   ``bias`` becomes ``b_ih``, ``b_hh = [0, 0, bias_n]``; a cell without bias gives params without.
 
@@ -371,8 +447,14 @@ def from_equinox(cell: eqx.nn.GRUCell) -> dict[str, jax.Array]:
   """
   import equinox as eqx
 
+  if isinstance(cell, eqx.nn.LSTMCell):
+    if not cell.use_bias:
+      return _params(
+        *(_arrays.array_to_numpy(getattr(cell, k), k) for k in ("weight_ih", "weight_hh")), None, None, False, "equinox"
+      )
+    return _other_cells.from_library(cell, "equinox.nn.LSTMCell", True)
   if not isinstance(cell, eqx.nn.GRUCell):
-    raise TypeError(f"cell must be an equinox.nn.GRUCell, got {type(cell).__name__}")
+    raise TypeError(f"cell must be an equinox.nn.GRUCell or LSTMCell, got {type(cell).__name__}")
   weight_ih = _arrays.array_to_numpy(cell.weight_ih, "weight_ih")
   weight_hh = _arrays.array_to_numpy(cell.weight_hh, "weight_hh")
   if not cell.use_bias:
@@ -386,9 +468,12 @@ def from_equinox(cell: eqx.nn.GRUCell) -> dict[str, jax.Array]:
 # haiku hk.GRU --------------------------------------------------------------------------------
 
 
-def to_haiku(source: Any, variables: Any = None, *, variant: str | None = None, name: str = "gru") -> dict[str, Any]:
+def to_haiku(source: Any, variables: Any = None, *, variant: str | None = None, name: str | None = None) -> dict[str, Any]:
   """Haiku params ``{name: {"w_i", "w_h", "b"}}`` for ``hk.GRU(H, name=name)`` computing
   ``source``'s cell, which must be ``variant="classic"`` (Haiku's GRU resets before the product).
+  An LSTM cell gives ``{name + "/linear": {"w", "b"}}`` for ``hk.LSTM(H, name=name)`` (gates
+  reordered to Haiku's (i, g, f, o), ``b_ih + b_hh`` folded and 1 taken off the forget gate's,
+  which Haiku adds back). Haiku's simple RNN is not carried.
 
   Gates are reordered from (r, z, n) to Haiku's (z, r, a) and kernels transposed. Haiku has one
   bias per gate, so all three are folded: ``b = [b_iz + b_hz, b_ir + b_hr, b_in + b_hn]``
@@ -400,7 +485,7 @@ def to_haiku(source: Any, variables: Any = None, *, variant: str | None = None, 
       ``torch.nn.GRUCell``.
     variables: a Linen cell's variables; None otherwise.
     variant: the source's equations when its params do not say (``"torch"`` or ``"classic"``).
-    name: the module's name in the Haiku params.
+    name: the module's name in the Haiku params (``"gru"``, or ``"lstm"`` for an LSTM, when None).
 
   Returns:
     ``{name: {"w_i": (I, 3H), "w_h": (H, 3H), "b": (3H,)}}``.
@@ -415,6 +500,11 @@ def to_haiku(source: Any, variables: Any = None, *, variant: str | None = None, 
     ValueError: the source computes ``variant="torch"``: a params mapping counts as such
       unless ``variant="classic"`` is passed.
   """
+  if (mode := _other_cells.mode_of(source, variables)) != "GRU":
+    if mode == "RNN":
+      raise ValueError("parity.other_jax carries Haiku's GRU and LSTM, not its simple RNN: convert an RNN to a Flax SimpleCell")
+    return _other_cells.to_library(source, variables, "haiku.LSTM", name)
+  name = "gru" if name is None else name
   arrays = _cell_arrays(source, variables, variant, "classic", "hk.GRU")
   (b_ir, b_iz, b_in), (b_hr, b_hz, b_hn) = _biases(arrays)
   w_ir, w_iz, w_in = np.split(arrays["weight_ih"], 3)
@@ -429,7 +519,10 @@ def to_haiku(source: Any, variables: Any = None, *, variant: str | None = None, 
 
 def from_haiku(params: Mapping[str, Any], *, bias: bool = True) -> dict[str, jax.Array]:
   """``jaxgru`` cell params for ``variant="classic"`` computing what ``hk.GRU`` computes with
-  ``params`` (``{name: {"w_i", "w_h", "b"}}`` with one module, or its inner mapping).
+  ``params`` (``{name: {"w_i", "w_h", "b"}}`` with one module, or its inner mapping); for one
+  ``hk.LSTM``'s (``{name + "/linear": {"w", "b"}}``), an LSTM cell's params: ``b`` in
+  ``bias_ih``, and the 1 Haiku adds to the forget gate in ``bias_hh``'s f block (so ``bias=False``
+  cannot hold it).
 
   Exact forward, every bit kept: ``b`` becomes ``b_ih`` (reordered to r, z, n), ``b_hh = 0``.
   Run the result with ``variant="classic"``: ``parity.module_from_params(p, variant="classic")``
@@ -450,6 +543,8 @@ def from_haiku(params: Mapping[str, Any], *, bias: bool = True) -> dict[str, jax
     >>> parity.other_jax.from_haiku(hk_params)["weight_hh"].shape
     (12, 4)
   """
+  if (lstm := _other_cells.haiku_lstm_name(params)) is not None:
+    return _other_cells.from_library(params, "haiku.LSTM", bias, lstm)
   library = "hk.GRU"
   tree = params
   if isinstance(params, Mapping) and "w_i" not in params:
