@@ -10,9 +10,9 @@
   kernel does not serve.
 - ``flax``: Flax's own ``nnx.RNN(nnx.GRUCell)`` per layer (``nnx.Bidirectional`` when bidirectional),
   the JAX baseline users have today, split and merged the same way.
-- ``keras``: Keras 3's own ``keras.layers.GRU`` (``reset_after=True``, torch's equations;
-  ``Bidirectional`` when bidirectional, one layer per torch layer) on the JAX backend, holding the
-  torch model's weights (:func:`parity.keras.to_keras`), run as a jitted
+- ``keras``: Keras 3's own ``keras.layers.GRU`` (``reset_after=True``, torch's equations),
+  ``LSTM`` or ``SimpleRNN`` (``Bidirectional`` when bidirectional, one layer per torch layer) on the
+  JAX backend, holding the torch model's weights (:func:`parity.keras.to_keras`), run as a jitted
   ``stateless_call`` over its variables (the ``keras`` extra). Since Keras 3.15 its JAX GRU is a
   ``lax.scan`` with the input projections hoisted out of the loop.
 - ``onnxruntime``: ONNX Runtime's CPU GRU, LSTM and RNN kernels (fused C++ layers, weights
@@ -22,8 +22,8 @@
 
 The LSTM and the RNN (a shape's ``cell``) run against torch's ``nn.LSTM`` (oneDNN on the CPU) and
 ``nn.RNN``, jaxgru's functions (each implementation) and modules, Flax's
-``nnx.RNN(nnx.OptimizedLSTMCell)`` and ``nnx.RNN(nnx.SimpleCell)`` and ONNX Runtime; the
-contenders of :data:`GRU_ONLY` time the GRU alone.
+``nnx.RNN(nnx.OptimizedLSTMCell)`` and ``nnx.RNN(nnx.SimpleCell)``, Keras and ONNX Runtime; the
+contenders of :data:`GRU_ONLY` (the Pallas kernels) time the GRU alone.
 
 Modes: ``forward`` (torch under ``no_grad``); ``fwd+bwd``, the gradient of ``sum(output * cot)``
 with respect to the parameters and the input for a fixed random cotangent; ``train``, one step of
@@ -50,8 +50,8 @@ CONTENDERS = ("torch", "jaxgru", "jaxgru_nnx", "flax", "keras", "jaxgru_pallas",
 )
 DEVICE_ONLY = ("jaxgru_pallas",)  # skipped when the suite runs on the CPU
 FORWARD_ONLY = ("onnxruntime",)  # inference engines: no gradients, no training step
-# what exists for the GRU alone: the Pallas kernels, and the Keras bridge of the contenders
-GRU_ONLY = ("keras", "jaxgru_pallas")
+# what exists for the GRU alone: the Pallas kernels
+GRU_ONLY = ("jaxgru_pallas",)
 TORCH_LAYERS = {"gru": torch.nn.GRU, "lstm": torch.nn.LSTM, "rnn": torch.nn.RNN}
 JAX_LAYERS = {"gru": jaxgru.gru, "lstm": jaxgru.lstm, "rnn": jaxgru.rnn}
 NNX_LAYERS = {"gru": jaxgru.GRU, "lstm": jaxgru.LSTM, "rnn": jaxgru.RNN}
@@ -143,7 +143,7 @@ def keras_missing() -> str | None:
 
 
 def keras_model(torch_state: dict[str, np.ndarray], shape: Shape) -> tuple[Any, list[jax.Array], Any]:
-  """Keras's GRU stack holding torch's weights: ``(apply(variables, x), trainable variables,
+  """Keras's GRU (LSTM, SimpleRNN) stack holding torch's weights: ``(apply(variables, x), trainable variables,
   non-trainable ones)``, ``apply`` pure and jittable, x (T, B, I) time-major as torch's."""
   from parity import keras as parity_keras
 

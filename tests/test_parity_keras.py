@@ -1,6 +1,7 @@
-"""parity.keras against Keras 3's own GRU layers on the JAX backend: both ``reset_after`` modes,
-``use_bias``, stacks, ``Bidirectional``, ``go_backwards``, masks against ``lengths``, and the
-refusals where Keras computes something torch has no twin for."""
+"""parity.keras against Keras 3's own GRU, LSTM and SimpleRNN layers on the JAX backend (and
+torch's LSTM and RNN through them): both ``reset_after`` modes, ``use_bias``, stacks,
+``Bidirectional``, ``go_backwards``, masks against ``lengths``, the SimpleRNN's tanh and relu, and
+the refusals where Keras computes something torch has no twin for."""
 
 from __future__ import annotations
 
@@ -13,8 +14,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import torch
+from flax import nnx
 
 import jaxgru
+import parity
 from parity.proof.report import TOLERANCES, _row
 
 pk = pytest.importorskip("parity.frameworks.keras", reason="needs the keras extra")  # imports keras with KERAS_BACKEND=jax
@@ -199,8 +203,8 @@ def test_refusals(layer, message):
 
 
 def test_type_errors():
-  with pytest.raises(TypeError, match="must be a keras.layers.GRU"):
-    pk.keras_to_params([keras.layers.LSTM(H)])
+  with pytest.raises(TypeError, match="must be a keras.layers.GRU, LSTM or SimpleRNN"):
+    pk.keras_to_params([keras.layers.Dense(H)])
   with pytest.raises(TypeError, match="expected a keras.layers.GRU"):
     pk.keras_to_params(random_params(1, False, True, np.float32))
   with pytest.raises(ValueError, match="variant must be"):
@@ -221,3 +225,109 @@ def test_run_keras_checks_its_inputs():
     pk.run_keras(layers, x, np.zeros((2, B, H), np.float32))
   with pytest.raises(ValueError, match=r"lengths must lie in \[1, T=5\]"):
     pk.run_keras(layers, x, lengths=np.array([5, 0, 1]))
+
+
+# the LSTM and the SimpleRNN
+
+CELL_CONFIGS = [
+  ("LSTM", {}, 2, True, True),
+  ("LSTM", {}, 1, False, False),
+  ("RNN", {"nonlinearity": "relu"}, 2, True, True),
+  ("RNN", {"nonlinearity": "tanh"}, 1, False, True),
+]
+
+
+def torch_layer(mode, options, num_layers, bidirectional, bias, dtype, seed=0):
+  layer = getattr(torch.nn, mode)(I, H, num_layers, bias=bias, batch_first=True, bidirectional=bidirectional, **options)
+  layer = layer.to(torch.float64 if dtype == np.float64 else torch.float32)
+  gen = torch.Generator().manual_seed(seed)
+  with torch.no_grad():
+    for p in layer.parameters():  # every parameter, biases included
+      p.copy_(torch.rand(p.shape, generator=gen, dtype=p.dtype) * 1.2 - 0.6)
+  return layer
+
+
+def cell_inputs(mode, num_layers, bidirectional, dtype):
+  x, h0 = inputs(num_layers, bidirectional, dtype)
+  c0 = np.random.default_rng(2).standard_normal(h0.shape).astype(dtype)
+  return x, ((h0, c0) if mode == "LSTM" else h0)
+
+
+def assert_states_close(got, want, tol, what):
+  """(output, h_n) or (output, (h_n, c_n)), Keras's against torch's or jaxgru's."""
+  got, want = jax.tree.leaves(got), jax.tree.leaves(want)
+  assert len(got) == len(want)
+  for name, g, w in zip(("output", "h_n", "c_n"), got, want, strict=False):
+    row = _row(name, np.asarray(g), np.asarray(w))
+    assert row.ok(tol), f"{what}, {name}: max abs {row.max_abs:.2e} past {tol:g}"
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("mode, options, num_layers, bidirectional, bias", CELL_CONFIGS)
+def test_lstm_and_simple_rnn_to_keras_compute_torch(mode, options, num_layers, bidirectional, bias, dtype):
+  """torch -> jaxgru -> Keras layers, run by Keras against torch; float64 with jnp.tanh (see exact_tanh)."""
+  with jax.enable_x64(dtype == np.float64), jax.default_matmul_precision("highest"):
+    module = torch_layer(mode, options, num_layers, bidirectional, bias, dtype)
+    layers = pk.to_keras(parity.from_torch(module))
+    kind = {"LSTM": keras.layers.LSTM, "RNN": keras.layers.SimpleRNN}[mode]
+    halves = [la.forward_layer if bidirectional else la for la in layers]
+    assert all(type(h) is kind and h.cell.kernel.dtype == np.dtype(dtype).name for h in halves)
+    if dtype == np.float64 and options.get("nonlinearity") != "relu":
+      exact_tanh(layers)
+    x, state = cell_inputs(mode, num_layers, bidirectional, dtype)
+    for h, lengths in ((None, None), (state, LENGTHS)):
+      run = parity.run_torch(module, x, h, lengths=lengths)
+      want = (run["output"], (run["h_n"], run["c_n"]) if mode == "LSTM" else run["h_n"])
+      assert_states_close(pk.run_keras(layers, x, h, lengths), want, 1e-10 if dtype == np.float64 else 1e-5, mode)
+
+
+def keras_cell_stack(kind, dtype, **options):
+  """Keras's own layers, built and randomised by Keras's API: two Bidirectional layers of ``kind``."""
+  options = dict(return_sequences=True, return_state=True, dtype=dtype) | options
+  layers = [keras.layers.Bidirectional(kind(H, **options), dtype=dtype) for _ in range(2)]
+  layers[0].build((None, None, I))
+  layers[1].build((None, None, 2 * H))
+  rng = np.random.default_rng(4)
+  for layer in layers:
+    layer.set_weights([rng.uniform(-0.6, 0.6, w.shape).astype(dtype) for w in layer.get_weights()])
+  return layers
+
+
+@pytest.mark.parametrize("kind, options", [(keras.layers.LSTM, {}), (keras.layers.SimpleRNN, {"activation": "relu"})])
+def test_keras_lstm_and_simple_rnn_layers_into_jaxgru_bit_for_bit(kind, options, x64):
+  with jax.default_matmul_precision("highest"):
+    layers = keras_cell_stack(kind, "float64", **options)
+    nonlinearity = "relu" if options else "tanh"
+    params = pk.keras_to_params(layers, nonlinearity=nonlinearity)
+    kernel, recurrent, bias = layers[1].backward_layer.get_weights()
+    assert np.array_equal(params["weight_ih_l1_reverse"], kernel.T) and np.array_equal(
+      params["weight_hh_l1_reverse"], recurrent.T
+    )
+    assert np.array_equal(params["bias_ih_l1_reverse"], bias) and not np.any(params["bias_hh_l1_reverse"])
+    model = pk.from_keras(layers)
+    assert type(model) is (jaxgru.LSTM if kind is keras.layers.LSTM else jaxgru.RNN) and model.batch_first
+    assert getattr(model, "nonlinearity", nonlinearity) == nonlinearity
+    if kind is keras.layers.LSTM:
+      exact_tanh(layers)
+    x, state = cell_inputs("LSTM" if kind is keras.layers.LSTM else "RNN", 2, True, np.float64)
+    for h, lengths in ((None, None), (state, LENGTHS)):
+      assert_states_close(model(x, h, lengths=lengths), pk.run_keras(layers, x, h, lengths), 1e-10, kind.__name__)
+
+
+def test_lstm_and_simple_rnn_refusals():
+  relu = keras_cell_stack(keras.layers.SimpleRNN, "float32", activation="relu")
+  with pytest.raises(ValueError, match="read it with nonlinearity='relu'"):
+    pk.keras_to_params(relu)
+  with pytest.raises(ValueError, match="several kinds"):
+    pk.keras_to_params([relu[0], keras_cell_stack(keras.layers.LSTM, "float32")[1]])
+  with pytest.raises(ValueError, match="activation='softplus'"):
+    pk.keras_to_params(keras_cell_stack(keras.layers.SimpleRNN, "float32", activation="softplus"))
+  with pytest.raises(ValueError, match="proj_size=2 .weight_hr.: Keras's LSTM has no projection"):
+    pk.to_keras(parity.from_torch(torch.nn.LSTM(I, H, proj_size=2)))
+  lstm = pk.to_keras(jaxgru.LSTM(I, H, rngs=nnx.Rngs(0)))
+  with pytest.raises(ValueError, match=r"h0 must be the pair \(h0, c0\)"):
+    pk.run_keras(lstm, np.zeros((B, T, I), np.float32), np.zeros((1, B, H), np.float32))
+  with pytest.raises(ValueError, match=r"c0 must have shape"):
+    pk.run_keras(lstm, np.zeros((B, T, I), np.float32), (np.zeros((1, B, H), np.float32), np.zeros((2, B, H), np.float32)))
+  with pytest.raises(ValueError, match="nonlinearity='tanh' but the module has nonlinearity='relu'"):
+    pk.to_keras(jaxgru.RNN(I, H, nonlinearity="relu", rngs=nnx.Rngs(0)), nonlinearity="tanh")

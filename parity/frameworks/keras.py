@@ -1,4 +1,14 @@
-r"""Weights between ``jaxgru`` and Keras 3's ``keras.layers.GRU`` (alone, stacked, ``Bidirectional``).
+r"""Weights between ``jaxgru`` and Keras 3's ``keras.layers.GRU``, ``LSTM`` and ``SimpleRNN`` (alone,
+stacked, ``Bidirectional``).
+
+Keras's ``LSTM`` orders its gates (i, f, c, o) as torch does (i, f, g, o) and its ``SimpleRNN``
+has one gate; each keeps ``kernel`` (I, G*U) and ``recurrent_kernel`` (U, G*U) transposed
+against torch, and **one** ``bias`` (G*U,) where torch has two. Into ``jaxgru`` that bias goes to
+``bias_ih`` and ``bias_hh`` is zero: exact, every bit kept. Out of ``jaxgru`` ``bias_ih +
+bias_hh`` is folded into it (rounded once: the same forward, but training then differs, as for the
+GRU's ``reset_after=False`` below). A ``SimpleRNN``'s ``activation`` is the RNN's
+``nonlinearity`` (``"tanh"`` or ``"relu"``); an LSTM with ``proj_size`` has no Keras layer and is
+refused. The GRU:
 
 Keras's GRU orders its gates (z, r, h), keeps ``kernel`` (I, 3U) and ``recurrent_kernel``
 (U, 3U) transposed against torch, and mixes the state as :math:`h' = z \odot h + (1 - z) \odot \tilde h`:
@@ -69,7 +79,16 @@ from parity import _arrays  # noqa: E402  (after keras, whose backend is chosen 
 from parity.frameworks import _inputs  # noqa: E402
 from parity.weights import _storage, convert  # noqa: E402
 
-KerasLayers = Any  # a keras.layers.GRU or Bidirectional, a sequence of them, a keras.Sequential, or a .keras file
+KerasLayers = (
+  Any  # a keras.layers.GRU, LSTM, SimpleRNN or Bidirectional, a sequence of them, a keras.Sequential, or a .keras file
+)
+RECURRENT = (keras.layers.GRU, keras.layers.LSTM, keras.layers.SimpleRNN)
+MODES = {keras.layers.GRU: "GRU", keras.layers.LSTM: "LSTM", keras.layers.SimpleRNN: "RNN"}
+
+
+def _mode(layer: Any) -> str:
+  half = layer.forward_layer if isinstance(layer, keras.layers.Bidirectional) else layer
+  return next((m for cls, m in MODES.items() if type(half) is cls), "GRU")
 
 
 def _rzn_to_zrh(a: np.ndarray, hidden: int) -> np.ndarray:
@@ -120,12 +139,12 @@ def _layers(source: KerasLayers) -> list[Any]:
     source = load_model(source)
   if isinstance(source, keras.Sequential):
     source = [layer for layer in source.layers if not isinstance(layer, keras.layers.InputLayer)]
-  elif isinstance(source, keras.layers.GRU | keras.layers.Bidirectional):
+  elif isinstance(source, (*RECURRENT, keras.layers.Bidirectional)):
     source = [source]
   if not isinstance(source, Sequence) or isinstance(source, str | bytes) or not source:
     raise TypeError(
-      "expected a keras.layers.GRU or Bidirectional(GRU), a non-empty list of them, a keras.Sequential of them or "
-      f"the path of a .keras file holding one, got {type(source).__name__}"
+      "expected a keras.layers.GRU, LSTM or SimpleRNN or a Bidirectional of one, a non-empty list of them, a "
+      f"keras.Sequential of them or the path of a .keras file holding one, got {type(source).__name__}"
     )
   return list(source)
 
@@ -137,18 +156,25 @@ def _is(fn: Any, name: str) -> bool:
   return any(fn is f for f in known[name])
 
 
-def _check_gru(layer: Any, where: str) -> dict[str, Any]:
-  if not isinstance(layer, keras.layers.GRU):
-    raise TypeError(f"{where} must be a keras.layers.GRU or Bidirectional(GRU), got {type(layer).__name__}")
+def _check_layer(layer: Any, where: str) -> dict[str, Any]:
+  if type(layer) not in MODES:
+    raise TypeError(
+      f"{where} must be a keras.layers.GRU, LSTM or SimpleRNN or a Bidirectional of one, got {type(layer).__name__}"
+    )
+  mode = MODES[type(layer)]
   config = layer.get_config()
   problems = []
-  if not (_is(layer.cell.activation, "tanh") and _is(layer.cell.recurrent_activation, "sigmoid")):
+  if mode == "RNN":
+    relu = keras.activations.relu, keras.ops.relu, jax.nn.relu
+    if not (_is(layer.cell.activation, "tanh") or any(layer.cell.activation is f for f in relu)):
+      problems.append(f"activation={config['activation']!r} (only tanh and relu map, torch's nonlinearity)")
+  elif not (_is(layer.cell.activation, "tanh") and _is(layer.cell.recurrent_activation, "sigmoid")):
     problems.append(
       f"activation={config['activation']!r}, recurrent_activation={config['recurrent_activation']!r} (only tanh, sigmoid map)"
     )
   for key in ("dropout", "recurrent_dropout"):
     if config[key]:
-      problems.append(f"{key}={config[key]} (torch's GRU has no variational {key}; it would be lost)")
+      problems.append(f"{key}={config[key]} (torch's {mode} has no variational {key}; it would be lost)")
   if config["stateful"]:
     problems.append("stateful=True (its state carries over between calls; jaxgru takes h0 instead)")
   if problems:
@@ -163,11 +189,22 @@ def _to_torch_order(a: np.ndarray, hidden: int, variant: str) -> np.ndarray:
   return _negate_z(_rzn_to_zrh(a, hidden), hidden, variant)
 
 
-def _gru_arrays(layer: Any, variant: str) -> dict[str, np.ndarray]:
-  """One Keras GRU's weights as torch's ``weight_ih`` ... (bias keys only with ``use_bias``)."""
+def _nonlinearity(layer: Any) -> str:
+  return "tanh" if _is(layer.cell.activation, "tanh") else "relu"
+
+
+def _layer_arrays(layer: Any, variant: str) -> dict[str, np.ndarray]:
+  """One Keras GRU's, LSTM's or SimpleRNN's weights as torch's ``weight_ih`` ... (bias keys only
+  with ``use_bias``; an LSTM's and a SimpleRNN's one bias in ``bias_ih``, ``bias_hh`` zero)."""
   cell = layer.cell
   hidden = cell.units
   numpy = lambda v: np.asarray(keras.ops.convert_to_numpy(v.value))
+  if not isinstance(layer, keras.layers.GRU):  # the LSTM's gates are in torch's order already
+    out = {"weight_ih": numpy(cell.kernel).T, "weight_hh": numpy(cell.recurrent_kernel).T}
+    if cell.use_bias:
+      out["bias_ih"] = numpy(cell.bias)
+      out["bias_hh"] = np.zeros_like(out["bias_ih"])
+    return out
   get = lambda a: _to_torch_order(a, hidden, variant)
   out = {"weight_ih": get(numpy(cell.kernel).T), "weight_hh": get(numpy(cell.recurrent_kernel).T)}
   if cell.use_bias:
@@ -180,16 +217,19 @@ def _gru_arrays(layer: Any, variant: str) -> dict[str, np.ndarray]:
   return out
 
 
-def keras_to_params(source: KerasLayers, *, variant: str = "torch") -> dict[str, jax.Array]:
-  """Keras GRU layers as ``jaxgru`` params, one torch layer per Keras layer.
+def keras_to_params(source: KerasLayers, *, variant: str = "torch", nonlinearity: str = "tanh") -> dict[str, jax.Array]:
+  """Keras GRU, LSTM or SimpleRNN layers as ``jaxgru`` params, one torch layer per Keras layer.
 
   Args:
-    source: a built ``keras.layers.GRU``, a ``keras.layers.Bidirectional`` of two, a list of
-      such layers (a stack: all with the same ``units``, ``use_bias``, ``reset_after`` and
-      number of directions), a ``keras.Sequential`` of them, or the path of a ``.keras`` file
-      holding such a model (read by :func:`load_model`, in Keras's safe mode).
-    variant: ``"torch"`` reads ``reset_after=True`` layers, ``"classic"`` ``reset_after=False``
-      ones (z negated, the bias to ``bias_ih``, ``bias_hh`` zero).
+    source: a built ``keras.layers.GRU`` (``LSTM``, ``SimpleRNN``), a
+      ``keras.layers.Bidirectional`` of two, a list of such layers (a stack: all of one kind,
+      with the same ``units``, ``use_bias``, ``reset_after`` and number of directions), a
+      ``keras.Sequential`` of them, or the path of a ``.keras`` file holding such a model (read
+      by :func:`load_model`, in Keras's safe mode).
+    variant: GRUs: ``"torch"`` reads ``reset_after=True`` layers, ``"classic"``
+      ``reset_after=False`` ones (z negated, the bias to ``bias_ih``, ``bias_hh`` zero).
+    nonlinearity: SimpleRNNs: ``"tanh"`` reads layers whose activation is tanh, ``"relu"``
+      those with relu (pass the same to :func:`jaxgru.rnn`: params do not record it).
 
   Returns:
     ``{"weight_ih_l0": ..., ...}`` in the layers' dtype.
@@ -197,9 +237,10 @@ def keras_to_params(source: KerasLayers, *, variant: str = "torch") -> dict[str,
   Raises:
     FileNotFoundError: a path with no file.
     TypeError: not a GRU, a Bidirectional of GRUs, a list of them or a path.
-    ValueError: a file Keras cannot read safely (see :func:`load_model`); what does not map (listed in the module docstring), a ``reset_after`` that is
-      not the ``variant``'s, layers that do not stack, or ``go_backwards`` on a layer that is
-      not the only one.
+    ValueError: a file Keras cannot read safely (see :func:`load_model`); what does not map
+      (listed in the module docstring), a ``reset_after`` that is not the ``variant``'s, an
+      activation that is not the ``nonlinearity``'s, layers that do not stack (kinds, sizes),
+      or ``go_backwards`` on a layer that is not the only one.
 
   Example:
     >>> import keras
@@ -210,7 +251,12 @@ def keras_to_params(source: KerasLayers, *, variant: str = "torch") -> dict[str,
   """
   if variant not in ("torch", "classic"):
     raise ValueError(f"variant must be 'torch' or 'classic', got {variant!r}")
+  if nonlinearity not in ("tanh", "relu"):
+    raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
   layers = _layers(source)
+  modes = [_mode(layer) for layer in layers]
+  if len(set(modes)) > 1:
+    raise ValueError(f"the layers are of several kinds ({modes}): one torch layer stacks layers of one kind")
   params: dict[str, np.ndarray] = {}
   first = None
   for index, layer in enumerate(layers):
@@ -223,8 +269,8 @@ def keras_to_params(source: KerasLayers, *, variant: str = "torch") -> dict[str,
       halves = sorted([layer.forward_layer, layer.backward_layer], key=lambda half: half.go_backwards)  # torch's order
     else:
       halves = [layer]
-    configs = [_check_gru(half, where) for half in halves]
-    keys = ("units", "use_bias", "reset_after")
+    configs = [_check_layer(half, where) for half in halves]
+    keys = ("units", "use_bias", "reset_after") if modes[0] == "GRU" else ("units", "use_bias")
     if len(configs) == 2 and any(configs[0][k] != configs[1][k] for k in keys):
       raise ValueError(
         f"{where} ({layer.name}): its two directions differ in {keys}: {[{k: c[k] for k in keys} for c in configs]}"
@@ -234,35 +280,40 @@ def keras_to_params(source: KerasLayers, *, variant: str = "torch") -> dict[str,
       raise ValueError(
         f"{where} ({layer.name}) has go_backwards=True: only a lone one-direction layer may (torch has no such layer)"
       )
-    if config["reset_after"] != (variant == "torch"):
+    if modes[0] == "GRU" and config["reset_after"] != (variant == "torch"):
       want = "torch" if config["reset_after"] else "classic"
       raise ValueError(f"{where} ({layer.name}) has reset_after={config['reset_after']}: read it with variant={want!r}")
+    found = {_nonlinearity(half) for half in halves} if modes[0] == "RNN" else {nonlinearity}
+    if found != {nonlinearity}:
+      raise ValueError(f"{where} ({layer.name}) has activation {sorted(found)}: read it with nonlinearity={sorted(found)[0]!r}")
     shape = (config["units"], config["use_bias"], len(halves))
     input_size = halves[0].cell.kernel.shape[0]
     if first is None:
       first = shape
     elif shape != first or input_size != first[0] * first[2]:
       raise ValueError(
-        f"{where} ({layer.name}) does not stack on the layers before it as a torch GRU layer: (units, use_bias, directions) "
+        f"{where} ({layer.name}) does not stack on the layers before it as a torch {modes[0]} layer: (units, use_bias, directions) "
         f"{shape} against {first}, and its input size must be {first[0] * first[2]}, got {input_size}"
       )
     for half, suffix in zip(halves, ("", "_reverse"), strict=False):
-      for name, array in _gru_arrays(half, variant).items():
+      for name, array in _layer_arrays(half, variant).items():
         params[f"{name}_l{index}{suffix}"] = array
   return convert.state_dict_to_params(params)
 
 
 def from_keras(source: KerasLayers, *, rngs: nnx.Rngs | None = None) -> Any:
-  """Keras GRU layers as a :class:`jaxgru.GRU` (``batch_first=True``, like Keras; eval mode).
+  """Keras GRU layers as a :class:`jaxgru.GRU` (LSTM layers as a :class:`jaxgru.LSTM`,
+  SimpleRNN layers as a :class:`jaxgru.RNN`; ``batch_first=True``, like Keras; eval mode).
 
-  ``variant`` follows ``reset_after``; see :func:`keras_to_params` for what is accepted.
+  ``variant`` follows ``reset_after``, ``nonlinearity`` a SimpleRNN's activation; see
+  :func:`keras_to_params` for what is accepted.
 
   Args:
     source: what :func:`keras_to_params` takes.
     rngs: the module's rngs; ``nnx.Rngs(0)`` when None.
 
   Returns:
-    A deterministic :class:`jaxgru.GRU` holding the layers' weights.
+    A deterministic :class:`jaxgru.GRU` (``LSTM``, ``RNN``) holding the layers' weights.
 
   Raises:
     FileNotFoundError, TypeError, ValueError: as :func:`keras_to_params`.
@@ -277,14 +328,18 @@ def from_keras(source: KerasLayers, *, rngs: nnx.Rngs | None = None) -> Any:
   """
   layers = _layers(source)
   first = layers[0].forward_layer if isinstance(layers[0], keras.layers.Bidirectional) else layers[0]
-  if isinstance(first, keras.layers.GRU) and first.go_backwards:
+  if isinstance(first, RECURRENT) and first.go_backwards:
+    mode = MODES[type(first)]
     raise ValueError(
-      f"{first.name} has go_backwards=True: jaxgru.GRU has no such layer. Take its weights with keras_to_params and run "
-      "jaxgru.gru(params, x[:, ::-1], batch_first=True)"
+      f"{first.name} has go_backwards=True: jaxgru.{mode} has no such layer. Take its weights with keras_to_params and "
+      f"run jaxgru.{mode.lower()}(params, x[:, ::-1], batch_first=True)"
     )
   variant = "torch" if not isinstance(first, keras.layers.GRU) or first.reset_after else "classic"
-  params = keras_to_params(layers, variant=variant)
-  return convert.module_from_params(params, batch_first=True, variant=variant, training=False, rngs=rngs)
+  nonlinearity = _nonlinearity(first) if isinstance(first, keras.layers.SimpleRNN) else "tanh"
+  params = keras_to_params(layers, variant=variant, nonlinearity=nonlinearity)
+  return convert.module_from_params(
+    params, batch_first=True, variant=variant, nonlinearity=nonlinearity, training=False, rngs=rngs
+  )
 
 
 def to_keras(
@@ -292,22 +347,27 @@ def to_keras(
   variables: Mapping[str, Any] | None = None,
   *,
   variant: str | None = None,
+  nonlinearity: str | None = None,
   go_backwards: bool = False,
   return_state: bool = True,
   zero_output_for_mask: bool = True,
 ) -> list[Any]:
-  """A ``jaxgru`` GRU as built Keras layers holding its weights, one per torch layer.
+  """A ``jaxgru`` GRU, LSTM or RNN as built Keras layers holding its weights, one per torch layer.
 
-  Each is a ``keras.layers.GRU`` (``Bidirectional(..., merge_mode="concat")`` for two
-  directions) with ``return_sequences=True``, in the parameters' dtype; ``reset_after`` is
-  ``variant == "torch"``. Chain them (see :func:`run_keras`), or with ``return_state=False``
-  put them in a ``keras.Sequential``. Dropout between layers is not carried over.
+  Each is a ``keras.layers.GRU`` (``LSTM``, ``SimpleRNN``; ``Bidirectional(...,
+  merge_mode="concat")`` for two directions) with ``return_sequences=True``, in the parameters'
+  dtype; a GRU's ``reset_after`` is ``variant == "torch"``, a SimpleRNN's ``activation`` the
+  ``nonlinearity``. An LSTM's and a SimpleRNN's one bias is ``bias_ih + bias_hh`` (folded). Chain
+  them (see :func:`run_keras`), or with ``return_state=False`` put them in a
+  ``keras.Sequential``. Dropout between layers is not carried over.
 
   Args:
-    source: a :class:`jaxgru.GRU`, a ``jaxgru.linen.GRU`` with ``variables``, a torch
-      ``nn.GRU``, Linen variables or a GRU's params.
+    source: a ``jaxgru`` ``GRU``, ``LSTM`` or ``RNN`` (NNX), a ``jaxgru.linen`` one with
+      ``variables``, a torch ``nn.GRU``, ``nn.LSTM`` or ``nn.RNN``, Linen variables or params.
     variables: a Linen module's variables.
-    variant: for params, which GRU they are (a module's own when None, else ``"torch"``).
+    variant: for a GRU's params, which GRU they are (a module's own when None, else ``"torch"``).
+    nonlinearity: for an RNN's params, ``"tanh"`` or ``"relu"`` (a module's own when None, else
+      ``"tanh"``).
     go_backwards: a lone one-direction layer that reads the sequence from its end.
     return_state: the layers also return their final state(s).
     zero_output_for_mask: zero outputs past each sequence's mask, as torch and ``jaxgru``.
@@ -316,9 +376,10 @@ def to_keras(
     The built Keras layers, one per torch layer.
 
   Raises:
-    TypeError: ``source`` is not a GRU, its params or variables.
-    ValueError: an unknown ``variant``, ``go_backwards`` with several layers or two directions, or
-      float64 weights where Keras's backend runs in float32.
+    TypeError: ``source`` is not a GRU, LSTM or RNN, their params or variables.
+    ValueError: an unknown ``variant`` or ``nonlinearity``, ``go_backwards`` with several layers
+      or two directions, an LSTM with ``proj_size``, or float64 weights where Keras's backend runs
+      in float32.
 
   Example:
     >>> layers = parity.keras.to_keras(jaxgru.GRU(3, 4, num_layers=2, rngs=nnx.Rngs(0)))
@@ -332,26 +393,44 @@ def to_keras(
     raise ValueError(f"variant={variant!r} but the module has variant={found!r}")
   variant = variant or found or "torch"
   if convert.is_cell(params):
-    raise ValueError("params are a GRUCell's (weight_ih, ...): pass a GRU's (weight_ih_l0, ...)")
+    raise ValueError("params are a cell's (weight_ih, ...): pass a layer's (weight_ih_l0, ...)")
   convert.check_values(params, "params")
   arrays = {k: _arrays.array_to_numpy(v, f"params[{k!r}]") for k, v in params.items()}
-  spec = convert.spec_of(arrays)
+  spec = convert.spec_of(arrays, modes=convert.MODES)
+  mode = spec.mode
+  if nonlinearity is not None and nonlinearity not in ("tanh", "relu"):
+    raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+  own = getattr(source, "nonlinearity", None)
+  if nonlinearity is not None and own is not None and nonlinearity != own:
+    raise ValueError(f"nonlinearity={nonlinearity!r} but the module has nonlinearity={own!r}")
+  nonlinearity = nonlinearity or own or "tanh"
+  if spec.proj_size:
+    raise ValueError(f"this LSTM has proj_size={spec.proj_size} (weight_hr): Keras's LSTM has no projection")
   if go_backwards and (spec.num_layers > 1 or spec.bidirectional):
-    raise ValueError("go_backwards=True needs a one-layer, one-direction GRU (Keras's backward layer alone)")
+    raise ValueError(f"go_backwards=True needs a one-layer, one-direction {mode} (Keras's backward layer alone)")
   hidden, dtype = spec.hidden_size, spec.dtype.name
   layers = []
   for layer in range(spec.num_layers):
     inputs = spec.input_size if layer == 0 else hidden * spec.num_directions
-    options = dict(use_bias=spec.bias, reset_after=variant == "torch", return_sequences=True, return_state=return_state)
+    options = dict(use_bias=spec.bias, return_sequences=True, return_state=return_state)
     options |= dict(zero_output_for_mask=zero_output_for_mask, dtype=dtype)
+    options |= {"GRU": dict(reset_after=variant == "torch"), "RNN": dict(activation=nonlinearity)}.get(mode, {})
+    cls = {"GRU": keras.layers.GRU, "LSTM": keras.layers.LSTM, "RNN": keras.layers.SimpleRNN}[mode]
     if spec.bidirectional:  # Bidirectional rebuilds its layers from their configs: set the weights after
-      made = keras.layers.Bidirectional(keras.layers.GRU(hidden, **options), merge_mode="concat", dtype=dtype)
+      made = keras.layers.Bidirectional(cls(hidden, **options), merge_mode="concat", dtype=dtype)
       halves = [made.forward_layer, made.backward_layer]
     else:
-      made = keras.layers.GRU(hidden, go_backwards=go_backwards, **options)
+      made = cls(hidden, go_backwards=go_backwards, **options)
       halves = [made]
     made.build((None, None, inputs))
     for half, suffix in zip(halves, ("", "_reverse"), strict=False):
+      if mode != "GRU":  # torch's gate order; one bias, the two folded and rounded once
+        weights = [arrays[f"weight_ih_l{layer}{suffix}"].T, arrays[f"weight_hh_l{layer}{suffix}"].T]
+        if spec.bias:
+          folded = arrays[f"bias_ih_l{layer}{suffix}"].astype(np.float64) + arrays[f"bias_hh_l{layer}{suffix}"]
+          weights.append(folded.astype(spec.dtype))
+        half.set_weights(weights)
+        continue
       get = lambda kind, s=suffix, l=layer: _rzn_to_zrh(_negate_z(arrays[f"{kind}_l{l}{s}"], hidden, variant), hidden)
       weights = [get("weight_ih").T, get("weight_hh").T]
       if spec.bias and variant == "torch":
@@ -363,17 +442,19 @@ def to_keras(
   return layers
 
 
-def run_keras(layers: KerasLayers, x: Any, h0: Any = None, lengths: Any = None) -> tuple[np.ndarray, np.ndarray]:
-  """Keras layers from :func:`to_keras` (``return_state=True``) chained as one torch GRU.
+def run_keras(layers: KerasLayers, x: Any, h0: Any = None, lengths: Any = None) -> tuple[np.ndarray, Any]:
+  """Keras layers from :func:`to_keras` (``return_state=True``) chained as one torch GRU (LSTM, RNN).
 
   Args:
     layers: what :func:`to_keras` returned (or what :func:`keras_to_params` takes).
     x: (B, T, I), batch first like Keras.
-    h0: (L*D, B, H) as ``jaxgru`` and torch lay it out, or None (zeros).
+    h0: (L*D, B, H) as ``jaxgru`` and torch lay it out (an LSTM's pair ``(h0, c0)``), or None
+      (zeros).
     lengths: (B,) sequence lengths, passed to Keras as the mask ``t < length``.
 
   Returns:
-    The pair ``(output, h_n)``, (B, T, D*H) and (L*D, B, H), NumPy arrays.
+    The pair ``(output, h_n)``, (B, T, D*H) and (L*D, B, H), NumPy arrays; an LSTM's
+    ``(output, (h_n, c_n))``.
 
   Raises:
     ValueError: shapes that do not fit the layers, or layers built without ``return_state``.
@@ -386,22 +467,30 @@ def run_keras(layers: KerasLayers, x: Any, h0: Any = None, lengths: Any = None) 
   """
   layers = _layers(layers)
   first = layers[0].forward_layer if isinstance(layers[0], keras.layers.Bidirectional) else layers[0]
+  lstm = isinstance(first, keras.layers.LSTM)
   states = sum(2 if isinstance(layer, keras.layers.Bidirectional) else 1 for layer in layers)
   units = getattr(first, "units", None)
-  input_size = first.cell.kernel.shape[0] if isinstance(first, keras.layers.GRU) and first.built else None
-  x, h0, lengths = _inputs.check_sequence_inputs(
-    x, h0, lengths, batch_first=True, states=states, hidden=units, input_size=input_size
-  )
+  input_size = first.cell.kernel.shape[0] if isinstance(first, RECURRENT) and first.built else None
+  if lstm and h0 is not None and not (isinstance(h0, tuple | list) and len(h0) == 2):
+    raise ValueError(f"the layers are LSTMs: h0 must be the pair (h0, c0) or None, got {type(h0).__name__}")
+  parts = list(h0) if lstm and h0 is not None else [h0] * (2 if lstm else 1)
+  for k, (name, part) in enumerate(zip(("h0", "c0"), parts, strict=False)):
+    x, parts[k], lengths = _inputs.check_sequence_inputs(
+      x, part, lengths, batch_first=True, states=states, hidden=units, input_size=input_size, name=name
+    )
   mask = None if lengths is None else np.arange(x.shape[1])[None, :] < lengths[:, None]
   x = keras.ops.convert_to_tensor(x)
+  per = len(parts)  # states per direction: h, or an LSTM's h and c
   finals, start = [], 0
   for layer in layers:
     dirs = 2 if isinstance(layer, keras.layers.Bidirectional) else 1
-    kwargs = {} if h0 is None else {"initial_state": [np.asarray(h0[start + d]) for d in range(dirs)]}
+    initial = [np.asarray(p[start + d]) for d in range(dirs) for p in parts] if parts[0] is not None else None
+    kwargs = {} if initial is None else {"initial_state": initial}
     result = layer(x, mask=mask, **kwargs)
-    if not isinstance(result, list | tuple) or len(result) != 1 + dirs:
+    if not isinstance(result, list | tuple) or len(result) != 1 + dirs * per:
       raise ValueError(f"{layer.name} must return its output and final state(s): build it with return_state=True")
-    x, states = result[0], result[1:]
-    finals += [np.asarray(keras.ops.convert_to_numpy(s)) for s in states]
+    x, states = result[0], [np.asarray(keras.ops.convert_to_numpy(s)) for s in result[1:]]
+    finals += [states[d * per : (d + 1) * per] for d in range(dirs)]
     start += dirs
-  return np.asarray(keras.ops.convert_to_numpy(x)), np.stack(finals)
+  stacked = [np.stack([f[k] for f in finals]) for k in range(per)]
+  return np.asarray(keras.ops.convert_to_numpy(x)), (tuple(stacked) if lstm else stacked[0])

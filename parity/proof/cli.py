@@ -15,10 +15,10 @@ without ``proj_size``) and RNNs (tanh and ReLU) spread over the same settings, w
 RNNCell; ``--full`` runs the GRU's whole product (16) beside them; ``--quick`` two GRUs, a
 cell, a projected LSTM and a ReLU RNN.
 
-Other frameworks (:mod:`parity.proof.frameworks`): every GRU configuration of the sweep also goes to
-Keras 3 layers, and every GRU, RNN and LSTM without a projection to an ONNX model, run by Keras
-(JAX backend) and ONNX Runtime (CPU) against torch, float32, with and without lengths; a
-framework whose package is missing is skipped with a note, and ``--no-frameworks`` skips both.
+Other frameworks (:mod:`parity.proof.frameworks`): every GRU, RNN and LSTM without a projection
+of the sweep also goes to Keras 3 layers and to an ONNX model, run by Keras (JAX backend) and
+ONNX Runtime (CPU) against torch, float32, with and without lengths; a framework whose package
+is missing is skipped with a note, and ``--no-frameworks`` skips both.
 """
 
 from __future__ import annotations

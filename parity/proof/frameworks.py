@@ -1,9 +1,9 @@
 """The other frameworks in ``python -m parity``'s sweep: Keras 3 and ONNX Runtime against torch.
 
-Each configuration of the sweep that a framework carries goes from torch to ``jaxgru``
-(:func:`parity.from_torch`), on to Keras layers (:func:`parity.frameworks.keras.to_keras`: the
-GRUs) or to an ONNX model (:func:`parity.frameworks.onnx.model_proto`: the GRUs, the LSTMs
-without a projection, which ONNX's LSTM operator lacks, and the RNNs), and runs in that
+Each configuration of the sweep that a framework carries (the GRUs, the RNNs and the LSTMs
+without a projection, which neither Keras's LSTM nor ONNX's has) goes from torch to ``jaxgru``
+(:func:`parity.from_torch`), on to Keras layers (:func:`parity.frameworks.keras.to_keras`) and
+to an ONNX model (:func:`parity.frameworks.onnx.model_proto`), and runs in each
 framework (Keras on the JAX backend, ONNX Runtime's CPU kernels) against torch's own forward
 pass: ``output``, ``h_n`` and an LSTM's ``c_n``, float32 (the dtype both run), with and without
 ``lengths`` (a Keras mask, ONNX's ``sequence_lens``). A framework whose package is missing is
@@ -30,8 +30,8 @@ def _keras(module: Any, jax_module: Any, x: np.ndarray, h0: np.ndarray | None, l
   from parity.frameworks import keras as pk
 
   xb = x if module.batch_first else np.swapaxes(x, 0, 1)  # Keras is batch-first
-  out, h_n = pk.run_keras(pk.to_keras(jax_module), xb, h0, lengths)
-  return (out if module.batch_first else np.swapaxes(out, 0, 1)), h_n
+  out, state = pk.run_keras(pk.to_keras(jax_module), xb, h0, lengths)
+  return (out if module.batch_first else np.swapaxes(out, 0, 1)), state
 
 
 def _onnx(module: Any, jax_module: Any, x: np.ndarray, h0: np.ndarray | None, lengths: np.ndarray | None):
@@ -43,10 +43,8 @@ def _onnx(module: Any, jax_module: Any, x: np.ndarray, h0: np.ndarray | None, le
 
 RUNNERS: dict[str, Callable] = {"Keras": _keras, "ONNX Runtime": _onnx}
 # which of the sweep's layer configurations each framework carries (no lone cells: neither runs one)
-CARRIES: dict[str, Callable[[Any], bool]] = {
-  "Keras": lambda config: config.mode == "GRU",
-  "ONNX Runtime": lambda config: config.mode in ("GRU", "RNN") or (config.mode == "LSTM" and not config.proj_size),
-}
+_UNPROJECTED = lambda config: config.mode in ("GRU", "RNN") or (config.mode == "LSTM" and not config.proj_size)
+CARRIES: dict[str, Callable[[Any], bool]] = {"Keras": _UNPROJECTED, "ONNX Runtime": _UNPROJECTED}
 
 
 def available() -> tuple[list[str], list[str]]:
