@@ -140,17 +140,18 @@ def test_to_tree_computes_jaxgrus_cell_and_comes_back(fmt, dtype):
     assert_close(_jaxgru_step(fmt)(back, x, state), _jaxgru_step(fmt)(params, x, state), TOL[dtype], fmt)
 
 
-def test_the_conversions_differentiate_inside_a_training_step():
-  """A loss on a Flax LSTM tree through jaxgru: the gradient reaches the tree as the library's own does."""
-  with jax.enable_x64(True):
-    tree, step = _library_cell("flax.linen.LSTMCell", jnp.float64)
-    x, state = _inputs("flax.linen.LSTMCell", jnp.float64)
-    loss = lambda t, run: jnp.sum(jnp.sin(run(t)[0]) + jnp.cos(run(t)[1]))
-    via_jaxgru = jax.jit(jax.grad(loss, argnums=0), static_argnums=1)(
-      tree, lambda t: jaxgru.lstm_cell(other_jax.from_tree(t, "flax.linen.LSTMCell"), x, state)
-    )
+@pytest.mark.parametrize("fmt", sorted(other_jax.FORMATS))
+def test_the_conversions_differentiate_inside_a_training_step(fmt):
+  """A loss on the library's tree through jaxgru, jitted: the gradient reaches every leaf of the
+  tree as the library's own cell gives it (float64)."""
+  with jax.enable_x64(True), jax.default_matmul_precision("highest"):
+    tree, step = _library_cell(fmt, jnp.float64)
+    x, state = _inputs(fmt, jnp.float64)
+    mine = _jaxgru_step(fmt)
+    loss = lambda t, run: sum(jnp.sum(jnp.sin(s) * (k + 1)) for k, s in enumerate(jax.tree.leaves(run(t))))
+    via_jaxgru = jax.jit(jax.grad(loss, argnums=0), static_argnums=1)(tree, lambda t: mine(other_jax.from_tree(t, fmt), x, state))
     own = jax.grad(loss)(tree, lambda t: step(t, x, state))
-    assert_close(via_jaxgru, own, 1e-12, "gradients")
+    assert_close(via_jaxgru, own, 1e-12, f"{fmt} gradients")
 
 
 def test_refusals():

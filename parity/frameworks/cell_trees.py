@@ -5,25 +5,26 @@ parameter tree (its checkpoints, its optimizer state) can map it to ``jaxgru``'s
 ``jaxgru``'s side is a cell's params in torch's layout (``weight_ih`` (G*H, I), ``weight_hh``
 (G*H, H), ``bias_ih``, ``bias_hh`` (G*H,)); the other side is the library's own tree:
 
-========================== ====== ========================================================= ==================================
-format                      cell   the tree                                                  out of ``jaxgru``: what is folded
-========================== ====== ========================================================= ==================================
-``flax.linen.GRUCell``      GRU    ``{"ir", "iz", "in": {kernel, bias}, "hr", "hz":           ``b_ir + b_hr``, ``b_iz + b_hz``
-                                   {kernel}, "hn": {kernel, bias}}``
-``flax.nnx.GRUCell``        GRU    ``{"dense_i": {kernel, bias}, "dense_h": {kernel}}``       into ``jaxgru`` only: it has no
-                                                                                             ``b_hn``
-``equinox.nn.GRUCell``      GRU    ``{"weight_ih", "weight_hh", "bias", "bias_n"}``           as Linen
-``haiku.GRU``               GRU    ``{name: {"w_i", "w_h", "b"}}``, gates (z, r, a)           all three biases (``variant="classic"``)
-``flax.linen.LSTMCell``     LSTM   ``{"ii", "if", "ig", "io": {kernel}, "hi", "hf", "hg",     ``b_ih + b_hh``
-                                   "ho": {kernel, bias}}`` (also ``OptimizedLSTMCell``'s)
-``flax.nnx.LSTMCell``       LSTM   ``{"ii", "if_", "ig", "io": {kernel}, "hi", ...}``         ``b_ih + b_hh``
-``flax.nnx.OptimizedLSTMCell`` LSTM ``{"dense_i": {kernel}, "dense_h": {kernel, bias}}``     ``b_ih + b_hh``
-``equinox.nn.LSTMCell``     LSTM   ``{"weight_ih", "weight_hh", "bias"}``                     ``b_ih + b_hh``
-``haiku.LSTM``              LSTM   ``{name + "/linear": {"w": (I+H, 4H), "b"}}``, gates       ``b_ih + b_hh - 1`` for f
-                                   (i, g, f, o), ``sigmoid(f + 1)``
-``flax.linen.SimpleCell``   RNN    ``{"i": {kernel, bias}, "h": {kernel}}``                   ``b_ih + b_hh``
-``flax.nnx.SimpleCell``     RNN    ``{"dense_i": {kernel, bias}, "dense_h": {kernel}}``       ``b_ih + b_hh``
-========================== ====== ========================================================= ==================================
+- ``flax.linen.GRUCell`` (GRU): ``{"ir", "iz", "in": {kernel, bias}, "hr", "hz": {kernel},
+  "hn": {kernel, bias}}``; out of ``jaxgru`` ``b_ir + b_hr`` and ``b_iz + b_hz`` are folded.
+- ``flax.nnx.GRUCell`` (GRU): ``{"dense_i": {kernel, bias}, "dense_h": {kernel}}``; into
+  ``jaxgru`` only, since it has no ``b_hn``.
+- ``equinox.nn.GRUCell`` (GRU): ``{"weight_ih", "weight_hh", "bias", "bias_n"}``; folded as
+  Linen's.
+- ``haiku.GRU`` (GRU, ``variant="classic"``): ``{name: {"w_i", "w_h", "b"}}``, gates (z, r, a);
+  all three bias pairs folded.
+- ``flax.linen.LSTMCell`` and ``flax.linen.OptimizedLSTMCell`` (LSTM, the same tree):
+  ``{"ii", "if", "ig", "io": {kernel}, "hi", "hf", "hg", "ho": {kernel, bias}}``; ``b_ih + b_hh``
+  folded.
+- ``flax.nnx.LSTMCell`` (LSTM): ``{"ii", "if_", "ig", "io": {kernel}, "hi", "hf", "hg", "ho":
+  {kernel, bias}}``; folded.
+- ``flax.nnx.OptimizedLSTMCell`` (LSTM): ``{"dense_i": {kernel}, "dense_h": {kernel, bias}}``;
+  folded.
+- ``equinox.nn.LSTMCell`` (LSTM): ``{"weight_ih", "weight_hh", "bias"}``; folded.
+- ``haiku.LSTM`` (LSTM): ``{name + "/linear": {"w": (I+H, 4H), "b"}}``, gates (i, g, f, o),
+  computing ``sigmoid(f + 1)``; folded, 1 taken off the forget gate's bias.
+- ``flax.linen.SimpleCell`` (RNN): ``{"i": {kernel, bias}, "h": {kernel}}``; folded.
+- ``flax.nnx.SimpleCell`` (RNN): ``{"dense_i": {kernel, bias}, "dense_h": {kernel}}``; folded.
 
 Into ``jaxgru`` (:func:`from_tree`) every conversion is exact: each weight keeps its bits, and
 the one bias the library holds goes to the side it adds on (Flax's LSTM cells add theirs to the

@@ -79,9 +79,8 @@ from parity import _arrays  # noqa: E402  (after keras, whose backend is chosen 
 from parity.frameworks import _inputs  # noqa: E402
 from parity.weights import _storage, convert  # noqa: E402
 
-KerasLayers = (
-  Any  # a keras.layers.GRU, LSTM, SimpleRNN or Bidirectional, a sequence of them, a keras.Sequential, or a .keras file
-)
+# a keras.layers.GRU, LSTM, SimpleRNN or Bidirectional, a sequence of them, a keras.Sequential, or a .keras file
+KerasLayers = Any
 RECURRENT = (keras.layers.GRU, keras.layers.LSTM, keras.layers.SimpleRNN)
 MODES = {keras.layers.GRU: "GRU", keras.layers.LSTM: "LSTM", keras.layers.SimpleRNN: "RNN"}
 
@@ -236,7 +235,7 @@ def keras_to_params(source: KerasLayers, *, variant: str = "torch", nonlinearity
 
   Raises:
     FileNotFoundError: a path with no file.
-    TypeError: not a GRU, a Bidirectional of GRUs, a list of them or a path.
+    TypeError: not a GRU, LSTM or SimpleRNN, a Bidirectional of one, a list of them or a path.
     ValueError: a file Keras cannot read safely (see :func:`load_model`); what does not map
       (listed in the module docstring), a ``reset_after`` that is not the ``variant``'s, an
       activation that is not the ``nonlinearity``'s, layers that do not stack (kinds, sizes),
