@@ -244,3 +244,14 @@ def test_entry_point_refusals():
   lstm = other_jax.to_haiku(jaxgru.LSTMCell(I, H, rngs=nnx.Rngs(0)))
   with pytest.raises(ValueError, match="bias=False, but the haiku.LSTM cell has nonzero biases"):
     other_jax.from_haiku(lstm, bias=False)
+
+
+def test_an_equinox_lstm_cell_without_bias_both_ways():
+  cell = eqx.nn.LSTMCell(I, H, use_bias=False, key=jax.random.key(0))
+  params = other_jax.from_equinox(cell)
+  assert sorted(params) == ["weight_hh", "weight_ih"] and np.array_equal(params["weight_hh"], cell.weight_hh)
+  back = other_jax.to_equinox(params)
+  assert not back.use_bias and np.array_equal(back.weight_ih, cell.weight_ih)
+  x, state = _inputs("equinox.nn.LSTMCell", jnp.float32)
+  with jax.default_matmul_precision("highest"):
+    assert_close(jaxgru.lstm_cell(params, x, state), jax.vmap(cell)(x, state), 1e-5, "no bias")

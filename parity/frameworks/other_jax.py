@@ -447,12 +447,11 @@ def from_equinox(cell: eqx.nn.GRUCell | eqx.nn.LSTMCell) -> dict[str, jax.Array]
   """
   import equinox as eqx
 
-  if isinstance(cell, eqx.nn.LSTMCell):
+  if isinstance(cell, eqx.nn.LSTMCell):  # without bias: zeros, which bias=False then drops
+    tree = {"weight_ih": cell.weight_ih, "weight_hh": cell.weight_hh, "bias": cell.bias}
     if not cell.use_bias:
-      return _params(
-        *(_arrays.array_to_numpy(getattr(cell, k), k) for k in ("weight_ih", "weight_hh")), None, None, False, "equinox"
-      )
-    return _other_cells.from_library(cell, "equinox.nn.LSTMCell", True)
+      tree["bias"] = np.zeros(cell.weight_hh.shape[:1], cell.weight_hh.dtype)
+    return _other_cells.from_library(tree, "equinox.nn.LSTMCell", cell.use_bias)
   if not isinstance(cell, eqx.nn.GRUCell):
     raise TypeError(f"cell must be an equinox.nn.GRUCell or LSTMCell, got {type(cell).__name__}")
   weight_ih = _arrays.array_to_numpy(cell.weight_ih, "weight_ih")
