@@ -21,9 +21,8 @@
   ``onnx`` extra).
 
 The LSTM and the RNN (a shape's ``cell``) run against torch's ``nn.LSTM`` (oneDNN on the CPU) and
-``nn.RNN``, jaxgru's functions (each implementation) and modules, Flax's
-``nnx.RNN(nnx.OptimizedLSTMCell)`` and ``nnx.RNN(nnx.SimpleCell)``, Keras and ONNX Runtime; the
-contenders of :data:`GRU_ONLY` (the Pallas kernels) time the GRU alone.
+``nn.RNN``, jaxgru's functions (each implementation, the Pallas kernels on a GPU) and modules,
+Flax's ``nnx.RNN(nnx.OptimizedLSTMCell)`` and ``nnx.RNN(nnx.SimpleCell)``, Keras and ONNX Runtime.
 
 Modes: ``forward`` (torch under ``no_grad``); ``fwd+bwd``, the gradient of ``sum(output * cot)``
 with respect to the parameters and the input for a fixed random cotangent; ``train``, one step of
@@ -50,8 +49,6 @@ CONTENDERS = ("torch", "jaxgru", "jaxgru_nnx", "flax", "keras", "jaxgru_pallas",
 )
 DEVICE_ONLY = ("jaxgru_pallas",)  # skipped when the suite runs on the CPU
 FORWARD_ONLY = ("onnxruntime",)  # inference engines: no gradients, no training step
-# what exists for the GRU alone: the Pallas kernels
-GRU_ONLY = ("jaxgru_pallas",)
 TORCH_LAYERS = {"gru": torch.nn.GRU, "lstm": torch.nn.LSTM, "rnn": torch.nn.RNN}
 JAX_LAYERS = {"gru": jaxgru.gru, "lstm": jaxgru.lstm, "rnn": jaxgru.rnn}
 NNX_LAYERS = {"gru": jaxgru.GRU, "lstm": jaxgru.LSTM, "rnn": jaxgru.RNN}

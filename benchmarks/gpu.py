@@ -58,12 +58,23 @@ def grid(dry_run: bool) -> list[Shape]:
   if dry_run:  # the fuller code path only: two layers, both directions
     return [Shape(5, 2, 8, 8, 2, True)]
   cells = [Shape(t, b, h, h) for h in (64, 128, 256, 512, 1024) for b in (16, 256) for t in (100, 1000)]
-  return [Shape(100, 64, 256, 256, 2, True), *sorted(cells, key=lambda s: s.steps * s.batch * s.hidden_size**2)]
+  others = [Shape(100, 64, 256, 256, 2, True, cell) for cell in ("lstm", "rnn")]  # the LSTM on cuDNN against Pallas
+  return [Shape(100, 64, 256, 256, 2, True), *others, *sorted(cells, key=lambda s: s.steps * s.batch * s.hidden_size**2)]
 
 
-def _random_gru(layers: int, bidirectional: bool, dtype: torch.dtype, device: str, size: tuple[int, int]) -> torch.nn.GRU:
+# The layers whose parity is checked: torch's GRU, an LSTM projected to half its width, a ReLU RNN
+PARITY_CELLS = {
+  "gru": lambda i, h, **kw: torch.nn.GRU(i, h, **kw),
+  "lstm": lambda i, h, **kw: torch.nn.LSTM(i, h, proj_size=h // 2, **kw),
+  "rnn": lambda i, h, **kw: torch.nn.RNN(i, h, nonlinearity="relu", **kw),
+}
+
+
+def _random_layer(
+  cell: str, layers: int, bidirectional: bool, dtype: torch.dtype, device: str, size: tuple[int, int]
+) -> torch.nn.Module:
   inputs, hidden = size
-  module = torch.nn.GRU(inputs, hidden, num_layers=layers, bidirectional=bidirectional, dtype=dtype)
+  module = PARITY_CELLS[cell](inputs, hidden, num_layers=layers, bidirectional=bidirectional, dtype=dtype)
   gen = torch.Generator().manual_seed(layers + 2 * bidirectional)
   with torch.no_grad():
     for p in module.parameters():  # every parameter, biases too, wider than torch's init
@@ -72,7 +83,8 @@ def _random_gru(layers: int, bidirectional: bool, dtype: torch.dtype, device: st
 
 
 def run_parity(device: str, jax_device: jax.Device, dry_run: bool) -> list[dict[str, Any]]:
-  """One :func:`parity.compare` per implementation, configuration, dtype and lengths setting."""
+  """One :func:`parity.compare` per cell, implementation, configuration, dtype and lengths setting
+  (the dry run: the GRU and the projected LSTM)."""
   steps, batch, inputs, hidden = (6, 3, 4, 16) if dry_run else (24, 8, 32, 64)
   rng = np.random.default_rng(0)
   lengths = rng.integers(1, steps + 1, batch)
@@ -81,11 +93,22 @@ def run_parity(device: str, jax_device: jax.Device, dry_run: bool) -> list[dict[
   configs = ((2, True),) if dry_run else ((1, False), (2, True))
   dtypes = (("float32", torch.float32), ("bfloat16", torch.bfloat16))
   lengths_or_not = (True,) if dry_run else (False, True)  # the dry run: the fuller code path only
-  for (layers, bi), (dtype_name, dtype), with_lengths, impl in itertools.product(configs, dtypes, lengths_or_not, PARITY_IMPLS):
-    module = _random_gru(layers, bi, dtype, device, (inputs, hidden))
+  cells = ("gru", "lstm") if dry_run else tuple(PARITY_CELLS)
+  for cell, (layers, bi), (dtype_name, dtype), with_lengths, impl in itertools.product(
+    cells, configs, dtypes, lengths_or_not, PARITY_IMPLS
+  ):
+    module = _random_layer(cell, layers, bi, dtype, device, (inputs, hidden))
     x = rng.standard_normal((steps, batch, inputs)).astype(np.float32)
     h0 = rng.standard_normal((layers * (1 + bi), batch, hidden)).astype(np.float32)
-    row = {"impl": impl, "config": f"L={layers} {'bi' if bi else 'uni'}", "dtype": dtype_name, "lengths": with_lengths}
+    if cell == "lstm":  # h of the projection's width, c of the hidden width
+      h0 = (h0[..., : hidden // 2], rng.standard_normal(h0.shape).astype(np.float32))
+    row = {
+      "cell": cell,
+      "impl": impl,
+      "config": f"L={layers} {'bi' if bi else 'uni'}",
+      "dtype": dtype_name,
+      "lengths": with_lengths,
+    }
     try:
       jax_module = parity.from_torch(module)
       jax_module.impl = impl
@@ -151,22 +174,25 @@ def markdown(report: dict[str, Any]) -> str:
     f"{m['versions']}; CPU {m['cpu']}. Matmul precision highest, TF32 off on both sides; peak matmul "
     f"{report['peak_gflops']:.0f} GFLOP/s ({report['peak_source']}). Adam lr {LEARNING_RATE:g} in the training step.",
     "",
-    "## Parity against torch.nn.GRU" + (" (cuDNN)" if not report["dry_run"] else ""),
+    "## Parity against torch.nn.GRU, LSTM (proj_size H/2) and RNN (ReLU)" + (" (cuDNN)" if not report["dry_run"] else ""),
     "",
-    "Outputs, h_n and every gradient (parameters, input, h0); pass: max abs error <= tol x max(1, max |torch|).",
+    "Outputs, the final state (h_n, an LSTM's c_n) and every gradient (parameters, input, initial state); pass: "
+    "max abs error <= tol x max(1, max |torch|).",
     "",
-    "| impl | config | dtype | lengths | worst quantity | max abs error | tol | ok |",
-    "|---|---|---|---|---|---:|---:|---|",
+    "| cell | impl | config | dtype | lengths | worst quantity | max abs error | tol | ok |",
+    "|---|---|---|---|---|---|---:|---:|---|",
   ]
   for r in report["parity"]:
     if r["ok"] is None:
       lines.append(
-        f"| {r['impl']} | {r['config']} | {r['dtype']} | {'yes' if r['lengths'] else '-'} | {r['note']} | - | - | skipped |"
+        f"| {r.get('cell', 'gru')} | {r['impl']} | {r['config']} | {r['dtype']} | {'yes' if r['lengths'] else '-'} | {r['note']} "
+        "| - | - | skipped |"
       )
     else:
       ok = "yes" if r["ok"] else "**NO**"
       lines.append(
-        f"| {r['impl']} | {r['config']} | {r['dtype']} | {'yes' if r['lengths'] else '-'} | {r['worst']} | {r['max_abs']:.1e} | {r['tol']:g} | {ok} |"
+        f"| {r.get('cell', 'gru')} | {r['impl']} | {r['config']} | {r['dtype']} | {'yes' if r['lengths'] else '-'} | {r['worst']} "
+        f"| {r['max_abs']:.1e} | {r['tol']:g} | {ok} |"
       )
   lines += [
     "",

@@ -37,7 +37,6 @@ from benchmarks.contenders import (
   CONTENDERS,
   DEVICE_ONLY,
   FORWARD_ONLY,
-  GRU_ONLY,
   OnnxRuntimeLayer,
   TorchGRU,
   jax_call,
@@ -100,8 +99,6 @@ def run_cell(
   checked: dict[str, tuple[Any, tuple]] = {}
   for kind in contenders:
     if kind in DEVICE_ONLY and device == "cpu" and not device_only_on_cpu:
-      continue
-    if kind in GRU_ONLY and shape.cell != "gru":
       continue
     if kind == "torch":
       calls[kind] = reference.calls[mode]

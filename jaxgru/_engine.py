@@ -102,10 +102,8 @@ def _stack(
       resets = _fused.entering(starts, reverse)
       state_d = tuple(s[direction] for s in state)
       reset_d = None if reset is None else tuple(r[direction] for r in reset)
-      if impl == "pallas":  # the GRU's kernels (check_impl refuses the other cells)
-        r_d = None if reset_d is None else reset_d[0]
-        out, h_last = _pallas.direction(layer_in, state_d[0], w, valid, reverse, remat, cell.variant, resets, r_d)
-        last = (h_last,)
+      if impl == "pallas":
+        out, last = _pallas.direction(cell, layer_in, state_d, w, valid, reverse, remat, resets, reset_d)
       elif fused:
         out, last = _fused.direction(cell, layer_in, state_d, w, valid, reverse, remat, resets, reset_d)
       else:

@@ -75,8 +75,9 @@ def lstm(
     impl: ``"fused"`` (chunked recurrence with a hand-written backward pass), ``"reference"`` (a
       plain ``lax.scan`` differentiated by JAX), ``"native"`` (the C++ CPU kernel, float32 and
       float64) or ``"auto"`` (default: the native kernel where it measured faster, as for
-      :func:`jaxgru.gru`, else fused; the reference where forward-mode autodiff meets it).
-      ``"pallas"`` runs the GRU only.
+      :func:`jaxgru.gru`, else fused; the reference where forward-mode autodiff meets it), or
+      ``"pallas"`` (the time loop in one Pallas kernel per layer and direction, for GPUs and TPUs;
+      interpreted on the CPU).
     remat: keep only each step's state for the backward pass and recompute the gates.
 
   Returns:
@@ -94,7 +95,7 @@ def lstm(
     >>> out.shape, h_n.shape, c_n.shape
     ((5, 2, 2), (1, 2, 2), (1, 2, 4))
   """
-  impl = _validate.check_impl(impl, "torch", "LSTM")
+  impl = _validate.check_impl(impl, "torch")
   hx = _pair(hx, "hx", "(h0, c0)")
   reset_state = _pair(reset_state, "reset_state", "(h, c)")
   params = as_params(params)

@@ -1,12 +1,15 @@
-r"""``impl="pallas"``: the whole time loop of one layer and direction in one Pallas kernel.
+r"""``impl="pallas"``: the whole time loop of one layer and direction in one Pallas kernel, for
+every cell: the GRU (both variants), the LSTM (with ``proj_size``) and the RNN.
 
 The input projection ``gi = x W_ih^T + b_ih`` is one large product outside the kernel (JAX
 differentiates it); the recurrence runs in a ``pallas_call`` whose grid is (batch blocks, time
 blocks): a program owns whole rows of the batch, so programs never synchronise, and it walks
-its time blocks in order, the state carried in its ``h_last`` output block. ``W_hh`` (3, H, H)
-is one block: on TPU it is copied to VMEM once and stays there for the whole call; on GPU (Triton
-blocks are views of HBM) each step reads it again, through the caches. Forward, per step,
-``variant="torch"`` (gates r, z, n):
+its time blocks in order, the state carried in its last-state output blocks (one per part: h,
+and an LSTM's c). ``W_hh`` (G, H, P), one (H, P) slab per gate, is one block: on TPU it is
+copied to VMEM once and stays there for the whole call; on GPU (Triton blocks are views of HBM)
+each step reads it again, through the caches. The cells' steps are in
+:mod:`jaxgru._pallas_kernel` (``GRUSteps``, ``LSTMSteps``, ``RNNSteps``). The GRU's forward, per
+step, ``variant="torch"`` (gates r, z, n):
 
 .. math::
 
@@ -25,14 +28,14 @@ and walks time the other way, carrying only ``dh``; torch's variant:
 
 (the classic one in :func:`~jaxgru._pallas_kernel.backward_step`). ``a_r, a_z, a_n`` are the
 cotangents of the input gates; the ``W_hh`` gradient is one product per gate outside (``a^T h``
-over time and batch). A step at or past a sequence's length leaves
+over time and batch), as are the LSTM's and the RNN's (and the LSTM's ``W_hr``). A step at or past a sequence's length leaves
 ``h`` (and ``dh``) alone and outputs zero; x's padding is zeroed before the projection and the
 kernels select, never multiply, with the mask: NaN padding cannot leak in.
 
 Where it runs, decided per platform when XLA lowers the program (``lax.platform_dependent``):
 interpret mode on CPU (verification: any size, slow); Triton on CUDA and ROCm GPUs for float32
-and bfloat16 with H a power of two in [16, 256]; Mosaic on TPU for float32 and bfloat16 with H
-a multiple of 128 whose blocks fit :data:`TPU_VMEM_BYTES`. Elsewhere the same step functions run
+and bfloat16 with H (and an LSTM's P) a power of two in [16, 256]; Mosaic on TPU for float32 and
+bfloat16 with H (and P) a multiple of 128 whose blocks fit :data:`TPU_VMEM_BYTES`. Elsewhere the same step functions run
 as a ``lax.scan``. Products are at full precision (``Precision.HIGHEST``: no TF32 passes); with
 bfloat16 weights and input they take bfloat16 inputs, accumulate in float32, and the carry,
 gates and residuals stay float32.
@@ -41,7 +44,8 @@ Higher-order autodiff: the kernels' own derivatives are those of their plain-JAX
 (:func:`~jaxgru._pallas_kernel.forward_scan`, :func:`~jaxgru._pallas_kernel.backward_scan`), so
 ``jax.grad`` of ``jax.grad`` runs the kernels for the first derivative and XLA scans beyond it.
 
-Axis legend: T time, B batch, I input size, H hidden size.
+Axis legend: T time, B batch, I input size, H hidden size, P an LSTM's projection size (else
+H), G gate blocks (GRU 3, LSTM 4, RNN 1).
 """
 
 from __future__ import annotations
@@ -54,32 +58,40 @@ from jax import lax
 
 from jaxgru import _pallas_kernel as _k
 
-Weights = tuple[jax.Array, jax.Array, jax.Array | None, jax.Array | None]  # w_ih (3H, I), w_hh (3H, H), b_ih, b_hh (3H,)
+Weights = tuple  # w_ih (G*H, I), w_hh (G*H, P), b_ih, b_hh (G*H,) and an LSTM's w_hr (P, H) when it projects
 PLATFORMS = ("cpu", "cuda", "rocm", "tpu")
 TPU_VMEM_BYTES = 16 * 2**20  # TPU's default scoped VMEM limit (v4, v5e)
 _HIGHEST = lax.Precision.HIGHEST
 
 
-def plan(platform: str, steps: int, batch: int, hidden: int, dtype) -> _k.Plan | None:
-  """The kernels' blocks on ``platform``, or ``None`` where the plain-JAX scans run instead."""
+def plan(platform: str, steps: int, batch: int, hidden: int, dtype, cell=None, out: int | None = None) -> _k.Plan | None:
+  """The kernels' blocks on ``platform`` for ``cell``'s steps (:func:`jaxgru._pallas_kernel.steps_of`,
+  default torch's GRU) with gate width ``hidden`` and output width ``out`` (default ``hidden``),
+  or ``None`` where the plain-JAX scans run instead."""
   if platform == "cpu":  # interpret mode: several time blocks, so that the carry across them is tested
     return _k.Plan(platform, rows=8, steps=16, interpret=True)
   if jnp.dtype(dtype) not in (jnp.float32, jnp.bfloat16):
     return None
+  cell = _k.GRUSteps() if cell is None else cell
+  widths = {hidden, hidden if out is None else out}
   if platform in ("cuda", "rocm"):  # Triton: power-of-two values, dot sides >= 16; blocks stay in HBM
-    ok = 16 <= hidden <= 256 and hidden & (hidden - 1) == 0
+    ok = all(16 <= w <= 256 and w & (w - 1) == 0 for w in widths)
     return _k.Plan(platform, rows=16, steps=None) if ok else None
-  if platform == "tpu" and hidden % 128 == 0:  # Mosaic: whole lanes
+  if platform == "tpu" and all(w % 128 == 0 for w in widths):  # Mosaic: whole lanes
     k = 8
     for rows in (64, 32, 16, 8):  # the most rows whose blocks fit
-      if rows <= max(_k.round_up(batch, 8), 8) and _tpu_vmem_bytes(k, rows, hidden) <= TPU_VMEM_BYTES:
+      if rows <= max(_k.round_up(batch, 8), 8) and _tpu_vmem_bytes(k, rows, cell, hidden, out or hidden) <= TPU_VMEM_BYTES:
         return _k.Plan(platform, rows=rows, steps=k)
   return None
 
 
-def _tpu_vmem_bytes(k: int, rows: int, hidden: int) -> int:
-  """Double-buffered float32 blocks: 3 gate inputs and 6 outputs of (K, R, H), h0, h_last, W_hh, b_hh."""
-  return 2 * 4 * (9 * k * rows * hidden + 2 * rows * hidden + 3 * hidden * hidden + 3 * hidden)
+def _tpu_vmem_bytes(k: int, rows: int, cell, hidden: int, out: int) -> int:
+  """The forward kernel's double-buffered float32 blocks: the G gate inputs, the output and the
+  residuals (K, R, ·), the state's parts in and out (R, ·), W_hh, b_hh (and W_hr)."""
+  parts, residuals, _ = cell.widths(hidden, out)
+  sequences = cell.gates * hidden + out + sum(residuals)
+  weights = cell.gates * hidden * (out + 1) + (out * hidden if getattr(cell, "proj", False) else 0)
+  return 2 * 4 * (k * rows * sequences + 2 * rows * sum(parts) + weights)
 
 
 def _on_platforms(plans, kernel, reference, *args):
@@ -95,54 +107,49 @@ def _twin(kernel, reference):
   return f
 
 
-def _forward(reverse: bool, plans, save: bool, variant: str):
-  reference = functools.partial(_k.forward_scan, reverse=reverse, save=save, variant=variant)
-  run = functools.partial(_on_platforms, plans, lambda p: _k.forward_kernel(p, reverse, save, variant), reference)
+def _forward(cell, reverse: bool, plans, save: bool):
+  reference = functools.partial(_k.forward_scan, cell=cell, reverse=reverse, save=save)
+  run = functools.partial(_on_platforms, plans, lambda p: _k.forward_kernel(p, cell, reverse, save), reference)
   return _twin(run, reference)
 
 
-def _backward(reverse: bool, plans, variant: str):
-  reference = functools.partial(_k.backward_scan, reverse=reverse, variant=variant)
-  run = functools.partial(_on_platforms, plans, lambda p: _k.backward_kernel(p, reverse, variant), reference)
+def _backward(cell, reverse: bool, plans):
+  reference = functools.partial(_k.backward_scan, cell=cell, reverse=reverse)
+  run = functools.partial(_on_platforms, plans, lambda p: _k.backward_kernel(p, cell, reverse), reference)
   return _twin(run, reference)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(9, 10, 11))
-def _recurrence(gi_r, gi_z, gi_n, h0, w, b, lengths, resets, h_reset, reverse, plans, variant):
-  """(T, B, H) x3, (B, H), (3, H, H), (3, 1, H), (B, 1), resets (T, B, 1) and h_reset (B, H) or
-  None -> (T, B, H) output, (B, H) last state."""
-  return _forward(reverse, plans, False, variant)(gi_r, gi_z, gi_n, h0, w, b, lengths, resets, h_reset)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(6, 7, 8))
+def _recurrence(gis, state0, consts, lengths, resets, reset_state, cell, reverse, plans):
+  """G x (T, B, H) gates, the state's parts (B, ·), consts (``w`` (G, H, P), ``b`` (G, 1, H),
+  an LSTM's ``w_hr``), lengths (B, 1), resets (T, B, 1) and the reset state's parts (B, ·) or
+  None -> (T, B, P) output, the last state's parts."""
+  out, last, _ = _forward(cell, reverse, plans, False)(gis, state0, consts, lengths, resets, reset_state)
+  return out, last
 
 
-def _recurrence_fwd(gi_r, gi_z, gi_n, h0, w, b, lengths, resets, h_reset, reverse, plans, variant):
-  out, h_last, *saved = _forward(reverse, plans, True, variant)(gi_r, gi_z, gi_n, h0, w, b, lengths, resets, h_reset)
-  return (out, h_last), (saved, w, lengths, resets)
+def _recurrence_fwd(gis, state0, consts, lengths, resets, reset_state, cell, reverse, plans):
+  out, last, saved = _forward(cell, reverse, plans, True)(gis, state0, consts, lengths, resets, reset_state)
+  return (out, last), (saved, consts, lengths, resets)
 
 
-def _recurrence_bwd(reverse, plans, variant, residuals, cotangents):
-  saved, w, lengths, resets = residuals
+def _recurrence_bwd(cell, reverse, plans, residuals, cotangents):
+  saved, consts, lengths, resets = residuals
   d_out, d_last = cotangents
-  *cts, dh0 = _backward(reverse, plans, variant)(d_out, d_last, w, lengths, resets, *saved)
+  cts, d_state0 = _backward(cell, reverse, plans)(d_out, d_last, consts, lengths, resets, saved)
   d_reset = None
-  if resets is not None:  # h_reset's cotangent at each step, summed
-    *cts, d_reset_steps = cts
-    d_reset = d_reset_steps.sum(0)
-  hp, r = saved[:2]
-  if variant == "torch":  # W_hn multiplies h: its cotangent is g_n = a_n r
-    a_r, a_z, a_n, u_n = cts
-    v_n = hp
-  else:  # W_hn multiplies r h: its cotangent is a_c
-    a_r, a_z, a_n = cts
-    u_n, v_n = a_n, r * hp
-  dw = jnp.stack([jnp.einsum("tbi,tbj->ij", u, v, precision=_HIGHEST) for u, v in ((a_r, hp), (a_z, hp), (u_n, v_n))])
-  db = jnp.stack([a.sum((0, 1)) for a in (a_r, a_z, u_n)])[:, None]
-  return a_r, a_z, a_n, dh0, dw.astype(w.dtype), db, None, None, d_reset
+  if resets is not None:  # the reset state's cotangent at each step, summed
+    cts, d_reset_steps = cts[: -len(d_state0)], cts[-len(d_state0) :]
+    d_reset = tuple(d.sum(0) for d in d_reset_steps)
+  d_gis, d_consts = cell.weight_grads(cts, saved, consts)
+  d_consts = tuple(d.astype(c.dtype) for d, c in zip(d_consts, consts, strict=True))
+  return d_gis, d_state0, d_consts, None, None, d_reset
 
 
 _recurrence.defvjp(_recurrence_fwd, _recurrence_bwd)
 
 
-def _per_shard(run, x: jax.Array, resets: bool = False):
+def _per_shard(run, x: jax.Array, n_gates: int, n_parts: int, n_consts: int, resets: bool = False):
   """Under an explicit-sharding mesh, ``run`` per shard of the batch (``jax.shard_map``): Pallas
   refs cannot carry sharding types, and a block owns whole rows anyway. Else ``run`` itself."""
   sharding = jax.typeof(x).sharding
@@ -152,37 +159,42 @@ def _per_shard(run, x: jax.Array, resets: bool = False):
   spec = tuple(getattr(sharding, "spec", ())) + (None,) * 3
   P = jax.sharding.PartitionSpec
   seq, row = P(None, spec[1], None), P(spec[1], None)
-  reset_specs = (seq, row) if resets else (None, None)
-  in_specs = (seq, seq, seq, row, P(), P(), row, *reset_specs)
-  return jax.shard_map(run, mesh=mesh, in_specs=in_specs, out_specs=(seq, row), check_vma=False)
+  reset_specs = (seq, (row,) * n_parts) if resets else (None, None)
+  in_specs = ((seq,) * n_gates, (row,) * n_parts, (P(),) * n_consts, row, *reset_specs)
+  return jax.shard_map(run, mesh=mesh, in_specs=in_specs, out_specs=(seq, (row,) * n_parts), check_vma=False)
 
 
 def direction(
+  cell,
   x: jax.Array,
-  h0: jax.Array,
+  state0: tuple,
   w: Weights,
   valid: jax.Array | None,
   reverse: bool,
   remat: bool,
-  variant: str = "torch",
   resets: jax.Array | None = None,
-  h_reset: jax.Array | None = None,
+  reset_state: tuple | None = None,
   *,
   cpu_blocks: tuple[int, int] | None = None,
-) -> tuple[jax.Array, jax.Array]:
-  """One direction of one layer, either variant: (T, B, I), (B, H) -> (T, B, H), (B, H).
+) -> tuple[jax.Array, tuple]:
+  """One direction of one layer of ``cell`` (a :mod:`jaxgru._cell` cell): (T, B, I), the
+  state's parts (B, ·) -> (T, B, H or P), the last state's parts.
 
   Same contract as the reference scan: with ``valid`` (T, B, 1), steps past a sequence's end
   keep the state and output zero; the reverse direction starts at each sequence's last step;
   with ``resets`` (T, B, 1) (this direction's, :func:`jaxgru._fused.entering`), a flagged step
-  starts from ``h_reset`` (B, H). ``cpu_blocks`` = (rows, steps) overrides the interpret-mode
+  starts from ``reset_state``. ``cpu_blocks`` = (rows, steps) overrides the interpret-mode
   blocks (tests).
   """
   if remat:
     raise ValueError("remat=True is not supported by impl='pallas' (its kernels store the gates); use impl='fused'")
-  w_ih, w_hh, b_ih, b_hh = w
+  w_ih, w_hh, b_ih, b_hh = w[:4]
+  w_hr = w[4] if len(w) > 4 else None
+  steps_of_cell = _k.steps_of(cell, w_hr is not None)
   steps, batch, _ = x.shape
-  hidden = h0.shape[-1]
+  gates = cell.gates
+  hidden = w_hh.shape[0] // gates
+  out = state0[0].shape[-1]
   if valid is None:
     lengths = jnp.full((batch, 1), steps, jnp.int32) + jnp.zeros_like(x[0, :, :1], jnp.int32)  # laid out like x's rows
   else:
@@ -191,13 +203,15 @@ def direction(
   carry = jnp.float32 if x.dtype == jnp.bfloat16 else x.dtype  # bfloat16: float32 accumulation and carry
   gi = jnp.einsum("tbi,gi->tbg", x, w_ih, precision=_HIGHEST, preferred_element_type=carry)
   gi = gi if b_ih is None else gi + b_ih.astype(carry)
-  w3 = w_hh.reshape(3, hidden, hidden)
-  b3 = jnp.zeros((3, 1, hidden), carry) if b_hh is None else b_hh.reshape(3, 1, hidden).astype(carry)
-  plans = tuple((p, plan(p, steps, batch, hidden, x.dtype) if batch else None) for p in PLATFORMS)  # B = 0: the scans
-  if cpu_blocks is not None:
+  w_g = w_hh.reshape(gates, hidden, w_hh.shape[1])
+  b_g = jnp.zeros((gates, 1, hidden), carry) if b_hh is None else b_hh.reshape(gates, 1, hidden).astype(carry)
+  consts = (w_g, b_g) + (() if w_hr is None else (w_hr,))
+  plans = tuple((p, plan(p, steps, batch, hidden, x.dtype, steps_of_cell, out) if batch else None) for p in PLATFORMS)
+  if cpu_blocks is not None:  # B = 0 above: the scans
     plans = (("cpu", _k.Plan("cpu", *cpu_blocks, interpret=True)), *plans[1:])
-  run = functools.partial(_recurrence, reverse=reverse, plans=plans, variant=variant)
-  run = _per_shard(run, x, resets is not None)
-  h_reset = None if h_reset is None else h_reset.astype(carry)
-  out, h_last = run(*jnp.split(gi, 3, axis=-1), h0.astype(carry), w3, b3, lengths, resets, h_reset)
-  return out.astype(x.dtype), h_last.astype(x.dtype)
+  run = functools.partial(_recurrence, cell=steps_of_cell, reverse=reverse, plans=plans)
+  run = _per_shard(run, x, gates, len(state0), len(consts), resets is not None)
+  to_carry = lambda parts: None if parts is None else tuple(a.astype(carry) for a in parts)  # noqa: E731
+  gis = tuple(jnp.split(gi, gates, axis=-1))
+  out, last = run(gis, to_carry(state0), consts, lengths, resets, to_carry(reset_state))
+  return out.astype(x.dtype), tuple(a.astype(x.dtype) for a in last)

@@ -1,12 +1,14 @@
 r"""The Pallas kernels of ``impl="pallas"`` and their plain-JAX twins (see :mod:`jaxgru._pallas`).
 
-One step forward and one step back are written once (:func:`forward_step`, :func:`backward_step`)
-and run two ways: inside a ``pallas_call`` time loop (:func:`forward_kernel`,
-:func:`backward_kernel`) and inside a ``lax.scan`` (:func:`forward_scan`, :func:`backward_scan`:
-the reference the kernels are tested against, the fallback where no kernel serves, and the
-derivatives for higher-order autodiff).
+Each cell's step forward and step back are written once (:class:`GRUSteps` over
+:func:`forward_step` and :func:`backward_step`, :class:`LSTMSteps`, :class:`RNNSteps`) and run two
+ways: inside a ``pallas_call`` time loop (:func:`forward_kernel`, :func:`backward_kernel`, one loop
+for every cell, its carry a tuple of state parts) and inside a ``lax.scan`` (:func:`forward_scan`,
+:func:`backward_scan`: the reference the kernels are tested against, the fallback where no kernel
+serves, and the derivatives for higher-order autodiff).
 
-Axis legend: T time, B batch, H hidden size; K steps per time block, R rows per batch block.
+Axis legend: T time, B batch, H hidden size, P an LSTM's projection size (else H), G gate blocks;
+K steps per time block, R rows per batch block.
 """
 
 from __future__ import annotations
@@ -89,30 +91,169 @@ def backward_step(dh, seq, w, valid, variant: str = "torch"):
   return jnp.where(valid, dh_prev, dh), cts
 
 
-def residual_count(variant: str) -> int:
-  """How many (T, B, H) residuals the forward saves: (h, r, z, n, hn) or (h, r, z, c)."""
-  return 5 if variant == "torch" else 4
+# ---- the cells, as the kernels run them ---------------------------------------------------------
+#
+# Each cell's step for the kernels: weights per gate block (G, H, P) so that every product is of
+# one gate (Triton's sides are powers of two: 3H is not), and the state a tuple of parts, each
+# its own width. ``forward(state, gi, consts, valid) -> (state, (out, *residuals))``,
+# ``backward(d_state, (d_out, *residuals), consts, valid) -> (d_state, cotangents)`` (zero where the
+# step did not happen), and ``weight_grads``, outside the kernels, the gates' and the weights'
+# cotangents from those. ``consts``: ``(w (G, H, P), b (G, 1, H))`` and an LSTM's ``w_hr`` (P, H)
+# when it projects; refs in a kernel, arrays in a scan (both read with ``[...]``).
+
+
+def _einsum_blocks(a, v) -> jax.Array:
+  """``sum over t, b of a[t, b, i] v[t, b, j]``: (T, B, H) x (T, B, P) -> (H, P), at full precision."""
+  return jnp.einsum("tbi,tbj->ij", a, v, precision=lax.Precision.HIGHEST)
+
+
+@dataclasses.dataclass(frozen=True)
+class GRUSteps:
+  """torch's GRU (``variant="torch"``) or the classic one: :func:`forward_step`, :func:`backward_step`."""
+
+  variant: str = "torch"
+  gates = 3
+
+  def widths(self, hidden: int, out: int) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+    """(state parts, residuals, cotangents): the feature width of each (T, B, ·) or (B, ·) array."""
+    return (hidden,), (hidden,) * (5 if self.variant == "torch" else 4), (hidden,) * (4 if self.variant == "torch" else 3)
+
+  def forward(self, state, gi, consts, valid):
+    h, ys = forward_step(state[0], gi, consts[0], consts[1], valid, self.variant)
+    return (h,), ys
+
+  def backward(self, d, seq, consts, valid):
+    dh, cts = backward_step(d[0], seq, consts[0], valid, self.variant)
+    return (dh,), cts
+
+  def weight_grads(self, cts, saved, consts):
+    hp, r = saved[:2]
+    if self.variant == "torch":  # W_hn multiplies h: its cotangent is g_n = a_n r
+      a_r, a_z, a_n, u_n = cts
+      v_n = hp
+    else:  # W_hn multiplies r h: its cotangent is a_c
+      a_r, a_z, a_n = cts
+      u_n, v_n = a_n, r * hp
+    dw = jnp.stack([_einsum_blocks(u, v) for u, v in ((a_r, hp), (a_z, hp), (u_n, v_n))])
+    db = jnp.stack([a.sum((0, 1)) for a in (a_r, a_z, u_n)])[:, None]
+    return (a_r, a_z, a_n), (dw, db)
+
+
+@dataclasses.dataclass(frozen=True)
+class RNNSteps:
+  """torch's Elman RNN: ``h' = act(g + W_hh h + b_hh)``, act tanh or ReLU; saves ``(h, h')``."""
+
+  nonlinearity: str = "tanh"
+  gates = 1
+
+  def widths(self, hidden: int, out: int):
+    return (hidden,), (hidden, hidden), (hidden,)
+
+  def forward(self, state, gi, consts, valid):
+    (h,), (w, b) = state, consts[:2]
+    pre = gi[0] + _dot(h, w[0], _CONTRACT_IN) + b[0]
+    y = jnp.tanh(pre) if self.nonlinearity == "tanh" else jnp.maximum(pre, 0)
+    return (jnp.where(valid, y, h),), (jnp.where(valid, y, jnp.zeros_like(h)), h, y)
+
+  def backward(self, d, seq, consts, valid):
+    (dh,), (do, _, y) = d, seq
+    zero = jnp.zeros_like(dh)
+    g = jnp.where(valid, dh + do, zero)
+    a = g * (1 - y * y) if self.nonlinearity == "tanh" else jnp.where(y > 0, g, zero)
+    a = jnp.where(valid, a, zero)
+    return (jnp.where(valid, _dot(a, consts[0][0], _CONTRACT_OUT), dh),), (a,)
+
+  def weight_grads(self, cts, saved, consts):
+    (a,), (hp, _) = cts, saved
+    return (a,), (_einsum_blocks(a, hp)[None], a.sum((0, 1))[None, None])
+
+
+@dataclasses.dataclass(frozen=True)
+class LSTMSteps:
+  r"""torch's LSTM, gates (i, f, g, o), state ``(h, c)``; with ``proj`` h = W_hr (o tanh c), of
+  width P. Saves ``(h, c, i, f, g, o, tanh c')``; back, from ``dh`` (P) and ``dc`` (H):
+
+  .. math::
+
+    \delta &= dh + do,\quad m = W_{hr}^T \delta \text{ (or } \delta\text{)},\quad
+    \gamma = dc + m\, o (1 - \tanh^2 c') \\
+    a_i &= \gamma\, g\, i (1 - i),\ a_f = \gamma\, c\, f (1 - f),\ a_g = \gamma\, i (1 - g^2),\
+    a_o = m \tanh c'\, o (1 - o) \\
+    dc_{prev} &= \gamma f,\quad dh_{prev} = \textstyle\sum_k a_k W_{hk}
+
+  and ``W_hr``'s cotangent is :math:`\delta^T (o \tanh c')` over time and batch.
+  """
+
+  proj: bool = False
+  gates = 4
+
+  def widths(self, hidden: int, out: int):
+    return (out, hidden), (out, hidden) + (hidden,) * 5, (hidden,) * 4 + ((out,) if self.proj else ())
+
+  def forward(self, state, gi, consts, valid):
+    (h, c), (w, b) = state, consts[:2]
+    pre = [gi[k] + _dot(h, w[k], _CONTRACT_IN) + b[k] for k in range(4)]
+    i, f, o = (jax.nn.sigmoid(pre[k]) for k in (0, 1, 3))
+    g = jnp.tanh(pre[2])
+    c_new = f * c + i * g
+    tc = jnp.tanh(c_new)
+    h_new = o * tc
+    if self.proj:
+      h_new = _dot(h_new, consts[2][...], _CONTRACT_IN)
+    new = (jnp.where(valid, h_new, h), jnp.where(valid, c_new, c))
+    return new, (jnp.where(valid, h_new, jnp.zeros_like(h)), h, c, i, f, g, o, tc)
+
+  def backward(self, d, seq, consts, valid):
+    (dh, dc), (do, _, cp, i, f, g, o, tc) = d, seq
+    zero_h, zero_c = jnp.zeros_like(dh), jnp.zeros_like(dc)
+    delta = jnp.where(valid, dh + do, zero_h)
+    m = _dot(delta, consts[2][...], _CONTRACT_OUT) if self.proj else delta
+    gamma = jnp.where(valid, dc, zero_c) + m * o * (1 - tc * tc)
+    a = (gamma * g * i * (1 - i), gamma * cp * f * (1 - f), gamma * i * (1 - g * g), m * tc * o * (1 - o))
+    cts = tuple(jnp.where(valid, a_k, zero_c) for a_k in a)
+    w = consts[0]
+    dh_prev = sum(_dot(cts[k], w[k], _CONTRACT_OUT) for k in range(4))
+    new = (jnp.where(valid, dh_prev, dh), jnp.where(valid, gamma * f, dc))
+    return new, cts + ((delta,) if self.proj else ())
+
+  def weight_grads(self, cts, saved, consts):
+    hp, o, tc = saved[0], saved[5], saved[6]
+    dw = jnp.stack([_einsum_blocks(a, hp) for a in cts[:4]])
+    db = jnp.stack([a.sum((0, 1)) for a in cts[:4]])[:, None]
+    extra = (_einsum_blocks(cts[4], o * tc),) if self.proj else ()
+    return cts[:4], (dw, db, *extra)
+
+
+def steps_of(cell, proj: bool = False):
+  """The kernels' steps of a :mod:`jaxgru._cell` cell (``proj``: an LSTM with ``weight_hr``)."""
+  if cell.name == "GRU":
+    return GRUSteps(cell.variant)
+  if cell.name == "LSTM":
+    return LSTMSteps(proj)
+  return RNNSteps(cell.nonlinearity)
 
 
 # ---- the plain-JAX twins: the reference, the fallback and the derivatives ------------------------
 
 
-def reset_forward_step(h, gi, w, b, valid, reset, h_reset, variant: str = "torch"):
-  """:func:`forward_step` from ``h_reset`` (R, H) in the rows that ``reset`` (R, 1) flags (an
-  episode starts there; ``reset`` None: no resets); the saved ``h`` is the state it started from."""
+def reset_forward_step(cell, state, gi, consts, valid, reset, reset_state):
+  """``cell.forward`` from ``reset_state`` (its parts (R, ·)) in the rows that ``reset`` (R, 1)
+  flags (an episode starts there; ``reset`` None: no resets); the saved state is the one it
+  started from."""
   if reset is not None:
-    h = jnp.where(reset, h_reset, h)
-  return forward_step(h, gi, w, b, valid, variant)
+    state = tuple(jnp.where(reset, r, s) for r, s in zip(reset_state, state, strict=True))
+  return cell.forward(state, gi, consts, valid)
 
 
-def reset_backward_step(dh, seq, w, valid, reset, variant: str = "torch"):
-  """:func:`backward_step`; in the rows that ``reset`` flags, the gradient with respect to the state
-  the step started from is ``h_reset``'s (returned after the cotangents), and none passes back."""
-  dh_prev, cts = backward_step(dh, seq, w, valid, variant)
+def reset_backward_step(cell, d, seq, consts, valid, reset):
+  """``cell.backward``; in the rows that ``reset`` flags, the gradient with respect to the state
+  the step started from is the reset state's (its parts returned after the cotangents), and none
+  passes back."""
+  d_prev, cts = cell.backward(d, seq, consts, valid)
   if reset is None:
-    return dh_prev, cts
-  zero = jnp.zeros_like(dh_prev)
-  return jnp.where(reset, zero, dh_prev), (*cts, jnp.where(reset, dh_prev, zero))
+    return d_prev, cts
+  kept = tuple(jnp.where(reset, jnp.zeros_like(p), p) for p in d_prev)
+  return kept, (*cts, *(jnp.where(reset, p, jnp.zeros_like(p)) for p in d_prev))
 
 
 def _scan(step, carry, seqs, lengths, reverse, resets=None):
@@ -122,45 +263,47 @@ def _scan(step, carry, seqs, lengths, reverse, resets=None):
   return lax.scan(lambda c, xs: step(c, xs[2:], xs[0] < lengths, xs[1]), carry, (t, resets, *seqs), reverse=reverse)
 
 
-def forward_scan(gi_r, gi_z, gi_n, h0, w, b, lengths, resets, h_reset, *, reverse: bool, save: bool, variant: str):
-  """(T, B, H) gates, (B, H), (3, H, H), (3, 1, H), (B, 1), resets (T, B, 1) and h_reset (B, H) or
-  None -> ``(out, h_last, *residuals)``."""
+def forward_scan(gis, state0, consts, lengths, resets, reset_state, *, cell, reverse: bool, save: bool):
+  """Gates G x (T, B, H), state parts (B, ·), consts, lengths (B, 1), resets (T, B, 1) and the
+  reset state's parts (B, ·) or None -> ``(out, last state, residuals)`` (residuals empty
+  unless ``save``)."""
 
-  def step(h, gi, valid, reset):
-    h, ys = reset_forward_step(h, gi, w, b, valid, reset, h_reset, variant)
-    return h, ys if save else ys[:1]
+  def step(state, gi, valid, reset):
+    state, ys = reset_forward_step(cell, state, gi, consts, valid, reset, reset_state)
+    return state, ys if save else ys[:1]
 
-  h_last, ys = _scan(step, h0, (gi_r, gi_z, gi_n), lengths, reverse, resets)
-  return (ys[0], h_last, *ys[1:])
+  last, ys = _scan(step, tuple(state0), tuple(gis), lengths, reverse, resets)
+  return ys[0], last, tuple(ys[1:])
 
 
-def backward_scan(d_out, d_last, w, lengths, resets, *saved, reverse: bool, variant: str):
-  """The forward's cotangents and residuals -> ``(*cotangents, dh0)``, time the other way; with
-  ``resets``, the last cotangent is h_reset's at each step (T, B, H)."""
+def backward_scan(d_out, d_last, consts, lengths, resets, saved, *, cell, reverse: bool):
+  """The forward's cotangents and residuals -> ``(cotangents, d_state0)``, time the other way;
+  with ``resets``, the cotangents end with the reset state's parts at each step (T, B, ·)."""
 
-  def step(dh, seq, valid, reset):
-    return reset_backward_step(dh, seq, w, valid, reset, variant)
+  def step(d, seq, valid, reset):
+    return reset_backward_step(cell, d, seq, consts, valid, reset)
 
-  dh0, ys = _scan(step, d_last, (d_out, *saved), lengths, not reverse, resets)
-  return (*ys, dh0)
+  d0, ys = _scan(step, tuple(d_last), (d_out, *saved), lengths, not reverse, resets)
+  return tuple(ys), d0
 
 
 # ---- the kernels --------------------------------------------------------------------------------
 
 
-def _loop_kernel(step, n_seq: int, n_const: int, steps: int, blocks: int, reverse: bool, resets: bool):
+def _loop_kernel(step, n_carry: int, n_seq: int, n_const: int, steps: int, blocks: int, reverse: bool, resets: bool):
   """A kernel running ``step(carry, seq_t, consts, valid, reset) -> (carry, ys_t)`` over one time block.
 
-  Refs: ``lengths`` (R, 1), ``init`` (R, H), with ``resets`` the flags (K, R, 1) (int32, nonzero
-  where the step resets), ``n_seq`` (K, R, H) inputs, ``n_const`` whole-array inputs (the reset
-  state (R, H) among them when the step needs it), then the (K, R, H) outputs and the carry
-  (R, H), which stays put across time blocks.
+  Refs: ``lengths`` (R, 1), the carry's ``n_carry`` initial parts (R, ·), with ``resets`` the
+  flags (K, R, 1) (int32, nonzero where the step resets), ``n_seq`` (K, R, ·) inputs,
+  ``n_const`` whole-array inputs (the reset state's parts (R, ·) among them when the step needs
+  them), then the (K, R, ·) outputs and the carry's parts, which stay put across time blocks.
   """
 
-  def kernel(len_ref, init_ref, *refs):
+  def kernel(len_ref, *refs):
+    init_refs, refs = refs[:n_carry], refs[n_carry:]
     flag_ref, refs = (refs[0], refs[1:]) if resets else (None, refs)
     seq_in, consts = refs[:n_seq], refs[n_seq : n_seq + n_const]
-    seq_out, carry_ref = refs[n_seq + n_const : -1], refs[-1]
+    seq_out, carry_refs = refs[n_seq + n_const : -n_carry], refs[-n_carry:]
     j = pl.program_id(1)
     first = (blocks - 1 - j if reverse else j) * steps  # this block's first time step
     lengths = len_ref[...]
@@ -173,15 +316,21 @@ def _loop_kernel(step, n_seq: int, n_const: int, steps: int, blocks: int, revers
         ref[i] = y
       return carry
 
+    def run(start_refs):
+      carry = lax.fori_loop(0, steps, body, tuple(ref[...] for ref in start_refs))
+      for ref, part in zip(carry_refs, carry, strict=True):
+        ref[...] = part
+
     if blocks == 1:  # the whole sequence in one block (GPU): nothing carried between blocks
-      carry_ref[...] = lax.fori_loop(0, steps, body, init_ref[...])
+      run(init_refs)
       return
 
     @pl.when(j == 0)
     def _():
-      carry_ref[...] = init_ref[...]
+      for ref, init in zip(carry_refs, init_refs, strict=True):
+        ref[...] = init[...]
 
-    carry_ref[...] = lax.fori_loop(0, steps, body, carry_ref[...])
+    run(carry_refs)
 
   return kernel
 
@@ -200,66 +349,80 @@ def _compiler_params(p: Plan):
   return None
 
 
-def _pallas(step, p: Plan, reverse: bool, n_out: int, lengths, init, seqs, consts, resets=None, rows=()):
-  """Pads (T, B) to whole blocks, runs ``step`` as a kernel, returns ``(*seq_outputs, carry)``.
+def _pallas(step, p: Plan, reverse: bool, out_widths, lengths, inits, seqs, consts, resets=None, rows=()):
+  """Pads (T, B) to whole blocks, runs ``step`` as a kernel, returns ``(seq_outputs, carry)``.
 
-  ``resets`` (T, B, 1) bool or None; ``rows``: (B, H) inputs blocked like the carry, handed to
+  ``inits``: the carry's parts (B, ·); ``out_widths``: the width of each (T, B, ·) output;
+  ``resets`` (T, B, 1) bool or None; ``rows``: (B, ·) inputs blocked like the carry, handed to
   ``step`` after ``consts``."""
-  steps, batch, hidden = seqs[0].shape
+  steps, batch = seqs[0].shape[:2]
   k = steps if p.steps is None else min(p.steps, steps)
   t_pad, b_pad = round_up(steps, k) - steps, round_up(batch, p.rows) - batch
   seqs = [jnp.pad(a, ((0, t_pad), (0, b_pad), (0, 0))) for a in seqs]
-  init, lengths = jnp.pad(init, ((0, b_pad), (0, 0))), jnp.pad(lengths, ((0, b_pad), (0, 0)))  # padded rows: length 0
-  rows = [jnp.pad(a, ((0, b_pad), (0, 0))) for a in rows]
+  pad_rows = lambda arrays: [jnp.pad(a, ((0, b_pad), (0, 0))) for a in arrays]  # noqa: E731
+  inits, rows, (lengths,) = pad_rows(inits), pad_rows(rows), pad_rows([lengths])  # padded rows: length 0
   blocks = (steps + t_pad) // k
   time_block = lambda i, j: (blocks - 1 - j if reverse else j, i, 0)  # noqa: E731
-  seq_spec = pl.BlockSpec((k, p.rows, hidden), time_block)
-  row_spec = pl.BlockSpec((p.rows, hidden), lambda i, j: (i, 0))
+  seq_spec = lambda width: pl.BlockSpec((k, p.rows, width), time_block)  # noqa: E731
+  row_spec = lambda width: pl.BlockSpec((p.rows, width), lambda i, j: (i, 0))  # noqa: E731
   const_specs = [pl.BlockSpec(c.shape, lambda i, j, nd=c.ndim: (0,) * nd) for c in consts]
   flags, flag_specs = [], []
   if resets is not None:  # int32 flags: a (K, R, 1) block like the sequences'
     flags = [jnp.pad(resets.astype(jnp.int32), ((0, t_pad), (0, b_pad), (0, 0)))]
     flag_specs = [pl.BlockSpec((k, p.rows, 1), time_block)]
+  dtype = inits[0].dtype
   outs = pl.pallas_call(
-    _loop_kernel(step, len(seqs), len(consts) + len(rows), k, blocks, reverse, resets is not None),
+    _loop_kernel(step, len(inits), len(seqs), len(consts) + len(rows), k, blocks, reverse, resets is not None),
     grid=((batch + b_pad) // p.rows, blocks),
     in_specs=[
-      pl.BlockSpec((p.rows, 1), lambda i, j: (i, 0)),
-      row_spec,
+      row_spec(1),
+      *[row_spec(a.shape[-1]) for a in inits],
       *flag_specs,
-      *[seq_spec] * len(seqs),
+      *[seq_spec(a.shape[-1]) for a in seqs],
       *const_specs,
-      *[row_spec] * len(rows),
+      *[row_spec(a.shape[-1]) for a in rows],
     ],
-    out_specs=[*[seq_spec] * n_out, row_spec],
-    out_shape=[*[jax.ShapeDtypeStruct(seqs[0].shape, init.dtype)] * n_out, jax.ShapeDtypeStruct(init.shape, init.dtype)],
+    out_specs=[*[seq_spec(w) for w in out_widths], *[row_spec(a.shape[-1]) for a in inits]],
+    out_shape=[
+      *[jax.ShapeDtypeStruct((steps + t_pad, batch + b_pad, w), dtype) for w in out_widths],
+      *[jax.ShapeDtypeStruct(a.shape, a.dtype) for a in inits],
+    ],
     interpret=p.interpret,
     compiler_params=_compiler_params(p),
-  )(lengths, init, *flags, *seqs, *consts, *rows)
-  return (*(a[:steps, :batch] for a in outs[:-1]), outs[-1][:batch])
+  )(lengths, *inits, *flags, *seqs, *consts, *rows)
+  n = len(out_widths)
+  return tuple(a[:steps, :batch] for a in outs[:n]), tuple(a[:batch] for a in outs[n:])
 
 
-def forward_kernel(p: Plan, reverse: bool, save: bool, variant: str):
-  def step(h, gi, consts, valid, reset):
-    h_reset = None if reset is None else consts[2][...]
-    h, ys = reset_forward_step(h, gi, consts[0], consts[1], valid, reset, h_reset, variant)
-    return h, ys if save else ys[:1]
+def forward_kernel(p: Plan, cell, reverse: bool, save: bool):
+  """:func:`forward_scan` as a kernel on ``p``."""
 
-  def run(gi_r, gi_z, gi_n, h0, w, b, lengths, resets, h_reset):
-    n_out = 1 + residual_count(variant) if save else 1
-    rows = () if resets is None else (h_reset,)
-    outs = _pallas(step, p, reverse, n_out, lengths, h0, (gi_r, gi_z, gi_n), (w, b), resets, rows)
-    return (outs[0], outs[-1], *outs[1:-1])
+  def run(gis, state0, consts, lengths, resets, reset_state):
+    n_const = len(consts)
+
+    def step(state, gi, refs, valid, reset):
+      reset_state = None if reset is None else tuple(ref[...] for ref in refs[n_const:])
+      state, ys = reset_forward_step(cell, state, gi, refs[:n_const], valid, reset, reset_state)
+      return state, ys if save else ys[:1]
+
+    parts, residuals, _ = cell.widths(gis[0].shape[-1], state0[0].shape[-1])
+    widths = (parts[0], *residuals) if save else (parts[0],)
+    rows = () if resets is None else tuple(reset_state)
+    ys, last = _pallas(step, p, reverse, widths, lengths, tuple(state0), tuple(gis), consts, resets, rows)
+    return ys[0], last, ys[1:]
 
   return run
 
 
-def backward_kernel(p: Plan, reverse: bool, variant: str):
-  def step(dh, seq, consts, valid, reset):
-    return reset_backward_step(dh, seq, consts[0], valid, reset, variant)
+def backward_kernel(p: Plan, cell, reverse: bool):
+  """:func:`backward_scan` as a kernel on ``p``."""
 
-  def run(d_out, d_last, w, lengths, resets, *saved):
-    n_out = (4 if variant == "torch" else 3) + (resets is not None)
-    return _pallas(step, p, not reverse, n_out, lengths, d_last, (d_out, *saved), (w,), resets)
+  def run(d_out, d_last, consts, lengths, resets, saved):
+    def step(d, seq, refs, valid, reset):
+      return reset_backward_step(cell, d, seq, refs, valid, reset)
+
+    parts, _, cts = cell.widths(saved[-1].shape[-1], d_out.shape[-1])
+    widths = cts + (parts if resets is not None else ())
+    return _pallas(step, p, not reverse, widths, lengths, tuple(d_last), (d_out, *saved), consts, resets)
 
   return run

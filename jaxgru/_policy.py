@@ -42,7 +42,7 @@ def check_gru_args(
   check_proj_size(proj_size, hidden_size, mode)
   _validate.check_nonlinearity(nonlinearity)
   check_dtypes(dtype, param_dtype)
-  _validate.check_impl(impl, _validate.check_variant(variant), mode)
+  _validate.check_impl(impl, _validate.check_variant(variant))
   for name, value in flags.items():
     _validate.check_flag(value, name)
   dropout = _validate.check_dropout(dropout)

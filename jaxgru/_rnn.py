@@ -52,7 +52,7 @@ def rnn(
     reset_state: the state a reset puts in, (L*D, H) or (L*D, B, H); zeros when None. Needs ``resets``.
     dropout: probability in [0, 1] of zeroing each output of every layer but the last.
     dropout_key: PRNG key; required when ``dropout > 0``.
-    impl: ``"fused"``, ``"reference"``, ``"native"`` or ``"auto"``, as :func:`jaxgru.lstm`'s.
+    impl: ``"fused"``, ``"reference"``, ``"native"``, ``"pallas"`` or ``"auto"``, as :func:`jaxgru.lstm`'s.
     remat: keep only each step's state for the backward pass.
 
   Returns:
@@ -71,7 +71,7 @@ def rnn(
     ((5, 2, 4), (2, 2, 4))
   """
   cell = _cell.RNN(_validate.check_nonlinearity(nonlinearity))
-  impl = _validate.check_impl(impl, "torch", "RNN")
+  impl = _validate.check_impl(impl, "torch")
   params = as_params(params)
   output, (h_n,) = _engine.run(
     cell,

@@ -38,14 +38,9 @@ def check_variant(variant: Any) -> str:
 IMPLS = ("auto", "fused", "reference", "pallas", "native")  # every implementation behind gru(impl=...); tests run over this tuple
 
 
-def check_impl(impl: Any, variant: str, mode: str = "GRU") -> str:
+def check_impl(impl: Any, variant: str) -> str:
   if impl not in IMPLS:
     raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
-  if impl == "pallas" and mode != "GRU":
-    raise ValueError(
-      f"impl='pallas' runs the GRU only; an {mode} runs on impl='native' (the CPU kernel), 'fused' (its "
-      "hand-written backward pass, every platform) or 'reference', and impl='auto' picks among the first two"
-    )
   if impl in ("fused", "native") and variant != "torch":
     raise ValueError(f"impl={impl!r} implements variant='torch' only, got variant={variant!r}; use impl='auto' or 'reference'")
   return impl

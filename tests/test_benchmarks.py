@@ -196,7 +196,9 @@ def test_gpu_script_dry_run_writes_its_reports(tmp_path, capsys):
   assert {c["mode"] for c in saved["cells"]} == set(shapes.MODES)
   assert all(set(c["results"]) == set(gpu.CONTENDERS) for c in saved["cells"])
   text = (tmp_path / "gpu-dry-run.md").read_text()
-  assert "| pallas | L=2 bi | bfloat16 | yes |" in text and "torch/pallas" in text
+  assert {r["cell"] for r in saved["parity"]} == {"gru", "lstm"}
+  assert "| gru | pallas | L=2 bi | bfloat16 | yes |" in text and "| lstm | pallas | L=2 bi | float32 | yes |" in text
+  assert "torch/pallas" in text
   assert [(c["shape"], c["mode"]) for c in saved["rl"]["cases"]] == [([8, 3, 2, 4], "train")]
   assert "## Recurrent-policy rollouts with episode resets" in text and "| 8x3x2x4 |" in text
   assert matplotlib.image.imread(tmp_path / "gpu-dry-run.png").shape[0] > 100

@@ -1,5 +1,7 @@
-"""impl="pallas": the kernels in Pallas interpret mode against the reference scan and torch, and
-lowered for CUDA, ROCm and TPU without a device (so that a kernel the lowering rejects fails here).
+"""impl="pallas": the kernels of every cell (the GRU's two variants, the LSTM with and without a
+projection, the tanh and ReLU RNN) in Pallas interpret mode against the reference scan and torch,
+and lowered for CUDA, ROCm and TPU without a device (so that a kernel the lowering rejects fails
+here).
 
 Interpret mode is slow to trace: shapes stay small, and every case goes through a few shared
 jitted functions.
@@ -23,22 +25,59 @@ from _helpers import assert_close, compare_with_torch, needs_set_mesh, random_to
 
 import jaxgru
 from jaxgru import _cell, _engine, _pallas
+from jaxgru import _pallas_kernel as _kernel
 
-I, H = 3, 4
+I, H, P = 3, 4, 2
+# The cells by the names the tests give them: "gru" (torch's), "classic" (the GRU's other
+# variant), "lstm", "lstm_proj" (projected to P, or to H / 2 at hardware sizes), "rnn_tanh",
+# "rnn_relu".
 
 
-def _random_params(key, layers=1, bias=True, bidirectional=False, hidden=H, inputs=I, dtype=jnp.float64):
-  params = jaxgru.init_gru_params(key, inputs, hidden, layers, bias, bidirectional, dtype=dtype)
+def _random_params(key, layers=1, bias=True, bidirectional=False, hidden=H, inputs=I, dtype=jnp.float64, cell="gru"):
+  if cell.startswith("lstm"):
+    proj = {"proj_size": P if hidden < 16 else hidden // 2} if cell == "lstm_proj" else {}
+    params = jaxgru.init_lstm_params(key, inputs, hidden, layers, bias, bidirectional, dtype=dtype, **proj)
+  elif cell.startswith("rnn"):
+    params = jaxgru.init_rnn_params(key, inputs, hidden, layers, bias, bidirectional, dtype=dtype)
+  else:
+    params = jaxgru.init_gru_params(key, inputs, hidden, layers, bias, bidirectional, dtype=dtype)
   return {k: 0.5 * jax.random.normal(jax.random.fold_in(key, i), v.shape, v.dtype) for i, (k, v) in enumerate(params.items())}
 
 
+def _run(cell, params, x, state=None, **options):
+  """``(output, state parts)`` of ``cell``'s layer; ``state`` one array per part, or None."""
+  if cell.startswith("lstm"):
+    out, hc = jaxgru.lstm(params, x, None if state is None else tuple(state), **options)
+    return out, hc
+  if cell.startswith("rnn"):
+    nonlinearity = cell.split("_")[1]
+    out, h = jaxgru.rnn(params, x, None if state is None else state[0], nonlinearity=nonlinearity, **options)
+    return out, (h,)
+  variant = "classic" if cell == "classic" else "torch"
+  out, h = jaxgru.gru(params, x, None if state is None else state[0], variant=variant, **options)
+  return out, (h,)
+
+
+def _state(cell, params, key, batch, dtype=jnp.float64):
+  """A random initial state for ``params``' layers: one array per part (h, and an LSTM's c)."""
+  spec = {"l": jaxgru.lstm_spec, "r": jaxgru.rnn_spec}.get(cell[0], jaxgru.gru_spec)(params)
+  widths = (spec.output_size, spec.hidden_size) if cell.startswith("lstm") else (spec.hidden_size,)
+  rows = spec.num_layers * spec.num_directions
+  return [jax.random.normal(jax.random.fold_in(key, k), (rows, batch, w), dtype) for k, w in enumerate(widths)]
+
+
 def _loss(out, h_n):
-  return jnp.sum(jnp.sin(out) * jnp.arange(1, out.shape[-1] + 1)) + jnp.sum(h_n * jnp.cos(h_n))
+  return jnp.sum(jnp.sin(out) * jnp.arange(1, out.shape[-1] + 1)) + sum(jnp.sum(s * jnp.cos(s)) for s in jax.tree.leaves(h_n))
 
 
-@functools.partial(jax.jit, static_argnames=("impl", "variant"))
-def _value_and_grads(params, x, h0, lengths, *, impl, variant="torch"):
+@functools.partial(jax.jit, static_argnames=("impl", "variant", "cell"))
+def _value_and_grads(params, x, h0, lengths, *, impl, variant="torch", cell=None):
+  """With ``cell`` (a cell's name), ``h0`` is a list of state parts; else a GRU's h0 (``variant``)."""
+
   def loss(p, x, h0):
+    if cell is not None:
+      out, state = _run(cell, p, x, h0, lengths=lengths, impl=impl)
+      return _loss(out, state)
     return _loss(*jaxgru.gru(p, x, h0, lengths=lengths, impl=impl, variant=variant))
 
   return jax.value_and_grad(loss, argnums=(0, 1, 2))(params, x, h0)
@@ -65,30 +104,67 @@ def test_matches_reference(x64, steps, batch, layers, bidirectional, bias, lengt
   assert_close(got, want, 1e-11)
 
 
-@functools.partial(jax.jit, static_argnames=("reverse", "blocks", "variant"))
-def _direction_grads(x, h0, w, valid, *, reverse, blocks, variant):
-  def loss(x, h0, w):
-    if blocks is None:
-      out, (h_last,) = _engine._scan_direction(_cell.GRU(variant), x, (h0,), w, valid, reverse, False)
-      return _loss(out, h_last)
-    return _loss(*_pallas.direction(x, h0, w, valid, reverse, False, variant, cpu_blocks=blocks))
+@pytest.mark.parametrize(
+  "cell, layers, bidirectional, bias, lengths",
+  [
+    ("lstm_proj", 2, True, True, [19, 4, 1, 16, 17, 2, 3, 5, 8, 9]),  # h of width P, c of width H: 2 x 2 blocks
+    ("lstm", 1, False, False, None),  # no projection, no biases
+    ("rnn_relu", 2, True, True, [19, 4, 1, 16, 17, 2, 3, 5, 8, 9]),
+    ("rnn_tanh", 1, True, False, None),
+  ],
+)
+def test_other_cells_match_reference(x64, cell, layers, bidirectional, bias, lengths):
+  """The LSTM's and the RNN's kernels: outputs, every part of the final state and every gradient
+  (params, x, h0 and c0) within float64 rounding of the reference scan."""
+  keys = jax.random.split(jax.random.key(19), 3)
+  params = _random_params(keys[0], layers, bias, bidirectional, hidden=5, cell=cell)
+  x = jax.random.normal(keys[1], (19, 10, I), jnp.float64)
+  state = _state(cell, params, keys[2], 10)
+  lengths = None if lengths is None else jnp.array(lengths)
+  want = _value_and_grads(params, x, state, lengths, impl="reference", cell=cell)
+  got = _value_and_grads(params, x, state, lengths, impl="pallas", cell=cell)
+  assert_close(got, want, 1e-11)
 
-  return jax.value_and_grad(loss, argnums=(0, 1, 2))(x, h0, w)
+
+_CELL_OF = {
+  "gru": _cell.GRU("torch"),
+  "classic": _cell.GRU("classic"),
+  "lstm": _cell.LSTM(),
+  "lstm_proj": _cell.LSTM(),
+  "rnn_tanh": _cell.RNN("tanh"),
+  "rnn_relu": _cell.RNN("relu"),
+}
+
+
+@functools.partial(jax.jit, static_argnames=("reverse", "blocks", "cell"))
+def _direction_grads(x, state, w, valid, *, reverse, blocks, cell):
+  def loss(x, state, w):
+    if blocks is None:
+      out, last = _engine._scan_direction(_CELL_OF[cell], x, state, w, valid, reverse, False)
+    else:
+      out, last = _pallas.direction(_CELL_OF[cell], x, state, w, valid, reverse, False, cpu_blocks=blocks)
+    return _loss(out, last)
+
+  return jax.value_and_grad(loss, argnums=(0, 1, 2))(x, state, w)
 
 
 # (rows, steps): many batch and time blocks; one of each
-@pytest.mark.parametrize("blocks, variant", [((2, 3), "torch"), ((1, 1), "torch"), ((4, 64), "torch"), ((2, 3), "classic")])
+@pytest.mark.parametrize(
+  "blocks, cell",
+  [((2, 3), "gru"), ((1, 1), "gru"), ((4, 64), "gru"), ((2, 3), "classic"), ((2, 3), "lstm_proj"), ((1, 1), "rnn_tanh")],
+)
 @pytest.mark.parametrize("reverse", [False, True])
-def test_blocks_match_reference(x64, blocks, variant, reverse):
-  """One direction under several block sizes: the carry crosses batch and time blocks intact."""
+def test_blocks_match_reference(x64, blocks, cell, reverse):
+  """One direction under several block sizes: the carry (every part of it) crosses batch and
+  time blocks intact."""
   key = jax.random.key(1)
-  p = _random_params(key)
-  w = tuple(p[k + "_l0"] for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+  p = _random_params(key, hidden=5 if cell.startswith("lstm") else H, cell=cell)
+  w = tuple(p[k + "_l0"] for k in _CELL_OF[cell].kinds("weight_hr_l0" in p))
   x = jax.random.normal(jax.random.fold_in(key, 7), (11, 5, I), jnp.float64)
-  h0 = jax.random.normal(jax.random.fold_in(key, 8), (5, H), jnp.float64)
+  state = tuple(s[0] for s in _state(cell, p, jax.random.fold_in(key, 8), 5))
   valid = jnp.arange(11)[:, None, None] < jnp.array([11, 4, 1, 9, 6])[None, :, None]
-  want = _direction_grads(x, h0, w, valid, reverse=reverse, blocks=None, variant=variant)
-  got = _direction_grads(x, h0, w, valid, reverse=reverse, blocks=blocks, variant=variant)
+  want = _direction_grads(x, state, w, valid, reverse=reverse, blocks=None, cell=cell)
+  got = _direction_grads(x, state, w, valid, reverse=reverse, blocks=blocks, cell=cell)
   assert_close(got, want, 1e-11)
 
 
@@ -215,20 +291,21 @@ def test_rejects_remat_and_auto_never_picks_it():
 _TRITON = "__gpu$xla.gpu.triton"
 
 
-def _exported_kernels(platform, hidden, layers=1, steps=20, batch=5, dtype=jnp.float32, variant="torch", resets=False):
-  """The custom calls of a jitted forward+backward through a bidirectional ``gru(..., impl="pallas")``
-  lowered for ``platform``; with ``resets``, episode resets and a learned reset state in."""
-  params = _random_params(jax.random.key(0), layers, True, True, hidden, 16, dtype)
+def _exported_kernels(platform, hidden, layers=1, steps=20, batch=5, dtype=jnp.float32, cell="gru", resets=False):
+  """The custom calls of a jitted forward+backward through a bidirectional layer of ``cell`` with
+  ``impl="pallas"`` lowered for ``platform`` (``lstm_proj``: P = H / 2); with ``resets``, episode
+  resets and a learned reset state in."""
+  params = _random_params(jax.random.key(0), layers, True, True, hidden, 16, dtype, cell)
   x = jnp.ones((steps, batch, 16), dtype)
   lengths = jnp.arange(batch) % steps + 1
   options = {}
   if resets:
     flags = (jnp.arange(steps)[:, None] + jnp.arange(batch)) % 7 == 0
-    options = {"resets": flags, "reset_state": jnp.ones((2 * layers, hidden), dtype)}
+    reset_state = tuple(s[:, 0] for s in _state(cell, params, jax.random.key(1), 1, dtype))
+    options = {"resets": flags, "reset_state": reset_state if cell.startswith("lstm") else reset_state[0]}
 
   def f(p, x):
-    gru = functools.partial(jaxgru.gru, lengths=lengths, impl="pallas", variant=variant, **options)
-    return jax.value_and_grad(lambda p, x: _loss(*gru(p, x)))(p, x)
+    return jax.value_and_grad(lambda p, x: _loss(*_run(cell, p, x, lengths=lengths, impl="pallas", **options)))(p, x)
 
   checks = [jax.export.DisabledSafetyCheck.custom_call(_TRITON)]  # Triton's call has no serialization guarantee
   exported = jax.export.export(jax.jit(f), platforms=[platform], disabled_checks=checks)(params, x)
@@ -236,56 +313,65 @@ def _exported_kernels(platform, hidden, layers=1, steps=20, batch=5, dtype=jnp.f
 
 
 @pytest.mark.parametrize(
-  "platform, hidden, layers, dtype, variant, kernel",
+  "platform, hidden, layers, dtype, cell, kernel",
   [
-    ("cuda", 128, 2, jnp.float32, "torch", _TRITON),
-    ("cuda", 16, 1, jnp.bfloat16, "torch", _TRITON),
+    ("cuda", 128, 2, jnp.float32, "gru", _TRITON),
+    ("cuda", 16, 1, jnp.bfloat16, "gru", _TRITON),
     ("cuda", 32, 1, jnp.float32, "classic", _TRITON),
-    ("rocm", 64, 1, jnp.float32, "torch", _TRITON),
-    ("tpu", 256, 2, jnp.float32, "torch", "tpu_custom_call"),
+    ("rocm", 64, 1, jnp.float32, "gru", _TRITON),
+    ("tpu", 256, 2, jnp.float32, "gru", "tpu_custom_call"),
     ("tpu", 128, 1, jnp.bfloat16, "classic", "tpu_custom_call"),
+    ("cuda", 64, 1, jnp.float32, "lstm_proj", _TRITON),
+    ("cuda", 32, 1, jnp.bfloat16, "lstm", _TRITON),
+    ("cuda", 16, 1, jnp.float32, "rnn_relu", _TRITON),
+    ("tpu", 256, 1, jnp.float32, "lstm_proj", "tpu_custom_call"),
+    ("tpu", 128, 1, jnp.bfloat16, "rnn_tanh", "tpu_custom_call"),
   ],
 )
-def test_lowers_for_devices(platform, hidden, layers, dtype, variant, kernel):
+def test_lowers_for_devices(platform, hidden, layers, dtype, cell, kernel):
   """Lowered without a device: one forward and one backward kernel per layer and direction."""
-  assert _exported_kernels(platform, hidden, layers, dtype=dtype, variant=variant).count(kernel) == 4 * layers
+  assert _exported_kernels(platform, hidden, layers, dtype=dtype, cell=cell).count(kernel) == 4 * layers
 
 
 @pytest.mark.parametrize(
-  "platform, hidden, variant, kernel",
-  [("cuda", 64, "torch", _TRITON), ("cuda", 32, "classic", _TRITON), ("tpu", 128, "torch", "tpu_custom_call")],
+  "platform, hidden, cell, kernel",
+  [
+    ("cuda", 64, "gru", _TRITON),
+    ("cuda", 32, "classic", _TRITON),
+    ("tpu", 128, "gru", "tpu_custom_call"),
+    ("cuda", 32, "lstm_proj", _TRITON),
+    ("tpu", 128, "lstm", "tpu_custom_call"),
+  ],
 )
-def test_lowers_for_devices_with_resets(platform, hidden, variant, kernel):
-  """Episode resets keep the kernels: the flags and the reset state go in as blocks, no fallback."""
-  assert _exported_kernels(platform, hidden, 2, variant=variant, resets=True).count(kernel) == 8
+def test_lowers_for_devices_with_resets(platform, hidden, cell, kernel):
+  """Episode resets keep the kernels: the flags and the reset state (each part of it) go in as
+  blocks, no fallback."""
+  assert _exported_kernels(platform, hidden, 2, cell=cell, resets=True).count(kernel) == 8
 
 
-@pytest.mark.parametrize("blocks, variant", [((2, 3), "torch"), ((1, 1), "classic"), ((4, 64), "torch")])
-def test_resets_across_blocks_match_reference(x64, blocks, variant):
-  """Resets under several block sizes (many batch and time blocks, one of each), both directions
-  and both variants, lengths in: outputs, final states and the gradients of the parameters, x,
-  h0 and the reset state."""
+@pytest.mark.parametrize("blocks, cell", [((2, 3), "gru"), ((1, 1), "classic"), ((4, 64), "gru"), ((2, 3), "lstm_proj")])
+def test_resets_across_blocks_match_reference(x64, blocks, cell):
+  """Resets under several block sizes (many batch and time blocks, one of each), both directions,
+  both GRU variants and the projected LSTM (h and c restart together), lengths in: outputs, final
+  states and the gradients of the parameters, x, the initial state and the reset state."""
   key = jax.random.key(3)
-  params = _random_params(key, 1, True, True)
+  params = _random_params(key, 1, True, True, hidden=5 if cell.startswith("lstm") else H, cell=cell)
   x = jax.random.normal(jax.random.fold_in(key, 7), (11, 5, I), jnp.float64)
-  h0 = jax.random.normal(jax.random.fold_in(key, 8), (2, 5, H), jnp.float64)
-  reset_state = jax.random.normal(jax.random.fold_in(key, 9), (2, 5, H), jnp.float64)
+  h0 = _state(cell, params, jax.random.fold_in(key, 8), 5)
+  reset_state = _state(cell, params, jax.random.fold_in(key, 9), 5)
   resets = jax.random.bernoulli(jax.random.fold_in(key, 10), 0.3, (11, 5)).at[0, 0].set(True)
   lengths = jnp.array([11, 4, 1, 9, 6])
 
-  def grads(direction):
-    def loss(params, x, h0, reset_state):
-      with mock.patch.object(_pallas, "direction", direction):
-        out = jaxgru.gru(params, x, h0, lengths=lengths, resets=resets, reset_state=reset_state, impl="pallas", variant=variant)
-      return _loss(*out)
+  def loss(params, x, h0, reset_state, impl):
+    given = tuple(reset_state) if cell.startswith("lstm") else reset_state[0]
+    return _loss(*_run(cell, params, x, h0, lengths=lengths, resets=resets, reset_state=given, impl=impl))
 
-    return jax.value_and_grad(loss, argnums=(0, 1, 2, 3))(params, x, h0, reset_state)
+  def grads(impl):
+    return jax.value_and_grad(loss, argnums=(0, 1, 2, 3))(params, x, h0, reset_state, impl)
 
-  want = jax.value_and_grad(
-    lambda *a: _loss(*jaxgru.gru(*a[:3], lengths=lengths, resets=resets, reset_state=a[3], impl="reference", variant=variant)),
-    argnums=(0, 1, 2, 3),
-  )(params, x, h0, reset_state)
-  assert_close(grads(functools.partial(_pallas.direction, cpu_blocks=blocks)), want, 1e-11)
+  with mock.patch.object(_pallas, "direction", functools.partial(_pallas.direction, cpu_blocks=blocks)):
+    got = grads("pallas")
+  assert_close(got, grads("reference"), 1e-11)
 
 
 @pytest.mark.parametrize("platform, hidden", [("cuda", 24), ("tpu", 64)])
@@ -297,6 +383,12 @@ def test_falls_back_outside_the_plans(platform, hidden):
 
 def test_plans():
   assert _pallas.plan("cpu", 100, 3, 4, jnp.float64).interpret
+  lstm = _kernel.LSTMSteps(proj=True)
+  assert _pallas.plan("cuda", 100, 3, 128, jnp.float32, lstm, 64).steps is None  # H and P: powers of two
+  assert _pallas.plan("cuda", 100, 3, 128, jnp.float32, lstm, 48) is None
+  assert _pallas.plan("tpu", 100, 3, 256, jnp.float32, lstm, 128).rows == 8
+  assert _pallas.plan("tpu", 100, 3, 256, jnp.float32, lstm, 64) is None  # P: whole lanes too
+  assert _pallas.plan("tpu", 100, 200, 128, jnp.float32, _kernel.RNNSteps()).rows == 64
   assert _pallas.plan("cuda", 100, 3, 256, jnp.float32).steps is None  # the whole sequence in one program
   assert _pallas.plan("cuda", 100, 3, 256, jnp.float64) is None
   assert _pallas.plan("cuda", 100, 3, 512, jnp.float32) is None  # past the registers' bound

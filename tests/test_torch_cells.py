@@ -18,7 +18,7 @@ from conftest import FLOAT32, FLOAT64
 import jaxgru
 
 I, H, P, T, B = 3, 5, 2, 6, 4
-IMPLS = ["fused", "native", "reference"]  # "auto" runs native (CPU) or fused; Pallas runs the GRU only
+IMPLS = ["fused", "native", "reference", "pallas"]  # "auto" runs native (CPU) or fused; Pallas interpreted on the CPU
 NATIVE = "native"
 
 
@@ -51,8 +51,9 @@ class Case:
 
 
 # float64 proves the maths, on the fused path and the native kernel in every case and on the
-# reference (a plain scan over the engine, which the GRU's grid tests in 20 cases) in the fullest
-# two; float32 the kernels, in the case that reaches every code path. The LSTM without a projection
+# reference (a plain scan over the engine, which the GRU's grid tests in 20 cases) and the Pallas
+# kernels (interpreted; tests/test_pallas.py runs them against the reference) in the fullest two;
+# float32 the kernels, in the case that reaches every code path. The LSTM without a projection
 # and the ReLU RNN differ from the projected LSTM and the tanh RNN only inside the cell: they run
 # the cases that reach it.
 CASES = [
@@ -62,14 +63,15 @@ CASES = [
   Case(bidirectional=True, unbatched=True, h0=True),
   Case(layers=2, bidirectional=True, batch_first=True, lengths=[1, T, 1, 2]),
 ]
-FULL = [(c, FLOAT64, impl) for impl in ("fused", NATIVE) for c in CASES] + [(CASES[i], FLOAT64, "reference") for i in (2, 3)]
-FULL += [(CASES[2], FLOAT32, "fused"), (CASES[2], FLOAT32, NATIVE)]
+FULL = [(c, FLOAT64, impl) for impl in ("fused", NATIVE) for c in CASES]
+FULL += [(CASES[i], FLOAT64, impl) for impl in ("reference", "pallas") for i in (2, 3)]
+FULL += [(CASES[2], FLOAT32, impl) for impl in ("fused", NATIVE, "pallas")]
 INSIDE = [(CASES[2], precision, impl) for precision in (FLOAT64, FLOAT32) for impl in ("fused", NATIVE)]
 CELL_GRID = {
   "lstm_proj": FULL,
   "rnn_tanh": FULL,
   "lstm": [(CASES[i], FLOAT64, "fused") for i in (0, 1)] + [(CASES[2], FLOAT64, "reference")] + INSIDE,
-  "rnn_relu": [(CASES[0], FLOAT64, "fused")] + INSIDE,
+  "rnn_relu": [(CASES[0], FLOAT64, "fused"), (CASES[2], FLOAT64, "pallas")] + INSIDE,
 }
 GRID = [marked(cell, *entry) for cell, entries in CELL_GRID.items() for entry in entries]
 
@@ -259,8 +261,8 @@ def test_torch_refusals_and_clear_errors():
     jaxgru.lstm(params, x, resets=jnp.zeros((T, B), bool), reset_state=(jnp.zeros((2, H)), None))
   with pytest.raises(ValueError, match="reset_state is the state that resets put in"):
     jaxgru.lstm(params, x, reset_state=(jnp.zeros((2, P)), None))
-  with pytest.raises(ValueError, match="impl='pallas' runs the GRU only; an LSTM runs on impl='native'"):
-    jaxgru.lstm(params, x, impl="pallas")
+  with pytest.raises(ValueError, match="remat=True is not supported by impl='pallas'"):
+    jaxgru.lstm(params, x, impl="pallas", remat=True)
   with pytest.raises(ValueError, match="params do not describe a torch.nn.LSTM"):
     jaxgru.lstm(jaxgru.init_gru_params(key, I, H), x)  # a GRU's params: 3H rows, not 4H
   with pytest.raises(ValueError, match="unexpected key.*weight_hr_l0"):
