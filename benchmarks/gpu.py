@@ -84,7 +84,7 @@ def _random_layer(
 
 def run_parity(device: str, jax_device: jax.Device, dry_run: bool) -> list[dict[str, Any]]:
   """One :func:`parity.compare` per cell, implementation, configuration, dtype and lengths setting
-  (the dry run: the GRU and the projected LSTM)."""
+  (the dry run: the GRU, and the projected LSTM in float32)."""
   steps, batch, inputs, hidden = (6, 3, 4, 16) if dry_run else (24, 8, 32, 64)
   rng = np.random.default_rng(0)
   lengths = rng.integers(1, steps + 1, batch)
@@ -97,6 +97,8 @@ def run_parity(device: str, jax_device: jax.Device, dry_run: bool) -> list[dict[
   for cell, (layers, bi), (dtype_name, dtype), with_lengths, impl in itertools.product(
     cells, configs, dtypes, lengths_or_not, PARITY_IMPLS
   ):
+    if dry_run and cell != "gru" and dtype_name != "float32":
+      continue
     module = _random_layer(cell, layers, bi, dtype, device, (inputs, hidden))
     x = rng.standard_normal((steps, batch, inputs)).astype(np.float32)
     h0 = rng.standard_normal((layers * (1 + bi), batch, hidden)).astype(np.float32)
