@@ -1,6 +1,6 @@
 """Builds the optional native kernel (native/gru_kernel.cc); everything else is in pyproject.toml.
 
-The kernel is an XLA FFI custom call that ``jaxgru._native`` loads with ``ctypes``: a plain shared
+The kernel is an XLA FFI custom call that ``jaxgru._native_library`` loads with ``ctypes``: a plain shared
 library, not a CPython extension. So it is named ``jaxgru/_gru_kernel.so`` whatever the Python,
 and the wheel is tagged ``py3-none-<platform>``: one wheel serves every Python the project
 supports. It is compiled against the XLA FFI headers of the oldest jaxlib in the supported range
@@ -92,7 +92,7 @@ def _check(library: str) -> str | None:
 
 
 # Why the installed jaxgru has no kernel, written beside where the kernel would be (read by
-# jaxgru._native.native_status()); absent when the kernel was built and passed its check.
+# jaxgru._native_library.native_status()); absent when the kernel was built and passed its check.
 WHY_NOT = "_gru_kernel.txt"
 
 

@@ -18,7 +18,7 @@ rm -f "$scratch"/jaxgru/_gru_kernel*.so
 # CPPFLAGS: setuptools passes it to the C++ compile (CFLAGS it does not: until this check, the
 # proxy ran the full AVX-512 kernel, benchmarks/NOTES.md, entry 11f).
 (cd "$scratch" && CPPFLAGS="-DJAXGRU_MAX_ISA_AVX2" "$python" setup.py -q build_ext --inplace >/dev/null)
-engine=$(cd "$scratch" && "$python" -c "from jaxgru import _native; print(_native.isa())")
+engine=$(cd "$scratch" && "$python" -c "from jaxgru import _native_library; print(_native_library.isa())")
 if [ "$engine" != avx2 ]; then
   echo "avx2_proxy.sh: the rebuilt kernel runs the '$engine' engine, not avx2; nothing was measured" >&2
   exit 1

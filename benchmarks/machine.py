@@ -44,7 +44,7 @@ def describe(device: str, precision: str) -> dict[str, Any]:
   import flax
   import optax
 
-  from jaxgru import _native
+  from jaxgru import _native_library
 
   gpu = torch.cuda.get_device_name() if device == "cuda" else None
   env = {k: os.environ[k] for k in ENV_KEYS if k in os.environ}
@@ -63,9 +63,9 @@ def describe(device: str, precision: str) -> dict[str, Any]:
       f"XLA's own pool (one thread per usable core: {usable}); env {env or 'none set'}"
     ),
     "native": (
-      f"the kernel's float32 products on its {_native.isa()} engine, float64 and weight gradients on OpenBLAS"
-      if _native.native_available()
-      else f"not available: {_native.native_status()}"
+      f"the kernel's float32 products on its {_native_library.isa()} engine, float64 and weight gradients on OpenBLAS"
+      if _native_library.native_available()
+      else f"not available: {_native_library.native_status()}"
     ),
     "dtype": "float32",
     "matmul_precision": precision,

@@ -13,7 +13,7 @@
 from jaxgru import linen
 from jaxgru._core import gru, gru_cell, gru_step
 from jaxgru._lstm import lstm, lstm_cell
-from jaxgru._native import export_checks, native_available, native_status
+from jaxgru._native_library import export_checks, native_available, native_status
 from jaxgru._nnx import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
 from jaxgru._params import (
   GRUSpec,

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jaxgru import _cell, _compat, _fused, _native, _pallas, _validate
+from jaxgru import _cell, _compat, _fused, _native, _native_library, _pallas, _validate
 from jaxgru._params import RecurrentSpec, layer_key
 
 State = tuple[jax.Array, ...]
@@ -88,10 +88,12 @@ def _stack(
   torch_gru = isinstance(cell, _cell.GRU) and cell.variant == "torch"
   fused = impl == "fused" or (impl == "auto" and (torch_gru or not isinstance(cell, _cell.GRU)))
   if impl == "native":
-    _native.require(x)
+    _native_library.require(x)
   # auto: the native kernel where XLA lowers the program for the CPU, the fused path for any other
   # platform (a GPU, a TPU, jax.export for them): the kernel's calls lower per platform
-  native_layers = impl == "native" or (impl == "auto" and _native.serves(cell) and _native.auto_picks(x, spec.hidden_size, cell))
+  native_layers = impl == "native" or (
+    impl == "auto" and _native_library.serves(cell) and _native_library.auto_picks(x, spec.hidden_size, cell)
+  )
   kinds = cell.kinds(spec.proj_size > 0)
 
   def directions(layer_in, state, ws, valid, reset):

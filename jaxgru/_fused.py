@@ -16,6 +16,10 @@ It is a ``jax.custom_vjp``: reverse mode of any order works (the backward pass i
 differentiable JAX); forward mode cannot go through a ``custom_vjp``, so :func:`jaxgru.gru`
 falls back to the reference scan when it meets ``jax.jvp``.
 
+Its pieces (:func:`forward`, :func:`output`, :func:`layer` and its backward pass
+:func:`layer_bwd`) are also the native kernel's XLA twin (:mod:`jaxgru._native`): what its calls
+lower to off the CPU, and its higher derivatives.
+
 Axis legend: T time, B batch, I input size, H hidden size, K steps per chunk.
 """
 
@@ -83,7 +87,7 @@ def entering(starts: jax.Array | None, reverse: bool) -> jax.Array | None:
   return jnp.concatenate([starts[1:], jnp.zeros_like(starts[:1])])
 
 
-def _forward(
+def forward(
   cell: _cell.Cell,
   x: jax.Array,
   state0: State,
@@ -114,23 +118,23 @@ def _forward(
   return _over_chunks(chunk, state0, (x, valid, resets), k)
 
 
-def _output(states: jax.Array, valid: jax.Array | None) -> jax.Array:
+def output(states: jax.Array, valid: jax.Array | None) -> jax.Array:
   return states if valid is None else jnp.where(valid, states, jnp.zeros_like(states))
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 5, 6))
-def _layer(cell, x, state0, w, valid, remat: bool, k: int, resets=None, reset_state=None):
-  last, states = _forward(cell, x, state0, w, valid, False, k, resets, reset_state)
-  return _output(states[0], valid), last
+def layer(cell, x, state0, w, valid, remat: bool, k: int, resets=None, reset_state=None):
+  last, states = forward(cell, x, state0, w, valid, False, k, resets, reset_state)
+  return output(states[0], valid), last
 
 
-def _layer_fwd(cell, x, state0, w, valid, remat, k, resets=None, reset_state=None):
-  last, saved = _forward(cell, x, state0, w, valid, not remat, k, resets, reset_state)
+def layer_fwd(cell, x, state0, w, valid, remat, k, resets=None, reset_state=None):
+  last, saved = forward(cell, x, state0, w, valid, not remat, k, resets, reset_state)
   states, gates = (saved, None) if remat else saved
-  return (_output(states[0], valid), last), (x, state0, w, valid, states, gates, resets, reset_state)
+  return (output(states[0], valid), last), (x, state0, w, valid, states, gates, resets, reset_state)
 
 
-def _layer_bwd(cell, remat, k, residuals, cotangents):
+def layer_bwd(cell, remat, k, residuals, cotangents):
   """The backward pass. With resets, a flagged step's gradient with respect to the state it
   started from goes to ``reset_state`` (summed over the flagged steps), none to the state before."""
   x, state0, w, valid, states, saved, resets, reset_state = residuals
@@ -197,7 +201,7 @@ def _dots(a: tuple, blocks: tuple) -> jax.Array:
   return functools.reduce(lambda acc, pair: acc + jnp.dot(*pair), zip(a[1:], blocks[1:], strict=True), jnp.dot(a[0], blocks[0]))
 
 
-_layer.defvjp(_layer_fwd, _layer_bwd)
+layer.defvjp(layer_fwd, layer_bwd)
 
 
 def direction(
@@ -220,5 +224,5 @@ def direction(
   """
   if reverse:
     x, valid, resets = (None if a is None else jnp.flip(a, 0) for a in (x, valid, resets))
-  out, last = _layer(cell, x, state0, w, valid, remat, chunk_size(x.shape[0]), resets, reset_state)
+  out, last = layer(cell, x, state0, w, valid, remat, chunk_size(x.shape[0]), resets, reset_state)
   return (jnp.flip(out, 0) if reverse else out), last

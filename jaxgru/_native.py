@@ -1,14 +1,9 @@
 r"""``impl="native"``: one layer of torch's GRU, LSTM or RNN, both directions when bidirectional,
 through the C++ kernel in ``native/gru_kernel.cc``.
 
-The kernel is an XLA FFI custom call (CPU only, float32 and float64), a shared library that
-``ctypes`` loads (``jaxgru/_gru_kernel.so``, one for every Python). It is built by ``pip install``
-when a C++ compiler is there (``setup.py``; the build is optional), against the FFI API of the
-oldest supported jaxlib (0.1, jaxlib 0.7.0), which every newer one accepts; it does its
-matrix products with OpenBLAS from the ``scipy-openblas32`` wheel, one thread per call of BLAS;
-the batch is split across XLA's own intra-op thread pool, so the kernel uses the threads XLA
-was given and no others. :func:`native_available` says whether it can run, and
-:func:`native_status` why not.
+The kernel is an XLA FFI custom call (CPU only, float32 and float64); loading it, its targets,
+what it serves and when ``impl="auto"`` takes it are :mod:`jaxgru._native_library`'s. This module
+runs it as a layer: its calls as JAX primitives, their autodiff and their sharding.
 
 The kernel carries a state of one row per batch member: h, or for the LSTM h and c side by side
 (W = O + H wide, O the output size: P when projecting, else H); the functions below join a
@@ -37,12 +32,7 @@ kernel's state width, D directions (1 or 2).
 
 from __future__ import annotations
 
-import ctypes
 import functools
-import os
-import pathlib
-import sys
-import warnings
 
 import jax
 import jax.extend
@@ -50,204 +40,12 @@ import jax.numpy as jnp
 from jax.interpreters import mlir
 
 from jaxgru import _cell, _fused, _partition
-
-_SUFFIX = {jnp.dtype(jnp.float32): "f32", jnp.dtype(jnp.float64): "f64"}
-_TARGETS = ("forward", "forward_save", "backward")
-# The cells the kernel has, and the residuals its forward pass keeps for the backward one, (·, H)
-# each: the fused path's (jaxgru._cell), in the same order.
-_CELLS = (_cell.GRU(), _cell.LSTM(), _cell.RNN("tanh"), _cell.RNN("relu"))
-_SAVED = {"GRU": 4, "LSTM": 5, "RNN": 1}
-
-
-def serves(cell: _cell.Cell) -> bool:
-  """Whether the kernel has ``cell`` (every cell but the classic GRU variant)."""
-  return cell in _CELLS
-
-
-def _prefix(cell: _cell.Cell) -> str:
-  """The name before ``_forward``, ``_forward_save`` and ``_backward`` of ``cell``'s targets."""
-  if isinstance(cell, _cell.RNN):
-    return f"jaxgru_rnn_{cell.nonlinearity}"
-  return "jaxgru" if isinstance(cell, _cell.GRU) else "jaxgru_lstm"
-
-
-# Every FFI target the kernel registers. jax.export refuses custom calls it cannot vouch for: an
-# export for the CPU that keeps the kernel passes
-# disabled_checks=[jax.export.DisabledSafetyCheck.custom_call(t) for t in TARGET_NAMES], and only a
-# process that imported jaxgru (which registers them) runs it.
-TARGET_NAMES = tuple(
-  f"{_prefix(cell)}_{target}_{suffix}" for cell in _CELLS for target in _TARGETS for suffix in _SUFFIX.values()
-)
-
-
-@functools.cache
-def _load() -> str | None:
-  """Loads the kernel and its BLAS and registers the FFI targets; returns why not, or None.
-
-  Never raises: a kernel that was built but cannot load or register here (a JAX whose XLA FFI
-  is older than the kernel's, a missing BLAS, JAXGRU_NATIVE_ISA naming an engine this CPU lacks)
-  warns once with the reason, and the XLA paths serve. A kernel that was not built at all (no
-  C++ compiler at install time) is not warned about: :func:`native_status` says so.
-  """
-  library = pathlib.Path(__file__).parent / "_gru_kernel.so"  # setup.py's name for every Python
-  if not library.exists():
-    why = library.with_suffix(".txt")  # written by setup.py where it installed no kernel
-    reason = why.read_text().strip() if why.is_file() else "pip install needs a C++17 compiler"
-    return f"the extension jaxgru/_gru_kernel is not installed: {reason} (see the guide 'Supported versions')"
-  try:
-    reason = _register(library)
-  except Exception as error:  # whatever a broken install or an incompatible XLA raises
-    reason = f"registering its XLA FFI targets failed: {type(error).__name__}: {error}"
-  if reason is not None:
-    warnings.warn(
-      f"jaxgru's native CPU kernel is off ({reason}); impl='auto' runs the XLA paths, which give the same "
-      "numbers. jaxgru.native_status() repeats this reason; see the guide 'Supported versions'.",
-      RuntimeWarning,
-      stacklevel=_caller_level(),
-    )
-  return reason
-
-
-def _caller_level() -> int:
-  """The ``stacklevel`` that points a warning at the first frame outside jaxgru, jax and flax
-  (the user's call, however deep inside them the kernel was first needed)."""
-  frame, level = sys._getframe(2), 2  # the frame that calls warnings.warn is level 1
-  while frame is not None and frame.f_globals.get("__name__", "").partition(".")[0] in ("jaxgru", "jax", "flax"):
-    frame, level = frame.f_back, level + 1
-  return level
-
-
-def _register(library: pathlib.Path) -> str | None:
-  """Loads ``library`` and OpenBLAS, points the kernel at OpenBLAS and registers the targets."""
-  try:
-    import scipy_openblas32
-  except ImportError:
-    return "scipy-openblas32 (the BLAS the kernel calls) is not installed: pip install scipy-openblas32"
-  blas_path = pathlib.Path(scipy_openblas32.get_lib_dir()) / f"lib{scipy_openblas32.get_library()}.so"
-  try:
-    blas = ctypes.CDLL(str(blas_path))
-    kernel = ctypes.CDLL(str(library))
-  except OSError as error:
-    return f"could not load the kernel or its BLAS: {error}"
-  prefix = scipy_openblas32.get_library().removeprefix("lib").split("_openblas")[0]  # "scipy"
-  blas[f"{prefix}_openblas_set_num_threads"](1)  # the threads are XLA's (the batch split), not BLAS's
-  kernel.jaxgru_set_blas(
-    ctypes.cast(blas[f"{prefix}_cblas_sgemm"], ctypes.c_void_p), ctypes.cast(blas[f"{prefix}_cblas_dgemm"], ctypes.c_void_p)
-  )
-  isa = os.environ.get("JAXGRU_NATIVE_ISA")
-  if isa and not kernel.jaxgru_select_isa(isa.encode()):
-    return (
-      f"JAXGRU_NATIVE_ISA={isa!r} is not an instruction set this CPU and build run (one of {', '.join(ISAS)}, where supported)"
-    )
-  kernel.jaxgru_isa.restype = ctypes.c_char_p
-  _load.isa = kernel.jaxgru_isa().decode()
-  for name in TARGET_NAMES:
-    jax.ffi.register_ffi_target(name, jax.ffi.pycapsule(kernel[name]), platform="cpu")
-  _load.libraries = (blas, kernel)  # keep both loaded
-  return None
-
-
-# The float32 engines, best first (native/gru_gemm.h); JAXGRU_NATIVE_ISA picks one below the best
-# that the CPU runs (the tests run each on one machine; benchmarks compare them).
-ISAS = ("avx512", "avx2", "blas")
-
-
-def isa() -> str | None:
-  """The engine of the kernel's float32 products: ``"avx512"`` or ``"avx2"`` (its own, on weights
-  packed once per call), ``"blas"`` (OpenBLAS, where neither runs), or ``None`` when the kernel
-  cannot run."""
-  return _load.isa if _load() is None else None
-
-
-def native_status() -> str | None:
-  """Why the native kernel cannot run here, or ``None`` when it can (it then serves CPU only).
-
-  Returns:
-    The reason in one sentence (the kernel not built, as with no compiler at install or the pure
-    wheel, or refused by the install-time check; its BLAS missing; an XLA too old), or None. Never
-    raises; the XLA paths serve wherever the kernel cannot.
-
-  Example:
-    >>> reason = jaxgru.native_status()
-    >>> reason is None or isinstance(reason, str)
-    True
-  """
-  return _load()
-
-
-def native_available() -> bool:
-  """Whether ``impl="native"`` can run: the kernel was built and its BLAS loads.
-
-  Returns:
-    True when the kernel is loaded and registered; :func:`native_status` says why not otherwise.
-
-  Example:
-    >>> jaxgru.native_available() == (jaxgru.native_status() is None)
-    True
-  """
-  return _load() is None
-
-
-def export_checks() -> list[jax.export.DisabledSafetyCheck]:
-  """The ``disabled_checks`` that let :func:`jax.export.export` keep the native kernel in a CPU export.
-
-  ``jax.export`` refuses custom calls it cannot vouch for, and the kernel's are such calls. An
-  exported program that holds them runs only in a process that has imported jaxgru (which
-  registers the kernel), with a jaxgru whose kernel has the same targets. Exports for other
-  platforms never hold the kernel and need none of this; nor does ``impl="fused"``.
-
-  Returns:
-    One ``jax.export.DisabledSafetyCheck.custom_call`` per target of the kernel.
-
-  Example:
-    >>> params = jaxgru.init_gru_params(jax.random.key(0), 3, 4)
-    >>> f = jax.jit(lambda p, x: jaxgru.gru(p, x)[0])
-    >>> exported = jax.export.export(f, platforms=["cpu"], disabled_checks=jaxgru.export_checks())(params, jnp.ones((5, 2, 3)))
-    >>> exported.out_avals[0].shape
-    (5, 2, 4)
-  """
-  return [jax.export.DisabledSafetyCheck.custom_call(name) for name in TARGET_NAMES]
-
-
-# impl="auto" takes the kernel up to these hidden sizes: where it measured faster than the fused
-# path. float32 on the AVX-512 engine: up to 1024 (Intel Xeon, benchmarks/NOTES.md, entry 11d; at
-# 2048 its forward lost). Everywhere else, up to 512: float64 and OpenBLAS alone (AMD EPYC, entry
-# 10f), and the AVX2 engine, as fast as OpenBLAS or faster at the step's products (entry 11f) but
-# measured against the fused path only by a proxy whose XLA still ran AVX-512 products.
-AUTO_MAX_HIDDEN = 1024
-AUTO_MAX_HIDDEN_BLAS = 512
-
-
-def auto_max_hidden(dtype) -> int:
-  """The largest hidden size at which ``impl="auto"`` takes the kernel for ``dtype``."""
-  return AUTO_MAX_HIDDEN if jnp.dtype(dtype) == jnp.float32 and isa() == "avx512" else AUTO_MAX_HIDDEN_BLAS
-
-
-def auto_picks(x: jax.Array, hidden_size: int, cell: _cell.Cell = _CELLS[0]) -> bool:
-  """Whether ``impl="auto"`` takes the kernel for ``x`` (T, B, I) where XLA lowers for the CPU: it
-  is built, serves the dtype, and the hidden size is one where it measured faster
-  (:func:`auto_max_hidden`). The platform is not asked here: the kernel's calls lower to the
-  custom call on the CPU and to the fused path on any other platform, so one program takes the
-  kernel on the CPU and the fused path on a GPU or TPU (``jax.export`` for those included).
-  Sharded or not: each device runs it on its own rows of the batch (see :func:`layer`)."""
-  if not native_available() or jnp.dtype(x.dtype) not in _SUFFIX:
-    return False
-  return hidden_size <= auto_max_hidden(x.dtype)
+from jaxgru import _native_library as _library
 
 
 def _batch_axes(x: jax.Array):
   """The mesh axes that x's batch axis (1) is explicitly sharded over, or None."""
   return (tuple(jax.typeof(x).sharding.spec) + (None, None))[1]
-
-
-def require(x: jax.Array) -> None:
-  """Raises a ValueError saying why ``impl="native"`` cannot run on ``x``, if it cannot."""
-  if (reason := native_status()) is not None:
-    raise ValueError(f"impl='native' is not available here: {reason}; use impl='auto' or 'fused'")
-  if jnp.dtype(x.dtype) not in _SUFFIX:
-    raise ValueError(f"impl='native' computes in float32 or float64, got x of dtype {x.dtype}; use impl='auto' or 'fused'")
-  if jax.default_backend() != "cpu":
-    raise ValueError(f"impl='native' runs on the CPU only, the default backend is {jax.default_backend()!r}; use impl='auto'")
 
 
 def _operands(x, h0, w, valid, starts, h_reset):
@@ -292,7 +90,7 @@ def _forward(cell, x, h0, w, valid, starts, h_reset, save: bool, remat: bool):
     (steps, batch), (directions, width) = x.shape[:2], (h0.shape[0], h0.shape[-1])
     out_size, hidden = w_hh.shape[-1], w_hh.shape[1] // cell.gates
     states = (directions, steps, batch, width) if save else (0,)
-    gates = (directions, steps, batch, _SAVED[cell.name] * hidden) if save and not remat else (0,)
+    gates = (directions, steps, batch, _library.SAVED[cell.name] * hidden) if save and not remat else (0,)
     shapes = [(steps, batch, directions * out_size), (directions, batch, width), states, gates]
     return _call(cell, "forward_save" if save else "forward", (x, h0, w_ih, w_hh, *rest), shapes)
 
@@ -319,8 +117,8 @@ def _reference_forward(cell, x, h0, w, valid, starts, h_reset):
   """(out, h_last, states) by the fused path's forward scans: plain JAX, differentiable both ways."""
   outs, lasts, states = [], [], []
   for d, (x_d, h0_d, w_d, valid_d, e_d, r_d) in enumerate(_directions(cell, x, h0, w, valid, starts, h_reset)):
-    last, states_d = _fused._forward(cell, x_d, h0_d, w_d, valid_d, False, _fused.chunk_size(x.shape[0]), e_d, r_d)
-    out = _fused._output(states_d[0], valid_d)
+    last, states_d = _fused.forward(cell, x_d, h0_d, w_d, valid_d, False, _fused.chunk_size(x.shape[0]), e_d, r_d)
+    out = _fused.output(states_d[0], valid_d)
     outs.append(jnp.flip(out, 0) if d else out)
     lasts.append(_join(last))
     states.append(_join(states_d))
@@ -331,7 +129,7 @@ def _reference_layer(cell, x, h0, w, valid, starts, h_reset):
   """(out, h_last) by the fused path's custom_vjp, one direction at a time."""
   outs, lasts = [], []
   for d, (x_d, h0_d, w_d, valid_d, e_d, r_d) in enumerate(_directions(cell, x, h0, w, valid, starts, h_reset)):
-    out, last = _fused._layer(cell, x_d, h0_d, w_d, valid_d, False, _fused.chunk_size(x.shape[0]), e_d, r_d)
+    out, last = _fused.layer(cell, x_d, h0_d, w_d, valid_d, False, _fused.chunk_size(x.shape[0]), e_d, r_d)
     outs.append(jnp.flip(out, 0) if d else out)
     lasts.append(_join(last))
   return jnp.concatenate(outs, -1), jnp.stack(lasts)
@@ -376,9 +174,9 @@ def _fused_forward_kernel(x, h0, w_ih, w_hh, b_ih, b_hh, w_hr, mask, starts, h_r
   for d, (x_d, h0_d, w_d, valid_d, e_d, r_d) in enumerate(
     _directions(cell, x, h0, w, mask[..., None], *_resets(starts, h_reset))
   ):
-    last, saved = _fused._forward(cell, x_d, h0_d, w_d, valid_d, gates_kept, k, e_d, r_d)
+    last, saved = _fused.forward(cell, x_d, h0_d, w_d, valid_d, gates_kept, k, e_d, r_d)
     states_d, saved = saved if gates_kept else (saved, None)
-    out = _fused._output(states_d[0], valid_d)
+    out = _fused.output(states_d[0], valid_d)
     outs.append(jnp.flip(out, 0) if d else out)
     lasts.append(_join(last))
     states.append(_join(states_d))
@@ -404,10 +202,10 @@ def _fused_backward_kernel(
     _directions(cell, x, h0, w, mask[..., None], *_resets(starts, h_reset))
   ):
     d_out_d = d_out[..., d * out_size : (d + 1) * out_size]
-    saved = None if remat else tuple(jnp.split(gates[d], _SAVED[cell.name], axis=-1))
+    saved = None if remat else tuple(jnp.split(gates[d], _library.SAVED[cell.name], axis=-1))
     residuals = (x_d, h0_d, w_d, valid_d, _split(cell, states[d], out_size), saved, e_d, r_d)
     cotangents = (jnp.flip(d_out_d, 0) if d else d_out_d, _split(cell, d_last[d], out_size))
-    dx_d, dh0_d, dw_d, _, _, d_reset_d = _fused._layer_bwd(cell, remat, k, residuals, cotangents)
+    dx_d, dh0_d, dw_d, _, _, d_reset_d = _fused.layer_bwd(cell, remat, k, residuals, cotangents)
     dxs.append(jnp.flip(dx_d, 0) if d else dx_d)
     dh0s.append(_join(dh0_d))
     dws.append(dw_d)
@@ -421,7 +219,7 @@ def _fused_backward_kernel(
 
 def _kernel_primitive(cell: _cell.Cell, target: str, fused):
   """A primitive for ``cell``'s ``target`` calls: ``bind(*operands, shapes=..., dtype=..., **attributes)``."""
-  name = f"{_prefix(cell)}_{target}"
+  name = f"{_library.prefix(cell)}_{target}"
   primitive = jax.extend.core.Primitive(name)
   primitive.multiple_results = True
   primitive.def_abstract_eval(lambda *_, shapes, dtype, **__: [jax.core.ShapedArray(s, dtype) for s in shapes])
@@ -429,7 +227,7 @@ def _kernel_primitive(cell: _cell.Cell, target: str, fused):
   primitive.def_impl(lambda *operands, **params: compiled(tuple(sorted(params.items())))(*operands))  # eager calls
 
   def on_cpu(ctx, *operands, shapes, dtype, **attributes):
-    return jax.ffi.ffi_lowering(f"{name}_{_SUFFIX[dtype]}")(ctx, *operands, **attributes)
+    return jax.ffi.ffi_lowering(f"{name}_{_library.SUFFIX[dtype]}")(ctx, *operands, **attributes)
 
   def elsewhere(ctx, *operands, shapes, dtype, **attributes):
     run = functools.partial(fused, cell=cell, shapes=shapes, **attributes)
@@ -442,8 +240,8 @@ def _kernel_primitive(cell: _cell.Cell, target: str, fused):
 
 _KERNELS = {
   (cell, target): _kernel_primitive(cell, target, _fused_backward_kernel if target == "backward" else _fused_forward_kernel)
-  for cell in _CELLS
-  for target in _TARGETS
+  for cell in _library.CELLS
+  for target in _library.TARGETS
 }
 
 

@@ -36,13 +36,13 @@ def main(package: str) -> int:
   stub = types.ModuleType("jaxgru")  # the package without its __init__, which imports flax
   stub.__path__ = [package]
   sys.modules["jaxgru"] = stub
-  from jaxgru import _core, _lstm, _native, _params, _rnn
+  from jaxgru import _core, _lstm, _native_library, _params, _rnn
 
-  if (reason := _native.native_status()) is not None:
+  if (reason := _native_library.native_status()) is not None:
     print(f"the kernel does not load: {reason}")
     return 1
-  kernel = _native._load.libraries[1]
-  engines = [isa for isa in _native.ISAS if kernel.jaxgru_select_isa(isa.encode())]
+  kernel = _native_library.load.libraries[1]
+  engines = [isa for isa in _native_library.ISAS if kernel.jaxgru_select_isa(isa.encode())]
 
   T, B, I, H, P = 7, 5, 6, 19, 4
   # cell: (init, layer, its state's feature sizes, keyword arguments)

@@ -17,7 +17,7 @@ from _helpers import compare_with_torch, needs_native, random_torch
 from flax import nnx
 
 import jaxgru
-from jaxgru import _fused, _native
+from jaxgru import _fused, _native_library
 
 I, H, B = 3, 4, 3
 NATIVE = [pytest.param("native", False, marks=needs_native), pytest.param("native", True, marks=needs_native)]
@@ -113,7 +113,7 @@ def test_auto_exports_for_an_accelerator_from_the_cpu(x64, platforms):
   path, not the CPU kernel, although this process runs on the CPU with the kernel built."""
   *_, exported = _exported(platforms)
   assert exported.platforms == tuple(platforms)
-  assert not any(name in exported.mlir_module() for name in _native.TARGET_NAMES)
+  assert not any(name in exported.mlir_module() for name in _native_library.TARGET_NAMES)
 
 
 @needs_native

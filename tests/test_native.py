@@ -22,7 +22,7 @@ import torch
 from _helpers import assert_close, compare_with_torch, needs_native, needs_set_mesh, random_torch, run_python
 
 import jaxgru
-from jaxgru import _native
+from jaxgru import _native, _native_library
 
 I, H = 3, 5
 
@@ -66,13 +66,13 @@ def test_auto_picks_the_kernel_where_it_measured_faster():
     hlo = jax.jit(lambda p, x: jaxgru.gru(p, x, **kwargs)).lower(params, jnp.ones((4, 2, I), dtype)).as_text()
     return "jaxgru_forward" in hlo
 
-  limit = _native.auto_max_hidden(jnp.float32)
-  assert limit == (_native.AUTO_MAX_HIDDEN if _native.isa() == "avx512" else _native.AUTO_MAX_HIDDEN_BLAS)
+  limit = _native_library.auto_max_hidden(jnp.float32)
+  assert limit == (_native_library.AUTO_MAX_HIDDEN if _native_library.isa() == "avx512" else _native_library.AUTO_MAX_HIDDEN_BLAS)
   assert runs_kernel(H) and runs_kernel(limit) and not runs_kernel(limit + 1)
   with jax.enable_x64(True):
-    assert _native.auto_max_hidden(jnp.float64) == _native.AUTO_MAX_HIDDEN_BLAS
-    assert runs_kernel(_native.AUTO_MAX_HIDDEN_BLAS, jnp.float64) and not runs_kernel(
-      _native.AUTO_MAX_HIDDEN_BLAS + 1, jnp.float64
+    assert _native_library.auto_max_hidden(jnp.float64) == _native_library.AUTO_MAX_HIDDEN_BLAS
+    assert runs_kernel(_native_library.AUTO_MAX_HIDDEN_BLAS, jnp.float64) and not runs_kernel(
+      _native_library.AUTO_MAX_HIDDEN_BLAS + 1, jnp.float64
     )
   assert not runs_kernel(H, jnp.bfloat16)
   assert not runs_kernel(H, variant="classic") and not runs_kernel(H, impl="fused")
@@ -249,7 +249,7 @@ ENGINE_SHAPES = [
 _ENGINE_CHECK = """
 import functools
 import numpy as np, jax, jax.numpy as jnp
-from jaxgru import _cell, _fused, _native
+from jaxgru import _cell, _fused, _native, _native_library
 
 CELL = {"gru": _cell.GRU(), "lstm": _cell.LSTM(), "rnn_tanh": _cell.RNN("tanh"), "rnn_relu": _cell.RNN("relu")}
 
@@ -290,29 +290,29 @@ def check(shapes):
       for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
         a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
         err, scale = float(np.max(np.abs(a - b))), max(1.0, float(np.max(np.abs(b))))
-        assert err <= 2e-5 * scale, (_native.isa(), cell, steps, batch, inputs, hidden, directions, proj, remat, err, scale)
+        assert err <= 2e-5 * scale, (_native_library.isa(), cell, steps, batch, inputs, hidden, directions, proj, remat, err, scale)
 """
 ENGINE: dict = {}
 exec(_ENGINE_CHECK, ENGINE)  # noqa: S102  (the helpers that the subprocesses run too)
 
 
 @needs_native
-@pytest.mark.parametrize("isa", _native.ISAS)
+@pytest.mark.parametrize("isa", _native_library.ISAS)
 def test_each_engine_matches_the_fused_path(isa):
   """Every float32 engine this CPU runs (JAXGRU_NATIVE_ISA), gradients included, against the fused
   path: the best one here, the others each in a process of its own."""
-  if isa == _native.isa():
+  if isa == _native_library.isa():
     ENGINE["check"](ENGINE_SHAPES)
     return
   proc = run_python(
     textwrap.dedent(f"""
     import os
     os.environ["JAXGRU_NATIVE_ISA"] = {isa!r}
-    from jaxgru import _native
-    if _native.native_status() is not None:
-      print("unsupported:", _native.native_status())
+    from jaxgru import _native_library
+    if _native_library.native_status() is not None:
+      print("unsupported:", _native_library.native_status())
       raise SystemExit
-    assert _native.isa() == {isa!r}
+    assert _native_library.isa() == {isa!r}
     """)
     + _ENGINE_CHECK
     + f"check({ENGINE_SHAPES!r})\nprint('ok')\n"
@@ -491,7 +491,7 @@ def test_elsewhere_the_kernels_calls_lower_to_the_fused_path_with_the_same_resul
     starts = jnp.asarray(rng.random((steps, batch, 1)) < 0.3) & valid
     h_reset = jnp.asarray(rng.standard_normal(h0.shape))
   operands = _native._operands(x, h0, w, valid, starts, h_reset)
-  T, B, H, D, W, O, S = steps, batch, hidden, directions, h0.shape[-1], proj or hidden, _native._SAVED[kernel_cell.name]
+  T, B, H, D, W, O, S = steps, batch, hidden, directions, h0.shape[-1], proj or hidden, _native_library.SAVED[kernel_cell.name]
   G = kernel_cell.gates * H
   # each direction's own order of steps: the reverse one's first is the input's last
   own = jnp.stack([valid[:, :, 0], jnp.flip(valid[:, :, 0], 0)][:D])[..., None]
