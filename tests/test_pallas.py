@@ -223,24 +223,30 @@ def test_second_order_matches_reference(x64, variant):
   assert_close(outer("pallas"), outer("reference"), 1e-10)
 
 
-def test_bfloat16_carries_float32():
+# The LSTM's weights drawn smaller: at the GRU's scale its gradients grow ~300x over the sequence
+# and every bfloat16 path drifts from float32 maths by more than a tenth.
+@pytest.mark.parametrize("cell, scale, factor", [("gru", 1.0, 3), ("lstm_proj", 0.3, 2)])
+def test_bfloat16_carries_float32(cell, scale, factor):
   """bfloat16 params and input: bfloat16 products accumulated in float32, float32 carry. Against
-  float32 maths on the same (rounded) numbers it is far closer than the all-bfloat16 reference."""
-  params = _random_params(jax.random.key(9), bidirectional=True, hidden=32, inputs=8, dtype=jnp.bfloat16)
+  float32 maths on the same (rounded) numbers it is far closer than the all-bfloat16 reference
+  (``factor`` times closer, at least: the LSTM carries c besides h in bfloat16 there)."""
+  params = _random_params(jax.random.key(9), bidirectional=True, hidden=32, inputs=8, dtype=jnp.float32, cell=cell)
+  params = jax.tree.map(lambda a: (scale * a).astype(jnp.bfloat16), params)
   x = jax.random.normal(jax.random.key(10), (30, 4, 8)).astype(jnp.bfloat16)
-  h0 = jnp.zeros((2, 4, 32), jnp.bfloat16)
+  h0 = [jnp.zeros((2, 4, w), jnp.bfloat16) for w in ((16, 32) if cell == "lstm_proj" else (32,))]
   lengths = jnp.array([30, 7, 1, 22])
   with jax.default_matmul_precision("highest"):
-    exact = _value_and_grads(*jax.tree.map(lambda a: a.astype(jnp.float32), (params, x, h0)), lengths, impl="reference")
+    as_float32 = jax.tree.map(lambda a: a.astype(jnp.float32), (params, x, h0))
+    exact = _value_and_grads(*as_float32, lengths, impl="reference", cell=cell)
     errors = {}
     for impl in ("pallas", "reference"):
-      got = _value_and_grads(params, x, h0, lengths, impl=impl)
+      got = _value_and_grads(params, x, h0, lengths, impl=impl, cell=cell)
       assert all(a.dtype == jnp.bfloat16 for a in jax.tree.leaves(got[1]))
       errors[impl] = max(
         float(jnp.max(jnp.abs(a.astype(jnp.float32) - b)) / jnp.max(jnp.abs(b)))
         for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(exact), strict=True)
       )
-  assert errors["pallas"] < 2e-2 and errors["pallas"] < errors["reference"] / 3, errors
+  assert errors["pallas"] < 2e-2 and errors["pallas"] < errors["reference"] / factor, errors
 
 
 def test_empty_batch_like_reference():
