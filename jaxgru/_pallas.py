@@ -73,14 +73,15 @@ def plan(platform: str, steps: int, batch: int, hidden: int, dtype, cell=None, o
   if jnp.dtype(dtype) not in (jnp.float32, jnp.bfloat16):
     return None
   cell = _k.GRUSteps() if cell is None else cell
-  widths = {hidden, hidden if out is None else out}
+  out = hidden if out is None else out
+  widths = {hidden, out}
   if platform in ("cuda", "rocm"):  # Triton: power-of-two values, dot sides >= 16; blocks stay in HBM
     ok = all(16 <= w <= 256 and w & (w - 1) == 0 for w in widths)
     return _k.Plan(platform, rows=16, steps=None) if ok else None
   if platform == "tpu" and all(w % 128 == 0 for w in widths):  # Mosaic: whole lanes
     k = 8
     for rows in (64, 32, 16, 8):  # the most rows whose blocks fit
-      if rows <= max(_k.round_up(batch, 8), 8) and _tpu_vmem_bytes(k, rows, cell, hidden, out or hidden) <= TPU_VMEM_BYTES:
+      if rows <= max(_k.round_up(batch, 8), 8) and _tpu_vmem_bytes(k, rows, cell, hidden, out) <= TPU_VMEM_BYTES:
         return _k.Plan(platform, rows=rows, steps=k)
   return None
 
@@ -206,8 +207,9 @@ def direction(
   w_g = w_hh.reshape(gates, hidden, w_hh.shape[1])
   b_g = jnp.zeros((gates, 1, hidden), carry) if b_hh is None else b_hh.reshape(gates, 1, hidden).astype(carry)
   consts = (w_g, b_g) + (() if w_hr is None else (w_hr,))
+  # B = 0: the scans on every platform
   plans = tuple((p, plan(p, steps, batch, hidden, x.dtype, steps_of_cell, out) if batch else None) for p in PLATFORMS)
-  if cpu_blocks is not None:  # B = 0 above: the scans
+  if cpu_blocks is not None:
     plans = (("cpu", _k.Plan("cpu", *cpu_blocks, interpret=True)), *plans[1:])
   run = functools.partial(_recurrence, cell=steps_of_cell, reverse=reverse, plans=plans)
   run = _per_shard(run, x, gates, len(state0), len(consts), resets is not None)
